@@ -1,0 +1,40 @@
+"""Draw each face's numbered box and name on the photo, for the CLI's `--annotate` and the bot."""
+
+from __future__ import annotations
+
+from PIL import Image, ImageDraw, ImageFont
+
+from .answers import FaceAnswer, PhotoAnswer
+from .decode import DecodeLimits, decode_image
+
+__all__ = ["BOX_COLOURS", "annotate", "face_caption"]
+
+# Sure answers in green, unsure in amber: readable on most photos and to most colour-blind eyes.
+BOX_COLOURS = {True: (46, 204, 64), False: (255, 170, 0)}
+
+
+def face_caption(number: int, face: FaceAnswer) -> str:
+    """`1. Jessica Chastain 97%`, or `1. not sure (Jessica Chastain 55%)`."""
+    percent = f"{face.label} {face.confidence:.0%}"
+    return f"{number}. {percent}" if face.sure else f"{number}. not sure ({percent})"
+
+
+def annotate(data: bytes, answer: PhotoAnswer, limits: DecodeLimits | None = None) -> Image.Image:
+    """The photo, upright and at working size, with a numbered box and caption on each face."""
+    image = decode_image(data, limits)
+    im = Image.fromarray(image.pixels).copy()
+    draw = ImageDraw.Draw(im)
+    line = max(2, round(max(im.size) / 400))
+    font = ImageFont.load_default(size=max(12, round(max(im.size) / 45)))
+    for number, face in enumerate(answer.faces, start=1):
+        left, top, right, bottom = (round(v * image.scale) for v in face.box)
+        colour = BOX_COLOURS[face.sure]
+        draw.rectangle((left, top, right, bottom), outline=colour, width=line)
+        caption = face_caption(number, face)
+        tl, tt, tr, tb = draw.textbbox((0, 0), caption, font=font)
+        text_w, text_h = tr - tl + 2 * line, tb - tt + 2 * line
+        x = max(0, min(left, im.width - text_w))  # keep the caption inside the photo
+        y = top - text_h if top >= text_h else bottom
+        draw.rectangle((x, y, x + text_w, y + text_h), fill=colour)
+        draw.text((x + line, y + line - tt), caption, fill=(0, 0, 0), font=font)
+    return im

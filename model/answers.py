@@ -1,0 +1,66 @@
+"""What the model says about a photo: one answer per face, or why there is none."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = ["FaceAnswer", "Outcome", "PhotoAnswer"]
+
+Outcome = Literal["ok", "no_face", "error"]
+
+
+@dataclass
+class FaceAnswer:
+    """One face: where it is, who it most looks like, and how sure the model is."""
+
+    box: tuple[int, int, int, int]  # left, top, right, bottom in the photo's pixels
+    label: str  # the most probable class
+    confidence: float  # that class's probability
+    sure: bool  # confidence reached the threshold
+    probabilities: dict[str, float]
+
+    def to_json(self) -> dict:
+        return {
+            "box": list(self.box),
+            "label": self.label,
+            "confidence": round(self.confidence, 6),
+            "sure": self.sure,
+            "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
+        }
+
+
+@dataclass
+class PhotoAnswer:
+    """The answer for one photo: faces largest first, or "no_face", or an error to show the user."""
+
+    outcome: Outcome
+    faces: list[FaceAnswer] = field(default_factory=list)
+    error: str | None = None  # a sentence fit for a chat user, when outcome is "error"
+    error_kind: str | None = None  # the error's class name, for programs
+    too_small: int = 0  # faces found but too small to name
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+
+    @property
+    def note(self) -> str | None:
+        """Why there is no answer, in words, when there is none."""
+        if self.outcome == "error":
+            return self.error
+        if self.outcome == "no_face":
+            if self.too_small:
+                return "The faces in this photo are too small for me to recognise; try a closer photo."
+            return "I can't find a face in this photo."
+        return None
+
+    def to_json(self, path: str | None = None) -> dict:
+        result = {
+            "path": path,
+            "outcome": self.outcome,
+            "error": self.error if self.outcome == "error" else None,
+            "faces": [face.to_json() for face in self.faces],
+        }
+        if self.outcome != "ok":
+            result["message"] = self.note
+        if self.too_small:
+            result["too_small"] = self.too_small
+        return result

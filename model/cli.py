@@ -1,0 +1,92 @@
+"""Command line: every face in each photo, its box, label and confidence; JSON for scripts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .decode import DecodeLimits
+
+__all__ = ["main", "read_photo"]
+
+_BATCH = 16  # photos per forward pass: bounds memory on long argument lists
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m model", description="Name every face in each photo.")
+    p.add_argument("photos", nargs="+", type=Path, help="image files (JPEG, PNG, GIF, WebP, BMP, TIFF)")
+    p.add_argument("--model", type=Path, default=None, help="exported learner (default: model/export.pkl)")
+    p.add_argument("--json", action="store_true", help="print one JSON list, one object per photo")
+    p.add_argument("--annotate", type=Path, metavar="DIR", help="write each photo with its faces boxed")
+    p.add_argument(
+        "--threshold", type=float, default=None, help="confidence below which a face is 'not sure'"
+    )
+    return p
+
+
+def read_photo(path: Path, limits: DecodeLimits) -> bytes | str:
+    """The file's bytes, or a sentence saying why it cannot be read; never reads past the cap."""
+    try:
+        with path.open("rb") as f:
+            data = f.read(limits.max_bytes + 1)
+    except OSError as e:
+        return f"Can't read this file: {e.strerror or e}."
+    if len(data) > limits.max_bytes:
+        return f"This file is over {limits.max_bytes / (1024 * 1024):.0f} MB, the most I take."
+    return data
+
+
+def _describe(path: Path, answer) -> list[str]:
+    from .annotate import face_caption
+
+    if answer.outcome != "ok":
+        return [f"{path}: {answer.note}"]
+    count = len(answer.faces)
+    lines = [f"{path}: {count} face{'s' if count != 1 else ''}"]
+    for number, face in enumerate(answer.faces, start=1):
+        lines.append(f"  {face_caption(number, face)}  box={list(face.box)}")
+    return lines
+
+
+def _annotate(out_dir: Path, path: Path, data: bytes, answer) -> None:
+    from .annotate import annotate
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    annotate(data, answer).save(out_dir / f"{path.stem}.annotated.jpg", quality=90)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns 0 when every photo was read, 1 when some could not be, 2 without a model."""
+    args = _parser().parse_args(argv)
+    # Imported here so `--help` and argument errors answer at once, without loading torch.
+    from .answers import PhotoAnswer
+    from .serving import DEFAULT_MODEL_PATH, DEFAULT_THRESHOLD, FaceClassifier, ModelNotFound
+
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    try:
+        classifier = FaceClassifier.load(args.model or DEFAULT_MODEL_PATH, threshold=threshold)
+    except ModelNotFound as e:
+        print(e, file=sys.stderr)
+        return 2
+    results = []
+    for start in range(0, len(args.photos), _BATCH):
+        paths = args.photos[start : start + _BATCH]
+        read = [read_photo(p, classifier.limits) for p in paths]
+        photos = [data for data in read if isinstance(data, bytes)]
+        answers = iter(classifier.classify_many(photos))
+        for path, data in zip(paths, read, strict=True):
+            if isinstance(data, str):
+                results.append((path, None, PhotoAnswer("error", error=data, error_kind="FileError")))
+            else:
+                results.append((path, data, next(answers)))
+    for path, data, answer in results:
+        if args.annotate and answer.outcome == "ok":
+            _annotate(args.annotate, path, data, answer)
+        if not args.json:
+            print("\n".join(_describe(path, answer)))
+    if args.json:
+        print(json.dumps([answer.to_json(str(path)) for path, _, answer in results], indent=2))
+    return 1 if any(answer.outcome == "error" for _, _, answer in results) else 0

@@ -1,0 +1,161 @@
+"""dlib's face recognition ResNet re-built as a PyTorch module, with its weights read from dlib's file.
+
+The layout follows dlib's `dnn_face_recognition_ex.cpp` network ("anet_type"); the details that
+make the numbers match dlib's (padding, the shortcut addition) are in
+`../shared/notes/face-encoder-verified.md`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .dlib_dat import EncoderWeights, read_face_encoder_dat
+from .resources import face_encoder_dat_path
+
+__all__ = [
+    "CHIP_SIZE",
+    "DESCRIPTOR_SIZE",
+    "ChannelAffine",
+    "FaceEncoder",
+    "ResBlock",
+    "default_cache_dir",
+    "load_face_encoder",
+]
+
+CHIP_SIZE = 150
+DESCRIPTOR_SIZE = 128
+# (channels, number of blocks, first block down-samples) for dlib's levels 4 to 0.
+_LEVELS = ((32, 3, False), (64, 4, True), (128, 3, True), (256, 3, True), (256, 1, True))
+
+
+class ChannelAffine(nn.Module):
+    """dlib's `affine` layer: batch norm frozen into a per-channel scale and shift."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.bias[:, None, None], x, self.weight[:, None, None])
+
+
+def _add_like_dlib(block: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
+    """dlib's `add_prev`: the sum takes the larger size in every dim, missing parts count as zero."""
+    target = [max(a, b) for a, b in zip(block.shape[1:], shortcut.shape[1:], strict=True)]
+
+    def grow(t: torch.Tensor) -> torch.Tensor:
+        c, h, w = t.shape[1:]
+        if [c, h, w] == target:
+            return t
+        return F.pad(t, (0, target[2] - w, 0, target[1] - h, 0, target[0] - c))
+
+    return grow(block) + grow(shortcut)
+
+
+class ResBlock(nn.Module):
+    """A residual block; a down-sampling one halves the size and averages its input for the shortcut."""
+
+    def __init__(self, n_in: int, n_out: int, down: bool) -> None:
+        super().__init__()
+        stride = 2 if down else 1
+        # dlib pads a convolution only when its stride is 1.
+        self.conv1 = nn.Conv2d(n_in, n_out, 3, stride=stride, padding=0 if down else 1)
+        self.aff1 = ChannelAffine(n_out)
+        self.conv2 = nn.Conv2d(n_out, n_out, 3, padding=1)
+        self.aff2 = ChannelAffine(n_out)
+        self.down = down
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.aff1(self.conv1(x)))
+        y = self.aff2(self.conv2(y))
+        if self.down:
+            return F.relu(_add_like_dlib(y, F.avg_pool2d(x, 2, 2)))
+        return F.relu(y + x)
+
+
+class FaceEncoder(nn.Module):
+    """150x150 aligned face chips (fastai's float images in [0, 1], NCHW) to 128-d descriptors."""
+
+    def __init__(self, input_mean: tuple[float, float, float] = (122.782, 117.001, 104.298)) -> None:
+        super().__init__()
+        # dlib feeds (pixel - mean) / 256 with pixels in 0..255; fastai gives pixel / 255.
+        mean = torch.tensor(input_mean, dtype=torch.float32)
+        self.register_buffer("input_scale", torch.tensor(255.0 / 256.0))
+        self.register_buffer("input_shift", (mean / 256.0)[None, :, None, None])
+        self.stem = nn.Conv2d(3, 32, 7, stride=2, padding=0)
+        self.stem_aff = ChannelAffine(32)
+        blocks, n_in = [], 32
+        for n_out, count, first_down in _LEVELS:
+            for i in range(count):
+                blocks.append(ResBlock(n_in, n_out, down=first_down and i == 0))
+                n_in = n_out
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(256, DESCRIPTOR_SIZE, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x * self.input_scale - self.input_shift
+        x = F.relu(self.stem_aff(self.stem(x)))
+        x = F.max_pool2d(x, 3, 2)
+        x = self.blocks(x)
+        return self.fc(x.mean(dim=(2, 3)))
+
+    def load_dlib_weights(self, weights: EncoderWeights) -> None:
+        """Copy the parameters read from dlib's file into this module."""
+        convs = [self.stem] + [c for b in self.blocks for c in (b.conv1, b.conv2)]
+        affines = [self.stem_aff] + [a for b in self.blocks for a in (b.aff1, b.aff2)]
+        if len(convs) != len(weights.conv_weights) or len(affines) != len(weights.affine_gammas):
+            raise ValueError("the weights do not fit this network's layers")
+        with torch.no_grad():
+            for conv, w, b in zip(convs, weights.conv_weights, weights.conv_biases, strict=True):
+                conv.weight.copy_(torch.from_numpy(w))
+                conv.bias.copy_(torch.from_numpy(b))
+            for aff, g, b in zip(affines, weights.affine_gammas, weights.affine_betas, strict=True):
+                aff.weight.copy_(torch.from_numpy(g))
+                aff.bias.copy_(torch.from_numpy(b))
+            self.fc.weight.copy_(torch.from_numpy(weights.fc_weight))
+            mean = torch.tensor(weights.input_mean, dtype=torch.float32)
+            self.input_shift.copy_((mean / 256.0)[None, :, None, None])
+
+
+def default_cache_dir() -> Path:
+    """Where converted weights are kept: `$DOPPELBOT_CACHE`, else the user's cache folder."""
+    if env := os.environ.get("DOPPELBOT_CACHE"):
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "doppelbot"
+
+
+def _cache_name(dat_path: Path) -> str:
+    stat = dat_path.stat()
+    key = f"{dat_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()
+    return f"face_encoder_{hashlib.sha256(key).hexdigest()[:16]}.pt"
+
+
+def load_face_encoder(dat_path: str | Path | None = None, cache_dir: str | Path | None = None) -> FaceEncoder:
+    """dlib's pretrained encoder as a `FaceEncoder`, converted from the `.dat` once and cached."""
+    dat_path = Path(dat_path) if dat_path else face_encoder_dat_path()
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    cached = cache_dir / _cache_name(dat_path)
+    encoder = FaceEncoder()
+    if cached.is_file():
+        try:
+            encoder.load_state_dict(torch.load(cached, weights_only=True))
+            return encoder
+        except Exception:
+            pass
+    encoder.load_dlib_weights(read_face_encoder_dat(dat_path))
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_suffix(f".{os.getpid()}.tmp")
+        torch.save(encoder.state_dict(), partial)
+        os.replace(partial, cached)  # atomic, so a concurrent start never reads half a file
+    except OSError:
+        pass  # a read-only home still works, it just converts again next time
+    return encoder

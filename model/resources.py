@@ -1,0 +1,40 @@
+"""Where dlib's model files live: the `face-recognition-models` package, found without importing it."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+__all__ = ["MissingResourceError", "face_encoder_dat_path", "landmarks_dat_path", "models_dir"]
+
+
+class MissingResourceError(FileNotFoundError):
+    """A dlib model file is not installed."""
+
+
+def models_dir() -> Path:
+    """The `models/` folder of the installed `face_recognition_models` package."""
+    # Importing the package runs `import pkg_resources`, which new setuptools no longer ships.
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingResourceError(
+            "the package face-recognition-models is not installed: run pip install -e ."
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "models"
+
+
+def _model_file(name: str) -> Path:
+    path = models_dir() / name
+    if not path.is_file():
+        raise MissingResourceError(f"{path} is missing: reinstall face-recognition-models")
+    return path
+
+
+def face_encoder_dat_path() -> Path:
+    """dlib's face recognition ResNet weights."""
+    return _model_file("dlib_face_recognition_resnet_model_v1.dat")
+
+
+def landmarks_dat_path() -> Path:
+    """dlib's 5-point face landmark predictor."""
+    return _model_file("shape_predictor_5_face_landmarks.dat")

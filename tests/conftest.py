@@ -1,0 +1,90 @@
+"""Shared fixtures: a face finder, and a small face learner trained and exported once per session."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from imagery import CLASSES, astronaut, jpeg, make_twin
+
+from model.decode import decode_image
+from model.faces import FaceFinder
+
+# The head needs about 100 steps on these 30 training chips to be sure of every face.
+HEAD_EPOCHS = 15
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Converted encoder weights go to a temporary cache, not the developer's home."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DOPPELBOT_CACHE", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def finder() -> FaceFinder:
+    return FaceFinder()
+
+
+def training_chips(finder: FaceFinder, per_class: int = 20, seed: int = 0) -> dict[str, list[np.ndarray]]:
+    """Face chips of the astronaut and her twin, from rotated, scaled, re-compressed photos."""
+    rng = np.random.default_rng(seed)
+    chips: dict[str, list[np.ndarray]] = {c: [] for c in CLASSES}
+    for cls, twin in zip(CLASSES, (False, True), strict=True):
+        for _ in range(per_class):
+            im = astronaut().rotate(float(rng.uniform(-12, 12)), center=(220, 120))
+            side = round(512 * rng.uniform(0.7, 1.3))
+            im = im.resize((side, side), Image.Resampling.BILINEAR)
+            if twin:
+                im = make_twin(im)
+            faces = finder.find(decode_image(jpeg(im, int(rng.integers(60, 95))))).faces
+            chips[cls].append(max(faces, key=lambda f: f.box[2] - f.box[0]).chip)
+    return chips
+
+
+@pytest.fixture(scope="session")
+def chip_folder(finder: FaceFinder, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with one sub-folder of face chips per class, as the training script writes."""
+    root = tmp_path_factory.mktemp("chips")
+    for cls, chips in training_chips(finder).items():
+        (root / cls).mkdir()
+        for i, chip in enumerate(chips):
+            Image.fromarray(chip).save(root / cls / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def trained(chip_folder: Path):
+    """A face learner whose head is trained on the chip folder (about five seconds on two cores)."""
+    from fastai.vision.all import ImageDataLoaders, set_seed
+
+    from model.learner import face_learner
+
+    set_seed(0, reproducible=True)
+    dls = ImageDataLoaders.from_folder(chip_folder, valid_pct=0.25, seed=42, bs=4, num_workers=0)
+    learn = face_learner(dls)
+    with learn.no_bar(), learn.no_logging():
+        learn.fit_one_cycle(HEAD_EPOCHS, 1e-2)
+    return learn
+
+
+@pytest.fixture(scope="session")
+def exported(trained, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from model.learner import export_learner
+
+    return export_learner(trained, tmp_path_factory.mktemp("model") / "export.pkl")
+
+
+@pytest.fixture(scope="session")
+def classifier(exported: Path):
+    from model.serving import FaceClassifier
+
+    return FaceClassifier.load(exported)

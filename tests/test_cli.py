@@ -1,0 +1,66 @@
+"""`python -m model`: what a user sees in the terminal, and the JSON scripts read."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from imagery import jpeg, noise_image, scene
+from PIL import Image
+
+from model.annotate import BOX_COLOURS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "model", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_json_answers_every_photo_in_order(exported, tmp_path) -> None:
+    (tmp_path / "group.jpg").write_bytes(jpeg(scene(3, twins=(False, True, False))))
+    (tmp_path / "nobody.jpg").write_bytes(jpeg(noise_image()))
+    (tmp_path / "notes.txt").write_text("not a photo")
+    args = ["group.jpg", "nobody.jpg", "notes.txt", "missing.jpg"]
+    done = run_cli(*args, "--json", "--model", str(exported), cwd=tmp_path)
+    assert done.returncode == 1, done.stderr  # some photos could not be read
+    results = json.loads(done.stdout)
+    assert [r["path"] for r in results] == args
+    assert [r["outcome"] for r in results] == ["ok", "no_face", "error", "error"]
+    group = results[0]
+    assert group["error"] is None
+    assert [f["label"] for f in group["faces"]] == ["Eileen", "Twin", "Eileen"]
+    for face in group["faces"]:
+        assert set(face) == {"box", "label", "confidence", "sure", "probabilities"}
+        assert len(face["box"]) == 4 and face["sure"] is True
+        assert set(face["probabilities"]) == {"Eileen", "Twin"}
+        assert face["confidence"] == max(face["probabilities"].values())
+    assert results[1]["faces"] == [] and results[1]["error"] is None
+    assert "image" in results[2]["error"] and results[3]["error"]
+
+
+def test_human_output_and_annotated_photos(exported, tmp_path) -> None:
+    photo = tmp_path / "pair.jpg"
+    photo.write_bytes(jpeg(scene(2, twins=(True, False))))
+    done = run_cli(str(photo), "--model", str(exported), "--annotate", "out", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"{photo}: 2 faces"
+    assert lines[1].strip().startswith("1. Twin") and lines[2].strip().startswith("2. Eileen")
+    annotated = np.asarray(Image.open(tmp_path / "out" / "pair.annotated.jpg").convert("RGB"), dtype=int)
+    green = np.abs(annotated - np.array(BOX_COLOURS[True])).sum(axis=2) < 60
+    assert green[:, :640].sum() > 500 and green[:, 640:].sum() > 500  # a box on each face
+
+
+def test_without_a_model_it_says_which_command_makes_one(tmp_path) -> None:
+    (tmp_path / "a.jpg").write_bytes(jpeg(scene(1)))
+    done = run_cli("a.jpg", "--model", "nowhere/export.pkl", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "python -m training" in done.stderr

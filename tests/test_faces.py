@@ -1,0 +1,73 @@
+"""Finding faces: whole photos with several faces, tight face crops, tiny faces, no faces."""
+
+from __future__ import annotations
+
+import numpy as np
+from imagery import astronaut, jpeg, noise_image, scene
+from PIL import Image
+
+from model.decode import decode_image
+from model.faces import FaceFinder, FaceOptions
+
+
+def find(finder: FaceFinder, im: Image.Image):
+    return finder.find(decode_image(jpeg(im)))
+
+
+def test_four_faces_in_a_whole_photo_are_found_left_to_right(finder) -> None:
+    search = find(finder, scene(4))
+    assert len(search.faces) == 4
+    centres = [(f.box[0] + f.box[2]) / 2 for f in search.faces]
+    slot = 1280 / 4
+    for i, centre in enumerate(centres):
+        assert i * slot < centre < (i + 1) * slot
+    for face in search.faces:
+        assert face.chip.shape == (150, 150, 3) and face.chip.dtype == np.uint8
+        assert 330 <= (face.box[1] + face.box[3]) / 2 <= 520
+
+
+def test_a_tight_face_crop_gives_one_face(finder) -> None:
+    tight = astronaut().crop((183, 84, 258, 159))  # eyebrows to chin, 75 px, as in shared/datasets/pins
+    assert find(finder, tight).faces, "the crop fallback should find it"
+    no_fallback = FaceFinder(FaceOptions(crop_fallback=False))
+    assert not find(no_fallback, tight).faces, "this crop is too tight for the plain detector"
+    (face,) = find(finder, tight).faces
+    assert face.box[2] - face.box[0] > 0.6 * tight.width
+
+
+def test_boxes_are_in_the_original_photos_pixels(finder) -> None:
+    big = scene(2, width=3200, height=2400)
+    search = finder.find(decode_image(jpeg(big)))
+    assert len(search.faces) == 2
+    for i, face in enumerate(search.faces):
+        centre_x = (face.box[0] + face.box[2]) / 2
+        assert i * 1600 < centre_x < (i + 1) * 1600
+        assert face.box[2] - face.box[0] > 200  # a 300 px face, measured in the 3200 px photo
+
+
+def test_faces_below_the_minimum_size_are_ignored_and_counted(finder) -> None:
+    small = scene(3, width=1280, height=853).resize((320, 213), Image.Resampling.LANCZOS)
+    strict = FaceFinder(FaceOptions(min_face=120))
+    search = find(strict, small)
+    assert search.faces == [] and search.too_small == 3
+    assert len(find(finder, small).faces) == 3
+
+
+def test_a_photo_without_a_face_gives_none(finder) -> None:
+    for seed in range(3):
+        search = find(finder, noise_image(seed=seed))
+        assert search.faces == [] and search.too_small == 0
+    assert find(finder, Image.new("RGB", (200, 200), (120, 130, 140))).faces == []
+
+
+def test_a_tilted_face_is_still_found_and_aligned(finder) -> None:
+    tilted = astronaut().rotate(20, center=(220, 120), resample=Image.Resampling.BICUBIC)
+
+    def face_of(im: Image.Image):
+        (face,) = [f for f in find(finder, im).faces if f.box[1] < 200]  # not the false hit lower down
+        return face
+
+    upright_chip = face_of(astronaut()).chip.astype(float)
+    faces = [face_of(tilted)]
+    # Alignment undoes the tilt: the chip looks like the upright face's chip.
+    assert np.abs(faces[0].chip.astype(float) - upright_chip).mean() < 30

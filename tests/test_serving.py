@@ -1,0 +1,102 @@
+"""The serving API: bytes in, one answer per face out, batched, equal to fastai's predict."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from imagery import encode, face_crop, jpeg, noise_image, scene
+from PIL import Image
+
+from model.faces import FaceOptions
+from model.serving import FaceClassifier, ModelNotFound
+
+
+def test_one_face_is_named_with_a_confidence(classifier) -> None:
+    eileen = classifier.classify(jpeg(scene(1)))
+    twin = classifier.classify(jpeg(scene(1, twins=(True,))))
+    for answer, name in ((eileen, "Eileen"), (twin, "Twin")):
+        assert answer.outcome == "ok"
+        (face,) = answer.faces
+        assert face.label == name and face.sure
+        assert face.confidence == max(face.probabilities.values()) > 0.8
+        assert sum(face.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+        left, top, right, bottom = face.box
+        assert 500 < (left + right) / 2 < 780 and 330 < (top + bottom) / 2 < 520
+
+
+def test_each_face_of_a_group_photo_is_named(classifier) -> None:
+    answer = classifier.classify(jpeg(scene(4, twins=(True, False, False, True))))
+    assert [f.label for f in answer.faces] == ["Twin", "Eileen", "Eileen", "Twin"]
+
+
+def test_a_tight_face_crop_is_answered(classifier) -> None:
+    tight = face_crop(twin=True).crop((30, 34, 100, 115))
+    answer = classifier.classify(jpeg(tight))
+    assert answer.outcome == "ok" and [f.label for f in answer.faces] == ["Twin"]
+
+
+def test_all_faces_of_several_photos_share_one_forward_pass(classifier) -> None:
+    calls = []
+    hook = classifier._stages[0][1].register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    try:
+        answers = classifier.classify_many([jpeg(scene(4)), jpeg(scene(1)), jpeg(noise_image()), b"junk"])
+    finally:
+        hook.remove()
+    assert calls == [5]
+    assert [a.outcome for a in answers] == ["ok", "ok", "no_face", "error"]
+    assert [len(a.faces) for a in answers] == [4, 1, 0, 0]
+
+
+def test_probabilities_equal_fastai_predict(classifier, trained, finder) -> None:
+    from model.decode import decode_image
+
+    chips = [f.chip for f in finder.find(decode_image(jpeg(scene(4, twins=(True, False))))).faces]
+    ours, _ = classifier.probabilities(chips)
+    with trained.no_bar():
+        theirs = np.stack([trained.predict(chip)[2].numpy() for chip in chips])
+    assert np.abs(ours - theirs).max() < 1e-5
+
+
+def test_a_weak_answer_is_not_sure(exported) -> None:
+    strict = FaceClassifier.load(exported, threshold=0.99999999)
+    (face,) = strict.classify(jpeg(scene(1))).faces
+    assert face.label == "Eileen" and not face.sure
+
+
+def test_no_face_and_too_small_faces_are_their_own_outcomes(classifier, exported) -> None:
+    none = classifier.classify(jpeg(noise_image()))
+    assert none.outcome == "no_face" and none.faces == []
+    assert none.note == "I can't find a face in this photo."
+    tiny = scene(4).resize((480, 320), Image.Resampling.LANCZOS)  # faces of about 60 px
+    strict = FaceClassifier.load(exported, face_options=FaceOptions(min_face=80))
+    assert len(classifier.classify(jpeg(tiny)).faces) == 4
+    small = strict.classify(jpeg(tiny))
+    assert small.outcome == "no_face" and small.too_small == 4
+    assert "too small" in small.note
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"not an image at all",
+        jpeg(scene(1))[:5000],
+        encode(Image.new("RGB", (10, 10)), "PNG"),
+        bytes(25 * 1024 * 1024),
+    ],
+    ids=["text", "truncated", "10x10", "25MB"],
+)
+def test_bad_photos_get_an_error_answer_and_do_not_stop_the_others(classifier, data: bytes) -> None:
+    bad, good = classifier.classify_many([data, jpeg(scene(1))])
+    assert bad.outcome == "error" and bad.faces == [] and bad.error
+    assert good.outcome == "ok" and good.faces[0].label == "Eileen"
+
+
+def test_answers_carry_a_time_per_stage(classifier) -> None:
+    answer = classifier.classify(jpeg(scene(1)))
+    assert set(answer.timings) >= {"decode", "detect", "chips", "encoder", "head"}
+    assert all(t >= 0 for t in answer.timings.values())
+
+
+def test_missing_model_says_how_to_make_one(tmp_path) -> None:
+    with pytest.raises(ModelNotFound, match="python -m training"):
+        FaceClassifier.load(tmp_path / "export.pkl")
