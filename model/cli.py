@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from dotenv import dotenv_values, find_dotenv
 
 from .decode import DecodeLimits
 
@@ -18,7 +21,12 @@ _BATCH = 16  # photos per forward pass: bounds memory on long argument lists
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m model", description="Name every face in each photo.")
     p.add_argument("photos", nargs="+", type=Path, help="image files (JPEG, PNG, GIF, WebP, BMP, TIFF)")
-    p.add_argument("--model", type=Path, default=None, help="exported learner (default: model/export.pkl)")
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="exported learner (default: MODEL_PATH, else model/export.pkl)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON list, one object per photo")
     p.add_argument("--annotate", type=Path, metavar="DIR", help="write each photo with its faces boxed")
     p.add_argument(
@@ -65,9 +73,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .answers import PhotoAnswer
     from .serving import DEFAULT_MODEL_PATH, DEFAULT_THRESHOLD, FaceClassifier, ModelNotFound
 
-    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    settings = {**dotenv_values(find_dotenv(usecwd=True)), **os.environ}  # the shell wins over .env
+    model = args.model or Path(settings.get("MODEL_PATH") or DEFAULT_MODEL_PATH)
+    threshold = args.threshold
+    if threshold is None:
+        threshold = float(settings.get("CONFIDENCE_THRESHOLD") or DEFAULT_THRESHOLD)
     try:
-        classifier = FaceClassifier.load(args.model or DEFAULT_MODEL_PATH, threshold=threshold)
+        classifier = FaceClassifier.load(model, threshold=threshold)
     except ModelNotFound as e:
         print(e, file=sys.stderr)
         return 2

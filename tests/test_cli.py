@@ -59,6 +59,15 @@ def test_human_output_and_annotated_photos(exported, tmp_path) -> None:
     assert green[:, :640].sum() > 500 and green[:, 640:].sum() > 500  # a box on each face
 
 
+def test_settings_come_from_dotenv_in_the_working_folder(exported, tmp_path) -> None:
+    (tmp_path / "a.jpg").write_bytes(jpeg(scene(1)))
+    (tmp_path / ".env").write_text(f"MODEL_PATH={exported}\nCONFIDENCE_THRESHOLD=0.99999999\n")
+    done = run_cli("a.jpg", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    (face,) = json.loads(done.stdout)[0]["faces"]
+    assert face["label"] == "Eileen" and face["sure"] is False
+
+
 def test_without_a_model_it_says_which_command_makes_one(tmp_path) -> None:
     (tmp_path / "a.jpg").write_bytes(jpeg(scene(1)))
     done = run_cli("a.jpg", "--model", "nowhere/export.pkl", cwd=tmp_path)
