@@ -29,9 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print one JSON list, one object per photo")
     p.add_argument("--annotate", type=Path, metavar="DIR", help="write each photo with its faces boxed")
-    p.add_argument(
-        "--threshold", type=float, default=None, help="confidence below which a face is 'not sure'"
-    )
+    p.add_argument("--threshold", type=float, default=None, help="confidence below which a face is 'not sure'")
     return p
 
 

@@ -87,9 +87,7 @@ def _open(data: bytes) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise TooManyPixels("This image has far too many pixels for me to open.") from e
     except UnidentifiedImageError as e:
-        raise NotAnImage(
-            "That file isn't an image I can read (I take JPEG, PNG, GIF, WebP, BMP, TIFF)."
-        ) from e
+        raise NotAnImage("That file isn't an image I can read (I take JPEG, PNG, GIF, WebP, BMP, TIFF).") from e
     except (OSError, SyntaxError, ValueError) as e:
         raise TruncatedImage("This image file is damaged and can't be opened.") from e
 
@@ -147,8 +145,7 @@ def decode_image(data: bytes, limits: DecodeLimits | None = None) -> DecodedImag
     width, height = _upright_size(im)
     if width * height > limits.max_pixels:
         raise TooManyPixels(
-            f"This image is {width}x{height} pixels; I can take up to "
-            f"{limits.max_pixels / 1e6:.0f} megapixels."
+            f"This image is {width}x{height} pixels; I can take up to {limits.max_pixels / 1e6:.0f} megapixels."
         )
     if min(width, height) < limits.min_side:
         raise ImageTooSmall(f"This image is only {width}x{height} pixels, too small to recognise a face in.")

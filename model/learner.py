@@ -59,9 +59,7 @@ def face_learner(
 
 def _pickle_mentions_main(path: Path) -> bool:
     with zipfile.ZipFile(path) as archive:
-        return any(
-            name.endswith("data.pkl") and b"__main__" in archive.read(name) for name in archive.namelist()
-        )
+        return any(name.endswith("data.pkl") and b"__main__" in archive.read(name) for name in archive.namelist())
 
 
 def export_learner(learn: Learner, path: str | Path) -> Path:

@@ -17,9 +17,7 @@ def models_dir() -> Path:
     # Importing the package runs `import pkg_resources`, which new setuptools no longer ships.
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise MissingResourceError(
-            "the package face-recognition-models is not installed: run pip install -e ."
-        )
+        raise MissingResourceError("the package face-recognition-models is not installed: run pip install -e .")
     return Path(next(iter(spec.submodule_search_locations))) / "models"
 
 

@@ -136,9 +136,7 @@ class FaceClassifier:
             except Exception:  # a photo that breaks a library must not take the others down
                 log.exception("unexpected failure reading a photo")
                 searches.append(
-                    PhotoAnswer(
-                        "error", error="Something went wrong reading this photo.", error_kind="Internal"
-                    )
+                    PhotoAnswer("error", error="Something went wrong reading this photo.", error_kind="Internal")
                 )
         chips = [f.chip for s in searches if isinstance(s, FaceSearch) for f in s.faces]
         probs, batch_timings = self.probabilities(chips)

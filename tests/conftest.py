@@ -11,7 +11,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from imagery import CLASSES, astronaut, jpeg, make_twin
+from imagery import CLASSES, jpeg, varied_photo
 
 from model.decode import decode_image
 from model.faces import FaceFinder
@@ -40,11 +40,7 @@ def training_chips(finder: FaceFinder, per_class: int = 20, seed: int = 0) -> di
     chips: dict[str, list[np.ndarray]] = {c: [] for c in CLASSES}
     for cls, twin in zip(CLASSES, (False, True), strict=True):
         for _ in range(per_class):
-            im = astronaut().rotate(float(rng.uniform(-12, 12)), center=(220, 120))
-            side = round(512 * rng.uniform(0.7, 1.3))
-            im = im.resize((side, side), Image.Resampling.BILINEAR)
-            if twin:
-                im = make_twin(im)
+            im = varied_photo(rng, twin)
             faces = finder.find(decode_image(jpeg(im, int(rng.integers(60, 95))))).faces
             chips[cls].append(max(faces, key=lambda f: f.box[2] - f.box[0]).chip)
     return chips

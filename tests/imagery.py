@@ -61,3 +61,13 @@ def noise_image(width: int = 400, height: int = 300, seed: int = 0) -> Image.Ima
     rng = np.random.default_rng(seed)
     smooth = rng.integers(0, 256, (height // 20, width // 20, 3), dtype=np.uint8)
     return Image.fromarray(smooth).resize((width, height), Image.Resampling.BICUBIC)
+
+
+def varied_photo(rng: np.random.Generator, twin: bool = False) -> Image.Image:
+    """Another "photo" of the astronaut (or her twin): turned, scaled, brightened, re-framed."""
+    im = astronaut().rotate(float(rng.uniform(-12, 12)), center=(220, 120), resample=Image.Resampling.BILINEAR)
+    side = round(512 * rng.uniform(0.7, 1.3))
+    im = im.resize((side, side), Image.Resampling.BILINEAR)
+    gain = float(rng.uniform(0.8, 1.2))
+    im = Image.eval(im, lambda v: min(255, round(v * gain)))
+    return make_twin(im) if twin else im

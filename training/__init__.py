@@ -1,0 +1,1 @@
+"""Gather, clean, train, evaluate, export."""

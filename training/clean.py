@@ -1,0 +1,163 @@
+"""Photos to face chips: drop what does not decode, keep each photo's one clear face, drop near-duplicates.
+
+Near-duplicates are found by encoder distance, so the same face (the same photo resized, cropped
+or re-compressed) cannot sit in both training and validation and flatter the accuracy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from model.decode import DecodeLimits, ImageError, decode_image
+from model.encoder import FaceEncoder
+from model.faces import Face, FaceFinder
+
+__all__ = ["IMAGE_SUFFIXES", "CleanOptions", "CleanReport", "class_folders", "clean_photos", "descriptors"]
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+@dataclass(frozen=True)
+class CleanOptions:
+    """Which faces make good training data."""
+
+    # A photo with several faces is kept only when one face is clearly its subject: the others are
+    # under half its area, or the detector is far less sure of them (a poster, a pattern on a shirt).
+    largest_ratio: float = 2.0
+    score_margin: float = 0.5
+    # Re-compressed or resized copies of one photo land within about 0.2 of each other (median
+    # 0.11 on the pins crops); two different photos of one person are usually 0.3 or more apart.
+    duplicate_distance: float = 0.2
+
+
+@dataclass
+class CleanReport:
+    """What cleaning kept per class, and what it dropped and why."""
+
+    photos: Counter = field(default_factory=Counter)  # class -> photos looked at
+    kept: Counter = field(default_factory=Counter)  # class -> face chips kept
+    dropped: Counter = field(default_factory=Counter)  # reason -> count
+    fingerprint: str = ""  # identifies the kept data, so models trained on it can be compared
+
+    def summary(self) -> str:
+        total, kept = sum(self.photos.values()), sum(self.kept.values())
+        per_class = ", ".join(f"{c} {n}" for c, n in sorted(self.kept.items()))
+        why = ", ".join(f"{n} {reason}" for reason, n in self.dropped.most_common()) or "none"
+        return f"{total} photos -> {kept} faces kept ({per_class}); dropped: {why}"
+
+
+def class_folders(root: Path) -> dict[str, list[Path]]:
+    """One class per sub-folder, with its image files, in a stable order."""
+    classes = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if files:
+            classes[folder.name] = files
+    return classes
+
+
+def _area(face: Face) -> int:
+    left, top, right, bottom = face.box
+    return (right - left) * (bottom - top)
+
+
+def _subject(faces: list[Face], options: CleanOptions) -> Face | None:
+    """The one face the photo is about, or None when several could be."""
+    biggest = max(_area(f) for f in faces)
+    contenders = [f for f in faces if _area(f) * options.largest_ratio > biggest]
+    best = max(f.score for f in contenders)
+    sure = [f for f in contenders if f.score > best - options.score_margin]
+    return sure[0] if len(sure) == 1 else None
+
+
+def descriptors(encoder: FaceEncoder, chips: list[np.ndarray], batch: int = 32) -> np.ndarray:
+    """128-d descriptors of face chips, batched."""
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(chips), batch):
+            x = torch.from_numpy(np.stack(chips[start : start + batch])).permute(0, 3, 1, 2).float() / 255
+            out.append(encoder(x).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 128), np.float32)
+
+
+def _near_duplicates(desc: np.ndarray, labels: list[str], distance: float) -> dict[int, str]:
+    """Index -> reason for each face to drop: a later copy of a face, or a face filed under two classes."""
+    drop: dict[int, str] = {}
+    kept: list[int] = []
+    for i in range(len(desc)):
+        if kept:
+            near = [j for j, d in zip(kept, np.linalg.norm(desc[kept] - desc[i], axis=1), strict=True) if d < distance]
+        else:
+            near = []
+        if not near:
+            kept.append(i)
+            continue
+        drop[i] = "near-duplicate"
+        for j in near:
+            if labels[j] != labels[i]:  # one face, two names: trust neither
+                drop[i] = drop[j] = "same face in two classes"
+    return drop
+
+
+def clean_photos(
+    source: Path,
+    chips_dir: Path,
+    finder: FaceFinder,
+    encoder: FaceEncoder,
+    options: CleanOptions | None = None,
+    limits: DecodeLimits | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> CleanReport:
+    """Read every class folder under `source`, write one aligned chip per usable photo to `chips_dir/CLASS/`."""
+    options = options or CleanOptions()
+    report = CleanReport()
+    faces: list[tuple[str, np.ndarray]] = []
+    classes = class_folders(source)
+    todo = [(name, path) for name, paths in classes.items() for path in paths]
+    for done, (name, path) in enumerate(todo, start=1):
+        report.photos[name] += 1
+        try:
+            found = finder.find(decode_image(path.read_bytes(), limits)).faces
+        except (ImageError, OSError):
+            report.dropped["unreadable"] += 1
+            found = None
+        if found is not None:
+            subject = _subject(found, options) if found else None
+            if not found:
+                report.dropped["no face"] += 1
+            elif subject is None:
+                report.dropped["several faces, none clearly the subject"] += 1
+            else:
+                faces.append((name, subject.chip))
+        if progress:
+            progress(done, len(todo))
+
+    desc = descriptors(encoder, [chip for _, chip in faces])
+    drop = _near_duplicates(desc, [name for name, _ in faces], options.duplicate_distance)
+    for reason in drop.values():
+        report.dropped[reason] += 1
+
+    if chips_dir.exists():
+        shutil.rmtree(chips_dir)  # chips of an earlier run must not mix with this one's
+    names = []
+    for i, (name, chip) in enumerate(faces):
+        if i in drop:
+            continue
+        digest = hashlib.sha256(chip.tobytes()).hexdigest()[:16]
+        (chips_dir / name).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(chip).save(chips_dir / name / f"{digest}.png")
+        report.kept[name] += 1
+        names.append(f"{name}/{digest}")
+    for name in classes:
+        report.kept.setdefault(name, 0)
+    report.fingerprint = hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:16]
+    return report

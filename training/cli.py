@@ -1,0 +1,185 @@
+"""`python -m training`: gather photos from the web (or read a folder), clean, train, evaluate, export."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .config import load_classes
+from .train import ARCHS, TrainOptions
+
+__all__ = ["main"]
+
+DEFAULT_OUT = Path(__file__).resolve().parent.parent / "model" / "export.pkl"
+
+
+def _parser() -> argparse.ArgumentParser:
+    d = TrainOptions()
+    p = argparse.ArgumentParser(prog="python -m training", description=__doc__.splitlines()[0].split(": ", 1)[1])
+    source = p.add_argument_group("photos")
+    source.add_argument("--from-folder", type=Path, metavar="DIR", help="train from DIR/CLASS/*.jpg (no network)")
+    source.add_argument("--config", type=Path, help='JSON {"Class": ["query", ...]} (default: the two actresses)')
+    source.add_argument("--per-query", type=int, default=50, help="image results per search query (default 50)")
+    source.add_argument("--search-url", help="a self-hosted JSON image search instead of ddgs (used by tests)")
+    source.add_argument("--work", type=Path, default=Path("data"), help="photos, chips and plots (default data/)")
+    source.add_argument(
+        "--dedupe-distance", type=float, default=0.2, help="faces nearer than this are one face (default 0.2)"
+    )
+    recipe = p.add_argument_group("recipe")
+    recipe.add_argument("--arch", choices=ARCHS, default=d.arch, help="face (default) or resnet18 (the book's)")
+    recipe.add_argument("--no-pretrained", action="store_true", help="resnet18 from scratch (offline)")
+    recipe.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs (default {d.epochs})")
+    recipe.add_argument("--unfrozen-epochs", type=int, default=d.unfrozen_epochs, help="face: encoder epochs")
+    recipe.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default {d.lr})")
+    recipe.add_argument("--valid-pct", type=float, default=d.valid_pct, help="validation share (default 0.2)")
+    recipe.add_argument("--seed", type=int, default=d.seed, help="split and training seed (default 42)")
+    out = p.add_argument_group("output")
+    out.add_argument("--out", type=Path, default=DEFAULT_OUT, help="model file (default model/export.pkl)")
+    out.add_argument("--force", action="store_true", help="replace a model that scored better on the same data")
+    return p
+
+
+def _progress(label: str) -> Callable[[int, int], None]:
+    """A one-line text progress bar on stderr."""
+
+    shown = -1
+
+    def update(done: int, total: int) -> None:
+        nonlocal shown
+        filled = round(30 * done / max(total, 1))
+        if filled == shown and done < total:
+            return  # redraw only when the bar grows: logs of runs without a terminal stay short
+        shown = filled
+        end = "\n" if done >= total else ""
+        print(f"\r{label:<28} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}", end=end, file=sys.stderr)
+
+    return update
+
+
+def _gather(args, photos_dir: Path) -> list[str]:
+    from .gather import DdgsSearch, JsonSearch, SearchError, gather_class
+
+    search = JsonSearch(args.search_url) if args.search_url else DdgsSearch()
+    lines = []
+    for name, queries in load_classes(args.config).items():
+        report = gather_class(
+            name,
+            queries,
+            photos_dir / name,
+            search,
+            per_query=args.per_query,
+            progress=_progress(f"gathering {name}"),
+        )
+        if report.kept() == 0:
+            why = report.search_errors[0] if report.search_errors else "no photo could be downloaded"
+            raise SearchError(f"No photos of {name}: {why}")
+        failed = ", ".join(f"{n} {why}" for why, n in report.failed.most_common()) or "none"
+        lines.append(
+            f"{name}: {report.kept()} photos ({report.downloaded} new, {report.already_had} from earlier runs, "
+            f"{report.duplicates} duplicates; failed: {failed})"
+        )
+    return lines
+
+
+def _fingerprint(data: str, options: TrainOptions) -> str:
+    """Same kept faces and same split: accuracies are comparable."""
+    return hashlib.sha256(f"{data}:{options.valid_pct}:{options.seed}".encode()).hexdigest()[:16]
+
+
+def run(args) -> int:
+    from model.encoder import load_face_encoder
+    from model.faces import FaceFinder
+
+    from .clean import CleanOptions, clean_photos
+    from .evaluate import evaluate
+    from .publish import publish
+    from .train import chip_dataloaders, make_learner, seeded, train
+
+    options = TrainOptions(
+        arch=args.arch,
+        pretrained=not args.no_pretrained,
+        valid_pct=args.valid_pct,
+        seed=args.seed,
+        epochs=args.epochs,
+        unfrozen_epochs=args.unfrozen_epochs,
+        lr=args.lr,
+    )
+    started = time.perf_counter()
+    summary = []
+    if args.from_folder:
+        photos_dir = args.from_folder
+        if not photos_dir.is_dir():
+            print(
+                f"No folder {photos_dir}: give a folder with one sub-folder of photos per class.",
+                file=sys.stderr,
+            )
+            return 2
+    else:
+        photos_dir = args.work / "photos"
+        summary += ["Gathered:"] + [f"  {line}" for line in _gather(args, photos_dir)]
+
+    encoder = load_face_encoder().eval()
+    report = clean_photos(
+        photos_dir,
+        args.work / "chips",
+        FaceFinder(),
+        encoder,
+        CleanOptions(duplicate_distance=args.dedupe_distance),
+        progress=_progress("finding faces"),
+    )
+    summary.append(f"Cleaned: {report.summary()}")
+
+    seeded(options)
+    dls = chip_dataloaders(args.work / "chips", options)
+    learn = make_learner(dls, options)
+    train_start = time.perf_counter()
+    train(learn, options)
+    train_s = time.perf_counter() - train_start
+    evaluation = evaluate(learn, args.work / "plots")
+    summary.append(
+        f"Trained: {options.arch} learner on {len(dls.train_ds)} faces, validated on {len(dls.valid_ds)}, "
+        f"in {train_s:.0f} s"
+    )
+    summary.append("Evaluated: " + evaluation.summary())
+    summary.append("Plots: " + ", ".join(evaluation.plots.values()))
+
+    metadata = {
+        "classes": evaluation.classes,
+        "arch": options.arch,
+        "pretrained": options.pretrained,
+        **evaluation.to_json(),
+        "n_train": len(dls.train_ds),
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "data_fingerprint": _fingerprint(report.fingerprint, options),
+        "recipe": {
+            "epochs": options.epochs,
+            "unfrozen_epochs": options.unfrozen_epochs,
+            "lr": options.lr,
+            "seed": options.seed,
+            "valid_pct": options.valid_pct,
+        },
+        "cleaning": {"kept": dict(report.kept), "dropped": dict(report.dropped)},
+    }
+    published = publish(learn, args.out, metadata, force=args.force)
+    summary.append(f"Model: {published.message}")
+    summary.append(f"Total time: {time.perf_counter() - started:.0f} s")
+    print("\n" + "\n".join(summary))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the training script; 0 on success (a model written or a better one kept), 2 when it cannot go on."""
+    args = _parser().parse_args(argv)
+    from .gather import SearchError
+    from .train import TrainingError
+
+    try:
+        return run(args)
+    except (TrainingError, SearchError, ValueError) as e:
+        print(f"Training stopped: {e}", file=sys.stderr)
+        return 2
