@@ -21,7 +21,16 @@ from model.decode import DecodeLimits, ImageError, decode_image
 from model.encoder import FaceEncoder
 from model.faces import Face, FaceFinder
 
-__all__ = ["IMAGE_SUFFIXES", "CleanOptions", "CleanReport", "class_folders", "clean_photos", "descriptors"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "CleanOptions",
+    "CleanReport",
+    "class_folders",
+    "clean_photos",
+    "descriptors",
+    "near_duplicates",
+    "subject_chip",
+]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
 
@@ -79,6 +88,20 @@ def _subject(faces: list[Face], options: CleanOptions) -> Face | None:
     return sure[0] if len(sure) == 1 else None
 
 
+def subject_chip(
+    path: Path, finder: FaceFinder, options: CleanOptions, limits: DecodeLimits | None = None
+) -> np.ndarray | str:
+    """The aligned chip of the photo's one clear face, or the reason there is none."""
+    try:
+        found = finder.find(decode_image(path.read_bytes(), limits)).faces
+    except (ImageError, OSError):
+        return "unreadable"
+    if not found:
+        return "no face"
+    subject = _subject(found, options)
+    return subject.chip if subject is not None else "several faces, none clearly the subject"
+
+
 def descriptors(encoder: FaceEncoder, chips: list[np.ndarray], batch: int = 32) -> np.ndarray:
     """128-d descriptors of face chips, batched."""
     out = []
@@ -89,7 +112,7 @@ def descriptors(encoder: FaceEncoder, chips: list[np.ndarray], batch: int = 32) 
     return np.concatenate(out) if out else np.zeros((0, 128), np.float32)
 
 
-def _near_duplicates(desc: np.ndarray, labels: list[str], distance: float) -> dict[int, str]:
+def near_duplicates(desc: np.ndarray, labels: list[str], distance: float) -> dict[int, str]:
     """Index -> reason for each face to drop: a later copy of a face, or a face filed under two classes."""
     drop: dict[int, str] = {}
     kept: list[int] = []
@@ -125,24 +148,16 @@ def clean_photos(
     todo = [(name, path) for name, paths in classes.items() for path in paths]
     for done, (name, path) in enumerate(todo, start=1):
         report.photos[name] += 1
-        try:
-            found = finder.find(decode_image(path.read_bytes(), limits)).faces
-        except (ImageError, OSError):
-            report.dropped["unreadable"] += 1
-            found = None
-        if found is not None:
-            subject = _subject(found, options) if found else None
-            if not found:
-                report.dropped["no face"] += 1
-            elif subject is None:
-                report.dropped["several faces, none clearly the subject"] += 1
-            else:
-                faces.append((name, subject.chip))
+        chip = subject_chip(path, finder, options, limits)
+        if isinstance(chip, str):
+            report.dropped[chip] += 1
+        else:
+            faces.append((name, chip))
         if progress:
             progress(done, len(todo))
 
     desc = descriptors(encoder, [chip for _, chip in faces])
-    drop = _near_duplicates(desc, [name for name, _ in faces], options.duplicate_distance)
+    drop = near_duplicates(desc, [name for name, _ in faces], options.duplicate_distance)
     for reason in drop.values():
         report.dropped[reason] += 1
 

@@ -50,8 +50,10 @@ class TrainOptions:
         return CHIP_SIZE if self.arch == "face" else 224
 
 
-def chip_dataloaders(chips_dir: Path, options: TrainOptions):
+def chip_dataloaders(chips_dir: Path, options: TrainOptions, splitter=None):
     """A seeded DataBlock split over `chips_dir/CLASS/*.png`, with augmentations that suit faces.
+
+    `splitter` replaces the seeded random split (benchmarks pass their cross-validation folds).
 
     Flips, small rotations and lighting changes; no zoom or warp, which would crop or bend the
     aligned face the encoder expects.
@@ -66,7 +68,7 @@ def chip_dataloaders(chips_dir: Path, options: TrainOptions):
     block = DataBlock(
         blocks=(ImageBlock, CategoryBlock),
         get_items=get_image_files,
-        splitter=RandomSplitter(valid_pct=options.valid_pct, seed=options.seed),
+        splitter=splitter or RandomSplitter(valid_pct=options.valid_pct, seed=options.seed),
         get_y=parent_label,
         item_tfms=Resize(options.image_size),
         batch_tfms=aug_transforms(max_rotate=10.0, max_zoom=1.0, max_warp=0.0, max_lighting=0.3),

@@ -1,0 +1,165 @@
+"""Accuracy of the training recipes on real look-alike pairs, by stratified k-fold cross-validation.
+
+    python bench/accuracy.py [--folds 5] [--book-folds 3] [--pairs Selena_Gomez,Barbara_Palvin ...]
+
+Uses `../shared/datasets/pins` (exits cleanly, saying so, when it is absent). For each pair, the
+photos go through the training script's cleaning (one clear face, near-duplicates out), then every
+recipe is trained and validated on the same folds and one table is printed:
+
+- face, frozen encoder: dlib's encoder as the body, the fastai head trained (`python -m training`)
+- face, fine-tuned encoder: the same, then a few epochs with the encoder trainable too
+- book, ResNet18 from scratch: the fastai book's chapter-2 recipe on the whole photos, without
+  ImageNet weights (they cannot be downloaded here), so it shows the recipe, not its best case
+- reference: dlib's descriptors with a plain logistic regression (no fastai)
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+warnings.filterwarnings("ignore")
+
+from fastai.data.block import CategoryBlock, DataBlock  # noqa: E402
+from fastai.data.transforms import FuncSplitter, parent_label  # noqa: E402
+from fastai.vision.all import ImageBlock, Resize, accuracy, aug_transforms, resnet18, vision_learner  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.model_selection import StratifiedKFold  # noqa: E402
+
+from model.encoder import load_face_encoder  # noqa: E402
+from model.faces import FaceFinder  # noqa: E402
+from training.clean import CleanOptions, descriptors, near_duplicates, subject_chip  # noqa: E402
+from training.train import TrainOptions, chip_dataloaders, make_learner, seeded, train  # noqa: E402
+
+PINS = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "pins"
+PAIRS = (("Selena_Gomez", "Barbara_Palvin"), ("Chris_Evans", "Chris_Hemsworth"))
+
+
+def prepare(
+    pair: tuple[str, str], root: Path, finder: FaceFinder, encoder
+) -> tuple[list[Path], list[Path], np.ndarray]:
+    """Clean the pair's photos as training does; chips to `root/chips`; returns photos, chips, descriptors."""
+    options = CleanOptions()
+    kept: list[tuple[str, Path, np.ndarray]] = []
+    for name in pair:
+        for path in sorted((PINS / name).glob("*.jpg")):
+            chip = subject_chip(path, finder, options)
+            if not isinstance(chip, str):
+                kept.append((name, path, chip))
+    desc = descriptors(encoder, [chip for _, _, chip in kept])
+    drop = near_duplicates(desc, [name for name, _, _ in kept], options.duplicate_distance)
+    photos, chips, rows = [], [], []
+    for i, (name, path, chip) in enumerate(kept):
+        if i in drop:
+            continue
+        (root / "chips" / name).mkdir(parents=True, exist_ok=True)
+        chip_path = root / "chips" / name / f"{path.stem}.png"
+        Image.fromarray(chip).save(chip_path)
+        photos.append(path)
+        chips.append(chip_path)
+        rows.append(i)
+    return photos, chips, desc[rows]
+
+
+def _valid(paths: list[Path], valid_idx: np.ndarray) -> FuncSplitter:
+    stems = {paths[i].stem for i in valid_idx}
+    return FuncSplitter(lambda p: Path(p).stem in stems)
+
+
+def face_recipe(chips: list[Path], valid_idx: np.ndarray, options: TrainOptions) -> float:
+    seeded(options)
+    dls = chip_dataloaders(chips[0].parent.parent, options, splitter=_valid(chips, valid_idx))
+    learn = make_learner(dls, options)
+    with learn.no_bar(), learn.no_logging():
+        train(learn, options)
+        return float(learn.validate()[1])
+
+
+def book_recipe(photos: list[Path], valid_idx: np.ndarray, epochs: int = 12) -> float:
+    """Chapter 2: whole photos, Resize(192, squish), aug_transforms, ResNet18 (from scratch here)."""
+    seeded(TrainOptions())
+    block = DataBlock(
+        blocks=(ImageBlock, CategoryBlock),
+        get_items=lambda _: photos,
+        splitter=_valid(photos, valid_idx),
+        get_y=parent_label,
+        item_tfms=Resize(192, method="squish"),
+        batch_tfms=aug_transforms(),
+    )
+    dls = block.dataloaders(PINS, bs=32, num_workers=0)
+    learn = vision_learner(dls, resnet18, pretrained=False, metrics=accuracy)
+    with learn.no_bar(), learn.no_logging():
+        learn.fit_one_cycle(epochs, 2e-3)
+        return float(learn.validate()[1])
+
+
+def reference(desc: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, valid_idx: np.ndarray) -> float:
+    model = LogisticRegression(max_iter=5000).fit(desc[train_idx], labels[train_idx])
+    return float(model.score(desc[valid_idx], labels[valid_idx]))
+
+
+def cell(scores: list[float]) -> str:
+    if not scores:
+        return "-"
+    spread = statistics.stdev(scores) if len(scores) > 1 else 0.0
+    return f"{statistics.mean(scores):.1%} ± {spread:.1%} (n={len(scores)})"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--book-folds", type=int, default=3, help="folds for the slow ResNet18 recipe (0: skip)")
+    parser.add_argument("--pairs", nargs="*", help="NAME,NAME pairs (default: both pairs in pins)")
+    args = parser.parse_args()
+    pairs = [tuple(p.split(",")) for p in args.pairs] if args.pairs else list(PAIRS)
+    if not all((PINS / name).is_dir() for pair in pairs for name in pair):
+        print(f"skipped: the pins photos are not under {PINS}")
+        return 0
+    finder, encoder = FaceFinder(), load_face_encoder().eval()
+    recipes = {
+        "face, frozen encoder (default)": TrainOptions(),
+        "face, fine-tuned encoder": TrainOptions(unfrozen_epochs=3),
+    }
+    rows: dict[str, dict[str, list[float]]] = {}
+    for pair in pairs:
+        start = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            photos, chips, desc = prepare(pair, Path(tmp), finder, encoder)
+            labels = np.array([p.parent.name for p in chips])
+            folds = list(StratifiedKFold(args.folds, shuffle=True, random_state=0).split(desc, labels))
+            scores: dict[str, list[float]] = {name: [] for name in recipes}
+            scores["book, ResNet18 from scratch (no ImageNet weights here)"] = []
+            scores["reference: dlib descriptors + logistic regression"] = []
+            for k, (train_idx, valid_idx) in enumerate(folds):
+                for name, options in recipes.items():
+                    scores[name].append(face_recipe(chips, valid_idx, options))
+                if k < args.book_folds:
+                    scores["book, ResNet18 from scratch (no ImageNet weights here)"].append(
+                        book_recipe(photos, valid_idx)
+                    )
+                scores["reference: dlib descriptors + logistic regression"].append(
+                    reference(desc, labels, train_idx, valid_idx)
+                )
+                print(f"{' vs '.join(pair)}: fold {k + 1}/{len(folds)} done", file=sys.stderr)
+        label = f"{' vs '.join(pair)} ({len(chips)} faces, {time.perf_counter() - start:.0f} s)"
+        for name, values in scores.items():
+            rows.setdefault(name, {})[label] = values
+    columns = list(next(iter(rows.values())))
+    print(f"\nmean validation accuracy ± stdev over stratified {args.folds}-fold cross-validation\n")
+    print("| recipe | " + " | ".join(columns) + " |")
+    print("|---|" + "---|" * len(columns))
+    for name, by_pair in rows.items():
+        print(f"| {name} | " + " | ".join(cell(by_pair[c]) for c in columns) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
