@@ -84,3 +84,21 @@ def classifier(exported: Path):
     from model.serving import FaceClassifier
 
     return FaceClassifier.load(exported)
+
+
+@pytest.fixture(scope="session")
+def worker(classifier):
+    """The real inference worker on the session's model."""
+    from bot.worker import InferenceWorker
+
+    worker = InferenceWorker(classifier)
+    yield worker
+    worker.close(timeout=30)
+
+
+@pytest.fixture
+def core(worker):
+    """A chat core on the real worker, with a rate limit no test reaches by accident."""
+    from bot.core import ChatCore, RateLimiter
+
+    return ChatCore(worker, RateLimiter(1000))

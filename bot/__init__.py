@@ -1,0 +1,1 @@
+"""The chat bot: one core, with Telegram, Discord (and web) adapters, in one process."""

@@ -1,0 +1,80 @@
+"""Settings, read once at start-up from the environment and `.env`; the shell wins over the file."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import dotenv_values, find_dotenv
+
+__all__ = ["Settings", "SettingsError", "load_settings"]
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "model" / "export.pkl"
+
+
+class SettingsError(ValueError):
+    """A setting has a value we cannot use; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the bot process is configured with. Tokens never appear in its repr."""
+
+    telegram_token: str | None = field(default=None, repr=False)
+    discord_token: str | None = field(default=None, repr=False)
+    model_path: Path = DEFAULT_MODEL
+    threshold: float = 0.8
+    max_photo_mb: float = 20.0  # Telegram's Bot API serves files up to 20 MB
+    rate_limit: int = 10  # photos per user per minute
+    queue_size: int = 32  # photos waiting for the model before "busy"
+    batch_window_ms: float = 30.0
+    reload_seconds: float = 5.0  # how often to look for a replaced model file
+    telegram_base_url: str | None = None  # e.g. http://127.0.0.1:8081/bot (the token is appended)
+    telegram_base_file_url: str | None = None
+    discord_api_base: str | None = None  # e.g. http://127.0.0.1:8082/api/v10
+    discord_gateway_url: str | None = None  # e.g. ws://127.0.0.1:8082/gateway
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_photo_mb * 1024 * 1024)
+
+
+def _number(env: Mapping[str, str], name: str, default: float, kind=float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if value < 0:
+        raise SettingsError(f"{name} must not be negative")
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None, dotenv: str | Path | None = None) -> Settings:
+    """Settings from `env` (default: `.env` in the working folder, overridden by the process environment)."""
+    if env is None:
+        path = str(dotenv) if dotenv else find_dotenv(usecwd=True)
+        env = {**{k: v for k, v in dotenv_values(path).items() if v is not None}, **os.environ}
+
+    def text(name: str) -> str | None:
+        return env.get(name, "").strip() or None
+
+    return Settings(
+        telegram_token=text("TELEGRAM_TOKEN"),
+        discord_token=text("DISCORD_TOKEN"),
+        model_path=Path(text("MODEL_PATH") or DEFAULT_MODEL),
+        threshold=_number(env, "CONFIDENCE_THRESHOLD", 0.8),
+        max_photo_mb=_number(env, "MAX_PHOTO_MB", 20.0),
+        rate_limit=int(_number(env, "RATE_LIMIT_PER_MINUTE", 10, int)),
+        queue_size=int(_number(env, "QUEUE_SIZE", 32, int)),
+        batch_window_ms=_number(env, "BATCH_WINDOW_MS", 30.0),
+        reload_seconds=_number(env, "MODEL_RELOAD_SECONDS", 5.0),
+        telegram_base_url=text("TELEGRAM_BASE_URL"),
+        telegram_base_file_url=text("TELEGRAM_BASE_FILE_URL"),
+        discord_api_base=text("DISCORD_API_BASE"),
+        discord_gateway_url=text("DISCORD_GATEWAY_URL"),
+    )

@@ -1,0 +1,160 @@
+"""The chat core and its worker: wording, batching, the busy answer, rate limits, model swaps."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+from imagery import jpeg, noise_image, scene
+
+from bot.core import ChatCore, RateLimiter, Reply, Request, read_model_info
+from bot.worker import InferenceWorker, ModelWatcher
+
+USER = Request("test", "private", "42")
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_one_face_is_a_single_line(core: ChatCore) -> None:
+    reply = run(core.answer_photo(jpeg(scene(1)), USER))
+    assert reply == Reply("Eileen, 100% sure") or (reply.text.startswith("Eileen, 9") and reply.text.endswith("% sure"))
+    assert reply.image is None
+
+
+def test_several_faces_are_numbered_and_the_photo_comes_back_boxed(core: ChatCore) -> None:
+    reply = run(core.answer_photo(jpeg(scene(3, twins=(True, False, True))), USER))
+    lines = reply.text.splitlines()
+    assert lines[0] == "I found 3 faces:"
+    assert [line.split(",")[0] for line in lines[1:]] == ["1. Twin", "2. Eileen", "3. Twin"]
+    assert reply.image is not None and reply.image[:3] == b"\xff\xd8\xff"
+
+
+def test_no_face_bad_files_and_not_sure(core: ChatCore, exported) -> None:
+    assert run(core.answer_photo(jpeg(noise_image()), USER)).text == "I can't find a face in this photo."
+    broken = run(core.answer_photo(jpeg(scene(1))[:4000], USER)).text
+    assert "damaged" in broken and "\n" not in broken
+    assert "isn't an image" in run(core.answer_photo(b"hello", USER)).text
+    from model.serving import FaceClassifier
+
+    strict = InferenceWorker(FaceClassifier.load(exported, threshold=0.99999999))
+    try:
+        text = run(ChatCore(strict, RateLimiter(100)).answer_photo(jpeg(scene(1)), USER)).text
+    finally:
+        strict.close(timeout=30)
+    assert text.startswith("Not sure (maybe Eileen, ")
+
+
+def test_too_large_is_refused_before_and_after_download(core: ChatCore) -> None:
+    assert core.refuse_size(25 * 1024 * 1024).text.startswith("That file is 25 MB; I can look at files up to 20 MB")
+    assert core.refuse_size(1000) is None
+    assert "20 MB" in run(core.answer_photo(bytes(21 * 1024 * 1024), USER)).text
+
+
+def test_a_burst_shares_forward_passes(classifier) -> None:
+    worker = InferenceWorker(classifier, batch_window=0.2)
+    core = ChatCore(worker, RateLimiter(100))
+
+    async def burst():
+        photos = [jpeg(scene(1, twins=(i % 2 == 1,))) for i in range(6)]
+        return await asyncio.gather(
+            *(core.answer_photo(p, Request("t", "private", str(i))) for i, p in enumerate(photos))
+        )
+
+    try:
+        replies = run(burst())
+    finally:
+        worker.close(timeout=30)
+    assert [r.text.split(",")[0] for r in replies] == ["Eileen", "Twin"] * 3
+    assert len(worker.batches) < 6 and sum(worker.batches) == 6
+
+
+def test_a_full_queue_answers_busy_at_once(classifier) -> None:
+    gate = threading.Event()
+
+    class Slow:
+        limits = classifier.limits
+
+        def classify_many(self, photos):
+            gate.wait(30)
+            return classifier.classify_many(photos)
+
+    worker = InferenceWorker(Slow(), queue_size=1, batch_window=0, max_batch=1)
+    core = ChatCore(worker, RateLimiter(100))
+
+    async def flood():
+        tasks = [
+            asyncio.create_task(core.answer_photo(jpeg(scene(1)), Request("t", "private", str(i)))) for i in range(4)
+        ]
+        await asyncio.sleep(0.5)
+        done = [t.result().text for t in tasks if t.done()]
+        gate.set()
+        rest = await asyncio.gather(*[t for t in tasks if not t.done()])
+        return done, [r.text for r in rest]
+
+    try:
+        busy, answered = run(flood())
+    finally:
+        gate.set()
+        worker.close(timeout=30)
+    assert busy and all("busy" in text for text in busy)
+    assert answered and all(text.startswith("Eileen") for text in answered)
+
+
+def test_rate_limit_per_user() -> None:
+    now = [0.0]
+    limiter = RateLimiter(2, period=60, clock=lambda: now[0])
+    assert limiter.wait_for("a") == 0 and limiter.wait_for("a") == 0
+    assert limiter.wait_for("a") == pytest.approx(60)
+    assert limiter.wait_for("b") == 0
+    now[0] = 61
+    assert limiter.wait_for("a") == 0
+
+
+def test_rate_limited_user_is_told_to_wait(worker) -> None:
+    core = ChatCore(worker, RateLimiter(1))
+    run(core.answer_photo(jpeg(scene(1)), USER))
+    assert "try again in 60 seconds" in run(core.answer_photo(jpeg(scene(1)), USER)).text
+
+
+def test_a_replaced_model_is_swapped_in(exported, tmp_path, classifier) -> None:
+    import shutil
+
+    from model.serving import FaceClassifier
+
+    path = tmp_path / "export.pkl"
+    shutil.copy(exported, path)
+    worker = InferenceWorker(classifier)
+    loaded = []
+
+    def load(p):
+        loaded.append(FaceClassifier.load(p, threshold=0.99999999))
+        return loaded[-1]
+
+    watcher = ModelWatcher(path, worker, load)
+    try:
+        assert not watcher.check()
+        shutil.copy(exported, tmp_path / "new.pkl")
+        (tmp_path / "new.pkl").replace(path)  # as the training script publishes: a rename
+        assert watcher.check() and worker.classifier is loaded[0]
+        text = run(ChatCore(worker, RateLimiter(100)).answer_photo(jpeg(scene(1)), USER)).text
+        assert text.startswith("Not sure")
+        path.write_bytes(b"not a model")
+        assert not watcher.check() and worker.classifier is loaded[0]  # a broken file keeps the old model
+    finally:
+        worker.close(timeout=30)
+
+
+def test_about_reads_the_training_metadata(core: ChatCore, tmp_path) -> None:
+    (tmp_path / "export.json").write_text(
+        '{"classes": ["Jessica Chastain", "Bryce Dallas Howard"], "accuracy": 0.985, '
+        '"trained_at": "2026-11-20T10:00:00+00:00", "n_valid": 73}'
+    )
+    info = read_model_info(tmp_path / "export.pkl")
+    about = ChatCore(core.worker, RateLimiter(1), lambda: info)
+    text = about.about_text()
+    assert "Jessica Chastain or Bryce Dallas Howard" in text
+    assert "98.5%" in text and "73 faces" in text and "2026-11-20" in text
+    assert "Jessica Chastain or Bryce Dallas Howard" in about.start_text()
