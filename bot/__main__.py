@@ -1,0 +1,5 @@
+"""`python -m bot`: run the chat bot."""
+
+from .app import main
+
+raise SystemExit(main())

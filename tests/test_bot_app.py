@@ -1,0 +1,55 @@
+"""`python -m bot` as a user starts it: what it says when something is missing, and its settings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.settings import SettingsError, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+SETTING_NAMES = ("TELEGRAM_TOKEN", "DISCORD_TOKEN", "MODEL_PATH")
+
+
+def run_bot(cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES}
+    return subprocess.run(
+        [sys.executable, "-m", "bot"],
+        cwd=cwd,
+        env={**clean, "PYTHONPATH": str(ROOT), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_without_token_or_model_it_says_what_is_missing(tmp_path: Path) -> None:
+    done = run_bot(tmp_path, MODEL_PATH=str(tmp_path / "none.pkl"))
+    assert done.returncode == 2
+    assert "TELEGRAM_TOKEN" in done.stderr and "DISCORD_TOKEN" in done.stderr and ".env" in done.stderr
+    assert "python -m training" in done.stderr
+
+
+def test_a_token_in_dotenv_is_read_and_never_printed(tmp_path: Path) -> None:
+    secret = "123456:SECRET-token-value"
+    (tmp_path / ".env").write_text(f"TELEGRAM_TOKEN={secret}\nMODEL_PATH={tmp_path / 'none.pkl'}\n")
+    done = run_bot(tmp_path)
+    assert done.returncode == 2
+    assert "No chat token" not in done.stderr and "No model" in done.stderr
+    assert secret not in done.stderr + done.stdout
+
+
+def test_settings_from_the_environment_win_over_dotenv(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / ".env").write_text("RATE_LIMIT_PER_MINUTE=3\nMAX_PHOTO_MB=5\nDISCORD_TOKEN=abc\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RATE_LIMIT_PER_MINUTE", "7")
+    monkeypatch.delenv("MAX_PHOTO_MB", raising=False)
+    settings = load_settings()
+    assert settings.rate_limit == 7 and settings.max_bytes == 5 * 1024 * 1024
+    assert settings.discord_token == "abc" and "abc" not in repr(settings)
+    with pytest.raises(SettingsError, match="QUEUE_SIZE"):
+        load_settings({"QUEUE_SIZE": "many"})
