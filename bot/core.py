@@ -16,9 +16,27 @@ from pathlib import Path
 
 from model.answers import FaceAnswer, PhotoAnswer
 
-__all__ = ["ChatCore", "ModelInfo", "RateLimiter", "Reply", "Request", "read_model_info"]
+__all__ = [
+    "COMMAND_DESCRIPTIONS",
+    "WHOIS_PHOTO_DESCRIPTION",
+    "ChatCore",
+    "ModelInfo",
+    "RateLimiter",
+    "Reply",
+    "Request",
+    "read_model_info",
+]
 
 log = logging.getLogger("doppelbot")
+
+# The command menus chat apps show beside the text box (Telegram's setMyCommands, Discord's /whois).
+COMMAND_DESCRIPTIONS = {
+    "start": "What this bot does",
+    "help": "How to ask, in private and in groups",
+    "about": "The model and how accurate it is",
+    "whois": "Who is in this photo? I answer for every face I find.",
+}
+WHOIS_PHOTO_DESCRIPTION = "A photo with one or more faces"
 
 
 @dataclass(frozen=True)
@@ -127,6 +145,15 @@ class ChatCore:
 
     def download_failed(self) -> Reply:
         return Reply("I couldn't download that file; please send it again.")
+
+    def whois_without_photo(self) -> Reply:
+        return Reply("Reply to a photo with /whois (or a mention of me) and I'll tell you who is in it.")
+
+    def mention_hint(self) -> Reply:
+        return Reply(
+            "Mention me in a message with a photo attached, or reply to a photo and mention me, and I'll tell "
+            "you who is in it. /whois with a photo works too."
+        )
 
     def failed(self) -> Reply:
         return Reply("Sorry, something went wrong on my side. Please try again.")

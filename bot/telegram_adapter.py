@@ -1,0 +1,254 @@
+"""The Telegram adapter: python-telegram-bot updates in, `ChatCore` replies out. Knows no model.
+
+Private chats: every photo or image file is answered. Groups (bots run in privacy mode there):
+only a photo whose caption mentions the bot, or a reply to a photo that mentions it or says /whois.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import traceback
+from collections.abc import AsyncIterator
+from pathlib import PurePosixPath
+
+from telegram import Bot, BotCommand, Document, Message, MessageEntity, Update
+from telegram.constants import ChatAction, MessageLimit
+from telegram.error import TelegramError
+from telegram.ext import Application, ApplicationBuilder, CommandHandler, ContextTypes, MessageHandler, filters
+
+from bot.core import COMMAND_DESCRIPTIONS, ChatCore, Reply, Request
+
+__all__ = ["build_application", "run_telegram"]
+
+log = logging.getLogger("doppelbot.telegram")
+
+
+# Uncompressed files often come as application/octet-stream; these names are images all the same.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+# Telegram shows a chat action for five seconds; refresh it a little sooner while a photo takes longer.
+ACTION_REFRESH_S = 4.5
+# A 20 MB file over a slow link needs longer than python-telegram-bot's five-second default read timeout.
+DOWNLOAD_TIMEOUT_S = 60.0
+# Edited messages would answer the same photo twice; only new messages are asked for and handled.
+NEW = filters.UpdateType.MESSAGE
+
+
+def build_application(
+    token: str, core: ChatCore, base_url: str | None = None, base_file_url: str | None = None
+) -> Application:
+    """The one place the Telegram application is put together: where it connects and who answers what."""
+    # httpx logs every request at INFO with its URL, and Bot API URLs carry the token.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Concurrent updates: one slow photo must not hold up every other chat's answer.
+    builder = ApplicationBuilder().token(token).concurrent_updates(True)
+    if base_url:
+        builder = builder.base_url(base_url)
+    if base_file_url:
+        builder = builder.base_file_url(base_file_url)
+    app = builder.build()
+
+    answers = _Handlers(core)
+    private, groups = filters.ChatType.PRIVATE, filters.ChatType.GROUPS
+    app.add_handlers(
+        [
+            CommandHandler("start", answers.start, filters=NEW),
+            CommandHandler("help", answers.help, filters=NEW),
+            CommandHandler("about", answers.about, filters=NEW),
+            CommandHandler("whois", answers.whois, filters=NEW),
+            MessageHandler(NEW & private & (filters.PHOTO | filters.Document.ALL), answers.private_photo),
+            MessageHandler(NEW & private & filters.TEXT, answers.private_text),
+            MessageHandler(NEW & private & ~filters.StatusUpdate.ALL, answers.private_other),
+            MessageHandler(NEW & groups & (filters.PHOTO | filters.Document.ALL), answers.group_photo),
+            MessageHandler(NEW & groups & filters.TEXT & ~filters.COMMAND, answers.group_text),
+        ]
+    )
+    app.add_error_handler(answers.on_error)
+    return app
+
+
+async def run_telegram(app: Application, stop: asyncio.Event) -> None:
+    """Poll Telegram until `stop` is set, then deliver the replies in progress and shut down."""
+    if app.updater is None:
+        raise ValueError("run_telegram polls, so the application needs its updater")
+    async with app:
+        await app.start()
+        try:
+            await _set_commands(app.bot)
+            await app.updater.start_polling(allowed_updates=[Update.MESSAGE])
+            await stop.wait()
+        finally:
+            if app.updater.running:
+                await app.updater.stop()
+            # Application.stop waits for the updates being handled, so their replies still go out.
+            await app.stop()
+
+
+async def _set_commands(bot: Bot) -> None:
+    try:
+        await bot.set_my_commands([BotCommand(name, text) for name, text in COMMAND_DESCRIPTIONS.items()])
+    except TelegramError as e:  # the menu is a nicety: answer photos without it
+        log.warning("could not set the command menu: %s", _redact(str(e), bot.token))
+
+
+class _Handlers:
+    """The handlers, holding the chat core they answer with."""
+
+    def __init__(self, core: ChatCore) -> None:
+        self.core = core
+
+    async def start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Say what the bot does."""
+        await update.effective_message.reply_text(self.core.start_text())
+
+    async def help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Say how to ask, in private and in groups."""
+        await update.effective_message.reply_text(self.core.help_text())
+
+    async def about(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Describe the model."""
+        await update.effective_message.reply_text(self.core.about_text())
+
+    async def whois(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Answer about the photo this command replies to, or explain how to ask."""
+        message = update.effective_message
+        await self._answer_about(message, message.reply_to_message, context)
+
+    async def private_photo(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Answer every photo or file sent in a private chat."""
+        message = update.effective_message
+        await self._answer_about(message, message, context)
+
+    async def private_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Point a private chat's text (or unknown command) at what the bot does."""
+        await update.effective_message.reply_text(self.core.help_text())
+
+    async def private_other(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Tell a private chat that stickers, videos, voice notes and the like are not photos."""
+        await _reply(update.effective_message, self.core.not_an_image())
+
+    async def group_photo(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Answer a group photo only when its caption mentions the bot or says /whois."""
+        message = update.effective_message
+        if _addresses(message, context.bot):
+            await self._answer_about(message, message, context)
+
+    async def group_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Answer a group message that mentions the bot about the photo it replies to."""
+        message = update.effective_message
+        if _addresses(message, context.bot):
+            await self._answer_about(message, message.reply_to_message, context)
+
+    async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Log a handler's failure, without the token or the update's content, and tell the user."""
+        error = context.error
+        detail = "".join(traceback.format_exception(error)) if error else "no exception recorded"
+        kind = update.effective_chat.type if isinstance(update, Update) and update.effective_chat else "no"
+        log.error("a Telegram handler failed in a %s chat: %s", kind, _redact(detail, context.bot.token))
+        message = update.effective_message if isinstance(update, Update) else None
+        if message is None:
+            return
+        try:
+            await _reply(message, self.core.failed())
+        except TelegramError as e:
+            log.warning("could not tell the user about the failure: %s", _redact(str(e), context.bot.token))
+
+    # -- the photo round trip ----------------------------------------------------------------
+
+    async def _answer_about(self, ask: Message, source: Message | None, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Reply to `ask` about the image in `source` (the same message, or the one `ask` replies to)."""
+        if source is None or not (source.photo or source.document):
+            await _reply(ask, self.core.whois_without_photo())
+            return
+        if source.photo:
+            largest = max(source.photo, key=lambda size: size.width * size.height)
+            file_id, size = largest.file_id, largest.file_size
+        elif _is_image(source.document):
+            file_id, size = source.document.file_id, source.document.file_size
+        else:
+            await _reply(ask, self.core.not_an_image())
+            return
+        if refused := self.core.refuse_size(size):  # before downloading a byte of it
+            await _reply(ask, refused)
+            return
+        async with _showing(ask, ChatAction.TYPING):
+            fetched = await self._fetch(file_id, context.bot)
+            if isinstance(fetched, bytes):
+                user = ask.from_user.id if ask.from_user else ask.chat.id
+                fetched = await self.core.answer_photo(fetched, Request("telegram", ask.chat.type, str(user)))
+        await _reply(ask, fetched)
+
+    async def _fetch(self, file_id: str, bot: Bot) -> bytes | Reply:
+        """The file's bytes, or the reply that says why there are none."""
+        try:
+            file = await bot.get_file(file_id)
+            if refused := self.core.refuse_size(file.file_size):
+                return refused
+            return bytes(await file.download_as_bytearray(read_timeout=DOWNLOAD_TIMEOUT_S))
+        except (TelegramError, RuntimeError) as e:  # RuntimeError: Telegram gave no file_path
+            log.warning("could not download a file: %s", _redact(f"{type(e).__name__}: {e}", bot.token))
+            return self.core.download_failed()
+
+
+def _is_image(document: Document) -> bool:
+    if (document.mime_type or "").startswith("image/"):
+        return True
+    return PurePosixPath(document.file_name or "").suffix.lower() in IMAGE_SUFFIXES
+
+
+def _addresses(message: Message, bot: Bot) -> bool:
+    """Whether a group message is meant for the bot: it mentions it, or begins with /whois."""
+    me = f"@{bot.username}".lower()
+    entities = message.parse_caption_entities() if message.caption else message.parse_entities()
+    for entity, text in entities.items():
+        if entity.type == MessageEntity.MENTION and text.lower() == me:
+            return True
+        if entity.type == MessageEntity.TEXT_MENTION and entity.user and entity.user.id == bot.id:
+            return True
+        if (
+            entity.type == MessageEntity.BOT_COMMAND
+            and entity.offset == 0
+            and text.lower() in ("/whois", f"/whois{me}")
+        ):
+            return True
+    return False
+
+
+async def _reply(ask: Message, reply: Reply) -> None:
+    """Send `reply` as an answer to `ask`: text, or the boxed photo with the text as its caption."""
+    # Still answer when the asker deleted the photo meanwhile, rather than fail on the missing reply target.
+    quote = {"do_quote": True, "allow_sending_without_reply": True}
+    if reply.image is None:
+        await ask.reply_text(reply.text, **quote)
+        return
+    fits = len(reply.text) <= MessageLimit.CAPTION_LENGTH
+    async with _showing(ask, ChatAction.UPLOAD_PHOTO):
+        await ask.reply_photo(reply.image, caption=reply.text if fits else None, filename="faces.jpg", **quote)
+    if not fits:
+        await ask.reply_text(reply.text, **quote)
+
+
+@contextlib.asynccontextmanager
+async def _showing(ask: Message, action: str) -> AsyncIterator[None]:
+    """Show `action` ("typing...") in the asker's chat until the block ends."""
+    task = asyncio.create_task(_keep_showing(ask, action))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _keep_showing(ask: Message, action: str) -> None:
+    while True:
+        try:
+            await ask.reply_chat_action(action)
+        except TelegramError as e:  # a missing "typing..." must never cost the answer
+            log.debug("could not show %s: %s", action, type(e).__name__)
+        await asyncio.sleep(ACTION_REFRESH_S)
+
+
+def _redact(text: str, token: str | None) -> str:
+    return text.replace(token, "<token>") if token else text

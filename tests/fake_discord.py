@@ -1,0 +1,632 @@
+"""A fake Discord on 127.0.0.1 for tests: the REST API, a CDN for attachments, and the gateway WebSocket.
+
+The real discord.py client talks to it as it would to Discord. Tests play the users: they post messages
+and run slash commands with `send_message` and `slash_command`, which arrive over the gateway, and they
+see what the bot did in `calls`, every REST request it made, in order of arrival.
+
+Kept small on purpose, with one method per route and one per gateway opcode, so that forced disconnects,
+RESUME and faults can be added where they belong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+__all__ = ["FakeDiscord", "RestCall", "Upload"]
+
+API = "/api/v10"
+# Discord's gateway opcodes (https://discord.com/developers/docs/topics/opcodes-and-status-codes).
+DISPATCH, HEARTBEAT, IDENTIFY, RESUME, INVALID_SESSION, HELLO, HEARTBEAT_ACK = 0, 1, 2, 6, 9, 10, 11
+# Interaction callback types: 4 answers at once, 5 shows "thinking" and answers later by followup.
+CHANNEL_MESSAGE, DEFERRED_CHANNEL_MESSAGE = 4, 5
+TEXT_CHANNEL = 0
+DEFAULT_MESSAGE, REPLY_MESSAGE = 0, 19
+ATTACHMENT_OPTION = 11
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file the bot sent in a multipart request."""
+
+    field: str
+    filename: str
+    content_type: str | None
+    data: bytes
+
+
+@dataclass
+class RestCall:
+    """One HTTP request the bot made, recorded when it arrived; `status` is set once it is answered."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    json: Any = None
+    files: list[Upload] = field(default_factory=list)
+    status: int | None = None
+    response: Any = None  # the message Discord returned, for calls that create one
+
+    @property
+    def content(self) -> str | None:
+        """The message text of a message create or followup."""
+        return self.json.get("content") if isinstance(self.json, dict) else None
+
+    @property
+    def reply_to(self) -> int | None:
+        """The id of the message this message replies to, if any."""
+        ref = self.json.get("message_reference") if isinstance(self.json, dict) else None
+        return int(ref["message_id"]) if ref and ref.get("message_id") else None
+
+    def is_message_to(self, channel_id: int) -> bool:
+        return self.method == "POST" and self.path == f"{API}/channels/{channel_id}/messages"
+
+
+_CALL = web.RequestKey("call", RestCall)  # the recorded call, for the route's handler
+
+
+@dataclass
+class _Connection:
+    """One gateway WebSocket, with its own sequence numbers."""
+
+    ws: web.WebSocketResponse
+    query: dict[str, str]
+    seq: int = 0
+    session_id: str | None = None
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _json_response(data: Any, status: int = 200) -> web.Response:
+    # discord.py parses a body as JSON only when Content-Type is exactly application/json;
+    # web.json_response would add "; charset=utf-8".
+    return web.Response(body=json.dumps(data).encode(), status=status, headers={"Content-Type": "application/json"})
+
+
+def _error(status: int, message: str, code: int = 0) -> web.Response:
+    return _json_response({"message": message, "code": code}, status)
+
+
+class FakeDiscord:
+    """`async with FakeDiscord() as fake:` serves Discord at `fake.api_base` and `fake.gateway_url`."""
+
+    def __init__(self, token: str | None = None, heartbeat_interval_ms: int = 41_250) -> None:
+        self.token = token  # when set, REST calls with another bot token are refused as by Discord
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self._ids = itertools.count(1_100_000_000_000_000_000)
+        self.application_id = self.new_id()
+        self.bot_user = self._user_payload(self.application_id, "doppelbot", bot=True)
+        self.guild_id = self.new_id()
+        self.channel_id = self.new_id()
+        self.base_url = self.api_base = self.gateway_url = ""
+
+        self.calls: list[RestCall] = []
+        self.identifies: list[dict[str, Any]] = []
+        self.commands: list[dict[str, Any]] = []  # as last synced
+        self.messages: dict[int, dict[str, Any]] = {}  # every message we know, posted by users or the bot
+        self.connections: list[_Connection] = []
+        self.cdn_delay = 0.0  # seconds before an attachment download is answered
+        self._cdn: dict[str, tuple[bytes, str | None]] = {}
+        self._changed = asyncio.Condition()
+        self._ready = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> FakeDiscord:
+        app = web.Application(middlewares=[self._record], client_max_size=64 * 1024 * 1024)
+        app.router.add_get("/gateway", self._gateway)
+        app.router.add_get("/attachments/{path:.+}", self._download)
+        for method, path, handler in self._routes():
+            app.router.add_route(method, API + path, handler)
+        app.router.add_route("*", "/{tail:.*}", self._unknown)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        port = self._runner.addresses[0][1]  # a free port, chosen by the system
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.api_base = self.base_url + API
+        self.gateway_url = f"ws://127.0.0.1:{port}/gateway"
+        return self
+
+    async def __aexit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        for connection in self.connections:
+            if not connection.ws.closed:
+                await connection.ws.close(code=1001)
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def _routes(self) -> list[tuple[str, str, Callable]]:
+        return [
+            ("GET", "/users/@me", self._me),
+            ("GET", "/oauth2/applications/@me", self._application),
+            ("GET", "/gateway", self._gateway_info),
+            ("GET", "/gateway/bot", self._gateway_info),
+            ("GET", "/applications/{app_id}/commands", self._list_commands),
+            ("PUT", "/applications/{app_id}/commands", self._put_commands),
+            ("POST", "/applications/{app_id}/commands", self._post_command),
+            ("POST", "/channels/{channel_id}/typing", self._typing),
+            ("POST", "/channels/{channel_id}/messages", self._create_message),
+            ("GET", "/channels/{channel_id}/messages/{message_id}", self._get_message),
+            ("POST", "/interactions/{interaction_id}/{token}/callback", self._interaction_callback),
+            ("POST", "/webhooks/{app_id}/{token}", self._followup),
+            ("PATCH", "/webhooks/{app_id}/{token}/messages/{message_id}", self._edit_followup),
+        ]
+
+    # -- what tests use -----------------------------------------------------------------------
+
+    def new_id(self) -> int:
+        return next(self._ids)
+
+    async def wait_ready(self, timeout: float = 20) -> None:
+        """Until the bot has identified and been sent its guild, so that dispatched events reach it."""
+        await asyncio.wait_for(self._ready.wait(), timeout)
+
+    async def wait_for(self, predicate: Callable[[RestCall], bool], timeout: float = 20) -> RestCall:
+        """The first REST call (already made or still to come) for which `predicate` is true."""
+
+        def found() -> RestCall | None:
+            return next((call for call in self.calls if predicate(call)), None)
+
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(found), timeout)
+            call = found()
+        assert call is not None
+        return call
+
+    def calls_where(self, predicate: Callable[[RestCall], bool]) -> list[RestCall]:
+        return [call for call in self.calls if predicate(call)]
+
+    def user(self, name: str = "alice") -> dict[str, Any]:
+        """A new human user."""
+        return self._user_payload(self.new_id(), name)
+
+    def attachment(
+        self,
+        data: bytes,
+        filename: str = "photo.jpg",
+        content_type: str | None = "image/jpeg",
+        size: int | None = None,
+    ) -> dict[str, Any]:
+        """An attachment payload served from the fake CDN; `size` is what Discord announces (default: the real one)."""
+        attachment_id = self.new_id()
+        path = f"/attachments/{self.channel_id}/{attachment_id}/{filename}"
+        self._cdn[path] = (data, content_type)
+        payload = {
+            "id": str(attachment_id),
+            "filename": filename,
+            "size": len(data) if size is None else size,
+            "url": self.base_url + path,
+            "proxy_url": self.base_url + path,
+        }
+        if content_type is not None:
+            payload["content_type"] = content_type
+        return payload
+
+    def downloads(self, attachment: dict[str, Any]) -> list[RestCall]:
+        """The requests for `attachment`'s file."""
+        path = attachment["url"].removeprefix(self.base_url)
+        return self.calls_where(lambda call: call.method == "GET" and call.path == path)
+
+    async def send_message(
+        self,
+        author: dict[str, Any],
+        content: str = "",
+        *,
+        mention_bot: bool = True,
+        attachments: list[dict[str, Any]] | tuple[dict[str, Any], ...] = (),
+        reply_to: dict[str, Any] | None = None,
+        reply_ping: bool = False,
+        include_referenced: bool = True,
+    ) -> dict[str, Any]:
+        """A user posts in the guild's channel (a MESSAGE_CREATE); the message payload.
+
+        `mention_bot` writes `@doppelbot` in the text; `reply_ping` notifies the author of `reply_to` the
+        way a Discord reply does, by listing them in the mentions only. With `include_referenced=False` a
+        reply comes without the message it answers, as Discord sometimes sends it, and must be fetched.
+        """
+        mentions = [self.bot_user] if mention_bot else []
+        if reply_to is not None and reply_ping and all(u["id"] != reply_to["author"]["id"] for u in mentions):
+            mentions.append(reply_to["author"])
+        if mention_bot:
+            content = f"<@{self.application_id}> {content}".strip()
+        message = self._message_payload(author, content, list(attachments), mentions, reply_to)
+        event = message if include_referenced else {k: v for k, v in message.items() if k != "referenced_message"}
+        await self.dispatch("MESSAGE_CREATE", event)
+        return message
+
+    async def slash_command(
+        self, user: dict[str, Any], name: str, attachments: dict[str, dict[str, Any]]
+    ) -> dict[str, Any]:
+        """A user runs `/name` with attachment options (option name to attachment); the interaction payload."""
+        command = next((c for c in self.commands if c["name"] == name), None)
+        interaction = {
+            "id": str(self.new_id()),
+            "application_id": str(self.application_id),
+            "type": 2,  # APPLICATION_COMMAND
+            "token": f"interaction-token-{self.new_id()}",
+            "version": 1,
+            "guild_id": str(self.guild_id),
+            "channel_id": str(self.channel_id),
+            "channel": self._channel_payload(),
+            "member": self._member_payload(user),
+            "app_permissions": "2251799813685247",
+            "locale": "en-US",
+            "guild_locale": "en-US",
+            "entitlements": [],
+            "authorizing_integration_owners": {"0": str(self.guild_id)},
+            "context": 0,
+            "attachment_size_limit": 25 * 1024 * 1024,
+            "data": {
+                "id": command["id"] if command else str(self.new_id()),
+                "name": name,
+                "type": 1,
+                "options": [
+                    {"name": option, "type": ATTACHMENT_OPTION, "value": a["id"]} for option, a in attachments.items()
+                ],
+                "resolved": {"attachments": {a["id"]: a for a in attachments.values()}},
+            },
+        }
+        await self.dispatch("INTERACTION_CREATE", interaction)
+        return interaction
+
+    async def dispatch(self, event: str, data: dict[str, Any]) -> None:
+        """Send a DISPATCH event on the newest open gateway connection."""
+        connection = next((c for c in reversed(self.connections) if not c.ws.closed), None)
+        if connection is None:
+            raise RuntimeError("no gateway connection is open")
+        await self._dispatch(connection, event, data)
+
+    # -- payloads -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _user_payload(user_id: int, name: str, bot: bool = False) -> dict[str, Any]:
+        return {
+            "id": str(user_id),
+            "username": name,
+            "global_name": name,
+            "discriminator": "0",
+            "avatar": None,
+            "bot": bot,
+            "flags": 0,
+        }
+
+    @staticmethod
+    def _member_payload(user: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "user": user,
+            "roles": [],
+            "joined_at": _now(),
+            "deaf": False,
+            "mute": False,
+            "flags": 0,
+            "permissions": "2251799813685247",
+        }
+
+    def _channel_payload(self) -> dict[str, Any]:
+        return {
+            "id": str(self.channel_id),
+            "type": TEXT_CHANNEL,
+            "guild_id": str(self.guild_id),
+            "name": "photos",
+            "position": 0,
+            "permission_overwrites": [],
+            "nsfw": False,
+            "topic": None,
+            "last_message_id": None,
+            "rate_limit_per_user": 0,
+        }
+
+    def _guild_payload(self) -> dict[str, Any]:
+        everyone = {
+            "id": str(self.guild_id),
+            "name": "@everyone",
+            "permissions": "2251799813685247",
+            "position": 0,
+            "color": 0,
+            "hoist": False,
+            "managed": False,
+            "mentionable": False,
+            "flags": 0,
+        }
+        return {
+            "id": str(self.guild_id),
+            "name": "Look-alikes",
+            "icon": None,
+            "owner_id": str(self.new_id()),
+            "features": [],
+            "roles": [everyone],
+            "emojis": [],
+            "stickers": [],
+            "channels": [self._channel_payload()],
+            "threads": [],
+            "members": [self._member_payload(self.bot_user)],
+            "member_count": 2,
+            "voice_states": [],
+            "presences": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "soundboard_sounds": [],
+            "large": False,
+            "unavailable": False,
+            "joined_at": _now(),
+            "verification_level": 0,
+            "default_message_notifications": 0,
+            "explicit_content_filter": 0,
+            "mfa_level": 0,
+            "nsfw_level": 0,
+            "premium_tier": 0,
+            "preferred_locale": "en-US",
+            "system_channel_flags": 0,
+        }
+
+    def _message_payload(
+        self,
+        author: dict[str, Any],
+        content: str,
+        attachments: list[dict[str, Any]],
+        mentions: list[dict[str, Any]],
+        reply_to: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "id": str(self.new_id()),
+            "channel_id": str(self.channel_id),
+            "guild_id": str(self.guild_id),
+            "author": author,
+            "content": content,
+            "timestamp": _now(),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": mentions,
+            "mention_roles": [],
+            "attachments": attachments,
+            "embeds": [],
+            "pinned": False,
+            "type": DEFAULT_MESSAGE,
+            "flags": 0,
+        }
+        if not author.get("bot"):
+            message["member"] = {k: v for k, v in self._member_payload(author).items() if k != "user"}
+        if reply_to is not None:
+            message["type"] = REPLY_MESSAGE
+            message["message_reference"] = {
+                "type": 0,
+                "message_id": reply_to["id"],
+                "channel_id": reply_to["channel_id"],
+                "guild_id": reply_to.get("guild_id"),
+            }
+            message["referenced_message"] = reply_to
+        self.messages[int(message["id"])] = message
+        return message
+
+    def _posted_message(self, body: dict[str, Any], files: list[Upload]) -> dict[str, Any]:
+        """The message the bot created with `body` (and `files`), as Discord would return it."""
+        attachments = [
+            self.attachment(upload.data, upload.filename, upload.content_type or "application/octet-stream")
+            for upload in files
+        ]
+        ref = body.get("message_reference") or {}
+        replied = self.messages.get(int(ref["message_id"])) if ref.get("message_id") else None
+        return self._message_payload(self.bot_user, body.get("content") or "", attachments, [], replied)
+
+    # -- REST ---------------------------------------------------------------------------------
+
+    @web.middleware
+    async def _record(self, request: web.Request, handler: Callable) -> web.StreamResponse:
+        """Record every request as it arrives, then its status once answered."""
+        if request.path == "/gateway":
+            return await handler(request)
+        call = RestCall(request.method, request.path, dict(request.query))
+        if request.content_type == "multipart/form-data":
+            form = await request.post()
+            for name, value in form.items():
+                if isinstance(value, web.FileField):
+                    upload = Upload(name, value.filename, value.content_type, value.file.read())
+                    call.files.append(upload)
+                elif name == "payload_json":
+                    call.json = json.loads(value)
+        elif request.can_read_body:
+            raw = await request.read()
+            call.json = json.loads(raw) if raw and request.content_type == "application/json" else None
+        request[_CALL] = call
+        await self._add(call)
+        if (
+            self.token is not None
+            and self._needs_token(request)
+            and request.headers.get("Authorization") != (f"Bot {self.token}")
+        ):
+            call.status = 401
+            return _error(401, "401: Unauthorized")
+        try:
+            response = await handler(request)
+        except web.HTTPException as e:
+            call.status = e.status
+            raise
+        call.status = response.status
+        return response
+
+    @staticmethod
+    def _needs_token(request: web.Request) -> bool:
+        # Interaction callbacks and followups are authorised by the interaction token in their path.
+        return request.path.startswith(API) and not request.path.startswith(
+            (f"{API}/webhooks/", f"{API}/interactions/")
+        )
+
+    async def _add(self, call: RestCall) -> None:
+        async with self._changed:
+            self.calls.append(call)
+            self._changed.notify_all()
+
+    async def _me(self, request: web.Request) -> web.Response:
+        return _json_response(self.bot_user)
+
+    async def _application(self, request: web.Request) -> web.Response:
+        return _json_response(
+            {
+                "id": str(self.application_id),
+                "name": "doppelbot",
+                "icon": None,
+                "description": "Who is in this photo?",
+                "rpc_origins": [],
+                "bot_public": True,
+                "bot_require_code_grant": False,
+                "bot": self.bot_user,
+                "owner": self._user_payload(self.new_id(), "owner"),
+                "team": None,
+                "summary": "",
+                "verify_key": "0" * 64,
+                "flags": 0,
+                "interactions_endpoint_url": None,
+            }
+        )
+
+    async def _gateway_info(self, request: web.Request) -> web.Response:
+        limit = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
+        return _json_response({"url": self.gateway_url, "shards": 1, "session_start_limit": limit})
+
+    def _command_payload(self, command: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": str(self.new_id()),
+            "application_id": str(self.application_id),
+            "version": str(self.new_id()),
+            "type": 1,
+            "options": [],
+            "default_member_permissions": None,
+            "nsfw": False,
+            **command,
+        }
+
+    async def _list_commands(self, request: web.Request) -> web.Response:
+        return _json_response(self.commands)
+
+    async def _put_commands(self, request: web.Request) -> web.Response:
+        self.commands = [self._command_payload(c) for c in request[_CALL].json or []]
+        return _json_response(self.commands)
+
+    async def _post_command(self, request: web.Request) -> web.Response:
+        command = self._command_payload(request[_CALL].json)
+        self.commands = [c for c in self.commands if c["name"] != command["name"]] + [command]
+        return _json_response(command, 201)
+
+    async def _typing(self, request: web.Request) -> web.Response:
+        return web.Response(status=204)
+
+    async def _create_message(self, request: web.Request) -> web.Response:
+        if int(request.match_info["channel_id"]) != self.channel_id:
+            return _error(404, "Unknown Channel", 10003)
+        call: RestCall = request[_CALL]
+        body = call.json or {}
+        if not body.get("content") and not call.files:
+            return _error(400, "Cannot send an empty message", 50006)
+        if len(body.get("content") or "") > 2000:
+            return _error(400, "Invalid Form Body", 50035)
+        call.response = self._posted_message(body, call.files)
+        return _json_response(call.response)
+
+    async def _get_message(self, request: web.Request) -> web.Response:
+        message = self.messages.get(int(request.match_info["message_id"]))
+        if message is None or int(message["channel_id"]) != int(request.match_info["channel_id"]):
+            return _error(404, "Unknown Message", 10008)
+        return _json_response(message)
+
+    async def _interaction_callback(self, request: web.Request) -> web.Response:
+        body = request[_CALL].json or {}
+        kind = body.get("type")
+        flags = (body.get("data") or {}).get("flags") or 0
+        answer: dict[str, Any] = {
+            "interaction": {
+                "id": request.match_info["interaction_id"],
+                "type": 2,
+                "response_message_loading": kind == DEFERRED_CHANNEL_MESSAGE,
+                "response_message_ephemeral": bool(flags & 64),
+            },
+            "resource": {"type": kind},
+        }
+        if kind == CHANNEL_MESSAGE:
+            answer["resource"]["message"] = self._posted_message(body.get("data") or {}, request[_CALL].files)
+        return _json_response(answer)
+
+    async def _followup(self, request: web.Request) -> web.Response:
+        if request.match_info["app_id"] != str(self.application_id):
+            return _error(404, "Unknown Webhook", 10015)
+        call: RestCall = request[_CALL]
+        call.response = self._posted_message(call.json or {}, call.files)
+        return _json_response(call.response)
+
+    async def _edit_followup(self, request: web.Request) -> web.Response:
+        call: RestCall = request[_CALL]
+        return _json_response(self._posted_message(call.json or {}, call.files))
+
+    async def _download(self, request: web.Request) -> web.Response:
+        if self.cdn_delay:
+            await asyncio.sleep(self.cdn_delay)
+        found = self._cdn.get(request.path)
+        if found is None:
+            return web.Response(status=404)
+        data, content_type = found
+        return web.Response(body=data, headers={"Content-Type": content_type or "application/octet-stream"})
+
+    async def _unknown(self, request: web.Request) -> web.Response:
+        return _error(404, f"the fake Discord has no route for {request.method} {request.path}")
+
+    # -- gateway ------------------------------------------------------------------------------
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        # discord.py asks for zlib/zstd-stream compression in the query, but reads text frames as plain
+        # JSON (it decompresses only binary frames), so this fake always answers uncompressed.
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        connection = _Connection(ws, dict(request.query))
+        self.connections.append(connection)
+        await self._send(connection, {"op": HELLO, "d": {"heartbeat_interval": self.heartbeat_interval_ms}})
+        handlers = {HEARTBEAT: self._on_heartbeat, IDENTIFY: self._on_identify, RESUME: self._on_resume}
+        async for frame in ws:
+            if frame.type != WSMsgType.TEXT:
+                continue
+            payload = json.loads(frame.data)
+            handler = handlers.get(payload.get("op"))
+            if handler is not None:
+                await handler(connection, payload.get("d"))
+        return ws
+
+    async def _send(self, connection: _Connection, payload: dict[str, Any]) -> None:
+        await connection.ws.send_str(json.dumps(payload))
+
+    async def _dispatch(self, connection: _Connection, event: str, data: dict[str, Any]) -> None:
+        connection.seq += 1
+        await self._send(connection, {"op": DISPATCH, "t": event, "s": connection.seq, "d": data})
+
+    async def _on_heartbeat(self, connection: _Connection, data: Any) -> None:
+        await self._send(connection, {"op": HEARTBEAT_ACK})
+
+    async def _on_identify(self, connection: _Connection, data: dict[str, Any]) -> None:
+        self.identifies.append(data)
+        connection.session_id = f"session-{self.new_id()}"
+        ready = {
+            "v": 10,
+            "user": self.bot_user,
+            "guilds": [{"id": str(self.guild_id), "unavailable": True}],
+            "session_id": connection.session_id,
+            "resume_gateway_url": self.gateway_url,
+            "application": {"id": str(self.application_id), "flags": 0},
+            "private_channels": [],
+            "relationships": [],
+        }
+        await self._dispatch(connection, "READY", ready)
+        await self._dispatch(connection, "GUILD_CREATE", self._guild_payload())
+        self._ready.set()
+
+    async def _on_resume(self, connection: _Connection, data: dict[str, Any]) -> None:
+        # Sessions are not kept yet: tell the client to identify afresh, as Discord does for a stale session.
+        await self._send(connection, {"op": INVALID_SESSION, "d": False})

@@ -1,0 +1,484 @@
+"""A fake Telegram Bot API server on 127.0.0.1, enough for python-telegram-bot's polling bot.
+
+Tests push updates (`fake.push_private_photo(...)`), the real bot fetches them with `getUpdates`, and
+tests read what it answered (`await fake.wait_for("sendMessage")`). Every request is recorded as a
+`Call`. The update JSON follows the Bot API's shapes: per-chat message ids, `from`, photo sizes
+from small to large, caption entities with UTF-16 offsets, files the bot can `getFile` and download.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import itertools
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from aiohttp import web
+
+__all__ = ["DOWNLOAD", "BotApiError", "Call", "FakeTelegram", "StoredFile"]
+
+# The method name under which a file download is recorded; no Bot API method has a space in its name.
+DOWNLOAD = "file download"
+# Telegram's Bot API serves no file over 20 MB: getFile answers "file is too big" instead.
+MAX_DOWNLOAD = 20 * 1024 * 1024
+# Parameters the Bot API takes as plain strings; python-telegram-bot JSON-encodes every other value.
+_TEXT_PARAMS = frozenset({"text", "caption", "file_id", "action", "parse_mode", "emoji", "description"})
+# Long polls are capped so a test that forgets to stop its bot cannot hold the server for long.
+_MAX_POLL = 30.0
+_PHOTO_WIDTHS = (90, 320, 800)  # Telegram's thumbnail sizes below the full photo
+
+
+@dataclass
+class Call:
+    """One request the bot made: the method, its decoded parameters, uploaded files, and when."""
+
+    method: str
+    params: dict[str, Any]
+    files: dict[str, bytes] = field(default_factory=dict)
+    at: float = field(default_factory=time.monotonic)
+    error: str | None = None  # the Bot API error the fake answered with; None when the call was done
+
+    @property
+    def reply_to(self) -> int | None:
+        """The message id this call answers, from `reply_parameters` (or the old `reply_to_message_id`)."""
+        reply = self.params.get("reply_parameters")
+        if isinstance(reply, dict):
+            return reply.get("message_id")
+        return self.params.get("reply_to_message_id")
+
+
+@dataclass
+class StoredFile:
+    """A file the fake serves: what getFile says of it, and its bytes."""
+
+    file_id: str
+    file_unique_id: str
+    file_path: str
+    data: bytes
+    file_size: int  # as announced; may differ from len(data) to test size limits without 20 MB in memory
+
+
+class BotApiError(Exception):
+    """Raised by a method handler to answer `{"ok": false, ...}` as the Bot API does."""
+
+    def __init__(self, error_code: int, description: str) -> None:
+        super().__init__(description)
+        self.error_code = error_code
+        self.description = description
+
+
+@cache
+def tiny_jpeg() -> bytes:
+    """An 8x8 grey JPEG: the stand-in for the small photo sizes, useless to a face finder."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (8, 8), (128, 128, 128)).save(out, "JPEG")
+    return out.getvalue()
+
+
+def utf16_len(text: str) -> int:
+    """Telegram counts entity offsets and lengths in UTF-16 code units."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def entities_of(text: str) -> list[dict[str, Any]]:
+    """The `mention` and `bot_command` entities Telegram would find in `text`."""
+    found = []
+    for match in re.finditer(r"(?<![\w@/])(@\w{3,})|(?<![\w/])(/\w+(?:@\w+)?)", text):
+        kind = "mention" if match.group(1) else "bot_command"
+        offset = utf16_len(text[: match.start()])
+        found.append({"type": kind, "offset": offset, "length": utf16_len(match.group(0))})
+    return found
+
+
+class FakeTelegram:
+    """`async with FakeTelegram() as fake:` serves the Bot API at `fake.base_url` and files at `fake.base_file_url`."""
+
+    def __init__(
+        self, token: str = "123456789:AAFakeTokenForTestsOnly_0123456789ab", username: str = "doppel_test_bot"
+    ):
+        self.token = token
+        self.bot_user = {
+            "id": int(token.split(":")[0]),
+            "is_bot": True,
+            "first_name": "Doppelbot",
+            "username": username,
+            "can_join_groups": True,
+            "can_read_all_group_messages": False,  # privacy mode, as bots start
+            "supports_inline_queries": False,
+        }
+        self.user = {"id": 1001, "is_bot": False, "first_name": "Ada", "username": "ada", "language_code": "en"}
+        self.other_user = {"id": 1002, "is_bot": False, "first_name": "Grace", "username": "grace"}
+        self.private_chat = {"id": 1001, "type": "private", "first_name": "Ada", "username": "ada"}
+        self.group_chat = {"id": -1001234567890, "type": "supergroup", "title": "Who is who"}
+        self.calls: list[Call] = []
+        self.files: dict[str, StoredFile] = {}
+        self.updates: list[dict[str, Any]] = []
+        self.download_delay = 0.0  # seconds each file download waits before its bytes come
+        self.base_url = ""
+        self.base_file_url = ""
+        self._failures: dict[str, list[BotApiError]] = {}
+        self._methods: dict[str, Callable[[Call], Awaitable[Any]]] = {
+            "getme": self._get_me,
+            "getupdates": self._get_updates,
+            "getfile": self._get_file,
+            "sendmessage": self._send_message,
+            "sendphoto": self._send_photo,
+        }
+        self._update_ids = itertools.count(100_000)
+        self._message_ids: dict[int, itertools.count] = {}
+        self._file_ids = itertools.count(1)
+        self._media_groups = itertools.count(13_000_000_000_000_000)
+        self._changed = asyncio.Event()  # set and replaced whenever an update or a call arrives
+        self._closing = False
+        self._runner: web.AppRunner | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> FakeTelegram:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/bot{token}/{method}", self._api)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._download)
+        # A short shutdown timeout: a long poll still open when the test ends must not hold it up.
+        self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.base_url = f"http://127.0.0.1:{port}/bot"
+        self.base_file_url = f"http://127.0.0.1:{port}/file/bot"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._closing = True
+        self._wake()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # -- what the bot did --------------------------------------------------------------------
+
+    def called(self, method: str) -> list[Call]:
+        """The calls of `method` so far, oldest first."""
+        return [c for c in self.calls if c.method == method]
+
+    @property
+    def downloads(self) -> list[str]:
+        """The file paths the bot downloaded, in order."""
+        return [c.params["file_path"] for c in self.called(DOWNLOAD)]
+
+    @property
+    def replies(self) -> list[Call]:
+        """Every message the bot delivered (text or photo), oldest first; calls that were refused are left out."""
+        return [c for c in self.calls if c.method in ("sendMessage", "sendPhoto") and c.error is None]
+
+    async def wait_for(self, method: str, count: int = 1, timeout: float = 20.0) -> list[Call]:
+        """The first `count` calls of `method`, once there are that many; AssertionError after `timeout`."""
+        await self.wait_until(lambda: len(self.called(method)) >= count, timeout, f"{count} x {method}")
+        return self.called(method)[:count]
+
+    async def wait_until(self, condition: Callable[[], bool], timeout: float = 20.0, what: str = "a condition") -> None:
+        """Return once `condition()` holds, checked after every call and update; AssertionError after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                seen = [c.method for c in self.calls]
+                raise AssertionError(f"waited {timeout}s for {what}; the bot called: {seen}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), remaining)
+
+    def fail_next(self, method: str, error_code: int = 400, description: str = "Bad Request: test failure") -> None:
+        """Answer the next call of `method` with a Bot API error instead of doing it."""
+        self._failures.setdefault(method.lower(), []).append(BotApiError(error_code, description))
+
+    # -- what the user does ------------------------------------------------------------------
+
+    def add_file(
+        self, data: bytes, suffix: str = "jpg", folder: str = "photos", file_size: int | None = None
+    ) -> StoredFile:
+        """Store `data` as a file the bot can fetch; `file_size` overrides the size getFile announces."""
+        n = next(self._file_ids)
+        stored = StoredFile(
+            file_id=f"AgACAgIAAxkBAAI{n:06d}fakefileid",
+            file_unique_id=f"AQAD{n:06d}",
+            file_path=f"{folder}/file_{n}.{suffix}",
+            data=data,
+            file_size=len(data) if file_size is None else file_size,
+        )
+        self.files[stored.file_id] = stored
+        return stored
+
+    def photo_sizes(self, data: bytes, width: int = 1280, height: int = 853, small: bytes | None = None) -> list[dict]:
+        """PhotoSize objects from the smallest to `data` itself; the smaller ones serve `small` (a tiny JPEG)."""
+        sizes = []
+        thumb = tiny_jpeg() if small is None else small
+        for w in (w for w in _PHOTO_WIDTHS if w < width):
+            stored = self.add_file(thumb)
+            sizes.append(self._size(stored, w, round(height * w / width)))
+        sizes.append(self._size(self.add_file(data), width, height))
+        return sizes
+
+    def push_message(self, chat: dict | None = None, sender: dict | None = None, **fields: Any) -> dict[str, Any]:
+        """Deliver a new message (any Message fields) to the bot; returns the message as sent."""
+        chat = chat or self.private_chat
+        message = {
+            "message_id": self._next_message_id(chat["id"]),
+            "from": sender or self.user,
+            "chat": chat,
+            "date": int(time.time()),
+            **fields,
+        }
+        self.push_update({"message": message})
+        return message
+
+    def push_update(self, update: dict[str, Any]) -> dict[str, Any]:
+        """Queue a raw update (its update_id is added) for the bot's next getUpdates."""
+        update = {"update_id": next(self._update_ids), **update}
+        self.updates.append(update)
+        self._wake()
+        return update
+
+    def push_private_photo(self, data: bytes, caption: str | None = None, **fields: Any) -> dict[str, Any]:
+        """A photo sent to the bot in a private chat."""
+        return self.push_photo(data, self.private_chat, caption, **fields)
+
+    def push_group_photo(self, data: bytes, caption: str | None = None, **fields: Any) -> dict[str, Any]:
+        """A photo posted in the group; mention the bot in `caption` (e.g. "@doppel_test_bot") to address it."""
+        return self.push_photo(data, self.group_chat, caption, **fields)
+
+    def push_photo(
+        self,
+        data: bytes,
+        chat: dict | None = None,
+        caption: str | None = None,
+        width: int = 1280,
+        height: int = 853,
+        small: bytes | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """A compressed photo (several sizes) in `chat`."""
+        fields["photo"] = self.photo_sizes(data, width, height, small)
+        return self.push_message(chat, **_with_caption(caption, fields))
+
+    def push_document(
+        self,
+        data: bytes,
+        file_name: str = "photo.jpg",
+        mime_type: str | None = "image/jpeg",
+        file_size: int | None = None,
+        chat: dict | None = None,
+        caption: str | None = None,
+    ) -> dict[str, Any]:
+        """A file sent uncompressed; `file_size` may announce more than `data` holds."""
+        suffix = file_name.rsplit(".", 1)[-1] if "." in file_name else "bin"
+        stored = self.add_file(data, suffix, "documents", file_size)
+        document = {
+            "file_id": stored.file_id,
+            "file_unique_id": stored.file_unique_id,
+            "file_name": file_name,
+            "file_size": stored.file_size,
+        }
+        if mime_type is not None:
+            document["mime_type"] = mime_type
+        return self.push_message(chat, **_with_caption(caption, {"document": document}))
+
+    def push_text(self, text: str, chat: dict | None = None, reply_to: dict | None = None, **fields: Any) -> dict:
+        """A text message, with its entities; `reply_to` is an earlier message it replies to."""
+        fields["text"] = text
+        if entities := entities_of(text):
+            fields["entities"] = entities
+        if reply_to is not None:
+            # Telegram nests the replied-to message once, without its own reply.
+            fields["reply_to_message"] = {k: v for k, v in reply_to.items() if k != "reply_to_message"}
+        return self.push_message(chat, **fields)
+
+    def push_command(self, command: str, chat: dict | None = None, reply_to: dict | None = None) -> dict[str, Any]:
+        """A command such as "/start" or "/whois@doppel_test_bot"."""
+        return self.push_text(command, chat, reply_to)
+
+    def push_reply(self, to: dict[str, Any], text: str) -> dict[str, Any]:
+        """A text reply to the message `to`, in that message's chat (e.g. "@doppel_test_bot" or "/whois")."""
+        return self.push_text(text, to["chat"], reply_to=to)
+
+    def push_media_group(self, photos: list[bytes], chat: dict | None = None, caption: str | None = None) -> list[dict]:
+        """An album: one message per photo, sharing a media_group_id; the caption rides on the first."""
+        group = str(next(self._media_groups))
+        return [
+            self.push_photo(data, chat, caption if i == 0 else None, media_group_id=group)
+            for i, data in enumerate(photos)
+        ]
+
+    # -- the HTTP side -----------------------------------------------------------------------
+
+    async def _api(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return _error(401, "Unauthorized")
+        params, files = await _read_params(request)
+        call = Call(request.match_info["method"], params, files)
+        self._record(call)
+        # Fault injection hooks in here: one place sees every method before it is done.
+        key = call.method.lower()
+        handler = self._methods.get(key)
+        try:
+            if failures := self._failures.get(key):
+                raise failures.pop(0)
+            result = await handler(call) if handler else True
+        except BotApiError as e:
+            call.error = e.description
+            return _error(e.error_code, e.description)
+        return web.json_response({"ok": True, "result": result})
+
+    async def _download(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return web.Response(status=401, text="Unauthorized")
+        path = request.match_info["path"]
+        call = Call(DOWNLOAD, {"file_path": path})
+        self._record(call)
+        stored = next((f for f in self.files.values() if f.file_path == path), None)
+        if stored is None:
+            call.error = "Not Found"
+            return web.Response(status=404, text="Not Found")
+        if self.download_delay:
+            await asyncio.sleep(self.download_delay)
+        return web.Response(body=stored.data, content_type="application/octet-stream")
+
+    def _record(self, call: Call) -> None:
+        self.calls.append(call)
+        self._wake()
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    # -- methods -----------------------------------------------------------------------------
+
+    async def _get_me(self, call: Call) -> dict[str, Any]:
+        return self.bot_user
+
+    async def _get_updates(self, call: Call) -> list[dict[str, Any]]:
+        offset = int(call.params.get("offset") or 0)
+        # As in the Bot API, asking from `offset` confirms (forgets) every update before it.
+        self.updates = [u for u in self.updates if u["update_id"] >= offset]
+        deadline = time.monotonic() + min(float(call.params.get("timeout") or 0), _MAX_POLL)
+        while not self.updates and not self._closing and (remaining := deadline - time.monotonic()) > 0:
+            changed = self._changed
+            try:
+                await asyncio.wait_for(changed.wait(), remaining)
+            except TimeoutError:
+                break
+        limit = int(call.params.get("limit") or 100)
+        return self.updates[:limit]
+
+    async def _get_file(self, call: Call) -> dict[str, Any]:
+        stored = self.files.get(str(call.params.get("file_id")))
+        if stored is None:
+            raise BotApiError(400, "Bad Request: invalid file_id")
+        if stored.file_size > MAX_DOWNLOAD:
+            raise BotApiError(400, "Bad Request: file is too big")
+        return {
+            "file_id": stored.file_id,
+            "file_unique_id": stored.file_unique_id,
+            "file_size": stored.file_size,
+            "file_path": stored.file_path,
+        }
+
+    async def _send_message(self, call: Call) -> dict[str, Any]:
+        message = self._bot_message(call)
+        message["text"] = call.params.get("text", "")
+        return message
+
+    async def _send_photo(self, call: Call) -> dict[str, Any]:
+        photo = call.params.get("photo")
+        data = call.files.get("photo")
+        if data is None and isinstance(photo, str) and photo.startswith("attach://"):
+            data = call.files.get(photo.removeprefix("attach://"))
+        if data is None:  # a file_id or URL: resend a stored file
+            stored = self.files.get(str(photo))
+            if stored is None:
+                raise BotApiError(400, "Bad Request: wrong file identifier/HTTP URL specified")
+            data = stored.data
+        call.files.setdefault("photo", data)
+        message = self._bot_message(call)
+        message["photo"] = [self._size(self.add_file(data), 1280, 853)]
+        if "caption" in call.params:
+            message["caption"] = call.params["caption"]
+        return message
+
+    def _bot_message(self, call: Call) -> dict[str, Any]:
+        chat = self._chat(call.params.get("chat_id"))
+        message = {
+            "message_id": self._next_message_id(chat["id"]),
+            "from": self.bot_user,
+            "chat": chat,
+            "date": int(time.time()),
+        }
+        if (reply_to := call.reply_to) is not None:
+            message["reply_to_message"] = {"message_id": reply_to, "chat": chat, "date": int(time.time())}
+        return message
+
+    def _chat(self, chat_id: Any) -> dict[str, Any]:
+        for chat in (self.private_chat, self.group_chat):
+            if str(chat["id"]) == str(chat_id):
+                return chat
+        raise BotApiError(400, "Bad Request: chat not found")
+
+    def _next_message_id(self, chat_id: int) -> int:
+        return next(self._message_ids.setdefault(chat_id, itertools.count(1)))
+
+    @staticmethod
+    def _size(stored: StoredFile, width: int, height: int) -> dict[str, Any]:
+        return {
+            "file_id": stored.file_id,
+            "file_unique_id": stored.file_unique_id,
+            "file_size": stored.file_size,
+            "width": width,
+            "height": height,
+        }
+
+
+def _with_caption(caption: str | None, fields: dict[str, Any]) -> dict[str, Any]:
+    if caption is not None:
+        fields["caption"] = caption
+        if entities := entities_of(caption):
+            fields["caption_entities"] = entities
+    return fields
+
+
+def _error(code: int, description: str) -> web.Response:
+    return web.json_response({"ok": False, "error_code": code, "description": description}, status=code)
+
+
+def _decode(name: str, value: str) -> Any:
+    if name in _TEXT_PARAMS:
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+async def _read_params(request: web.Request) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Query, form, multipart or JSON parameters, decoded; uploaded files separately."""
+    params: dict[str, Any] = {k: _decode(k, v) for k, v in request.query.items()}
+    files: dict[str, bytes] = {}
+    if request.content_type == "application/json":
+        params.update(await request.json())
+    elif request.content_type == "multipart/form-data":
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if part.filename is not None:
+                files[part.name] = bytes(await part.read())
+            else:
+                params[part.name] = _decode(part.name, await part.text())
+    elif request.can_read_body:
+        form = await request.post()
+        params.update({k: _decode(k, v) for k, v in form.items() if isinstance(v, str)})
+    return params, files

@@ -1,0 +1,248 @@
+"""The Discord adapter: the real discord.py client against a fake Discord (REST and gateway) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import discord
+import pytest
+from fake_discord import FakeDiscord, RestCall
+from imagery import jpeg, noise_image, scene
+
+from bot.core import ChatCore, RateLimiter
+from bot.discord_adapter import build_client, run_discord
+from bot.worker import InferenceWorker
+
+TOKEN = "fake-token.never-logged"
+ONE_FACE = re.compile(r"Eileen, (9\d|100)% sure")
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+@asynccontextmanager
+async def discord_bot(core: ChatCore) -> AsyncIterator[FakeDiscord]:
+    """A fake Discord with the real bot connected to it; stops the bot (and checks it stopped) on exit."""
+    async with FakeDiscord(token=TOKEN) as fake:
+        stop = asyncio.Event()
+        bot = asyncio.create_task(run_discord(build_client(core, fake.api_base, fake.gateway_url), TOKEN, stop))
+        ready = asyncio.create_task(fake.wait_ready())
+        await asyncio.wait({bot, ready}, timeout=20, return_when=asyncio.FIRST_COMPLETED)
+        if bot.done():
+            ready.cancel()
+            bot.result()  # the bot failed to start: raise why
+        assert ready.done(), "the bot never identified on the gateway"
+        try:
+            yield fake
+        finally:
+            stop.set()
+            await asyncio.wait_for(bot, 30)
+
+
+def run_with_bot(core: ChatCore, scenario: Callable[[FakeDiscord], Awaitable[None]]) -> None:
+    async def main() -> None:
+        async with discord_bot(core) as fake:
+            await scenario(fake)
+
+    asyncio.run(main())
+
+
+def replies(fake: FakeDiscord) -> list[RestCall]:
+    """The messages the bot posted in the guild's channel."""
+    return fake.calls_where(lambda call: call.is_message_to(fake.channel_id))
+
+
+async def reply_to(fake: FakeDiscord, message: dict) -> RestCall:
+    return await fake.wait_for(lambda call: call.is_message_to(fake.channel_id) and call.reply_to == int(message["id"]))
+
+
+async def followup_to(fake: FakeDiscord, interaction: dict) -> RestCall:
+    """The bot's followup message for a slash command."""
+    path = f"/webhooks/{fake.application_id}/{interaction['token']}"
+    return await fake.wait_for(lambda call: call.method == "POST" and call.path.endswith(path))
+
+
+def test_a_mention_with_a_one_face_photo_gets_a_reply(core: ChatCore) -> None:
+    async def scenario(fake: FakeDiscord) -> None:
+        photo = fake.attachment(jpeg(scene(1)))
+        message = await fake.send_message(fake.user(), "who is this?", attachments=[photo])
+        reply = await reply_to(fake, message)
+        assert ONE_FACE.fullmatch(reply.content), reply.content
+        assert reply.files == []
+        typing = fake.calls_where(lambda call: call.path.endswith("/typing"))
+        assert typing and fake.calls.index(typing[0]) < fake.calls.index(reply), "no typing before the answer"
+
+    run_with_bot(core, scenario)
+
+
+def test_three_faces_get_a_numbered_list_and_the_boxed_photo(core: ChatCore) -> None:
+    async def scenario(fake: FakeDiscord) -> None:
+        photo = fake.attachment(jpeg(scene(3, twins=(True, False, True))), "party.jpg")
+        message = await fake.send_message(fake.user(), attachments=[photo])
+        reply = await reply_to(fake, message)
+        lines = reply.content.splitlines()
+        assert lines[0] == "I found 3 faces:"
+        assert [line.split(",")[0] for line in lines[1:]] == ["1. Twin", "2. Eileen", "3. Twin"]
+        [upload] = reply.files
+        assert upload.filename.endswith(".jpg") and upload.data.startswith(JPEG_MAGIC)
+
+    run_with_bot(core, scenario)
+
+
+def test_a_mention_replying_to_a_photo_answers_about_that_photo(core: ChatCore) -> None:
+    async def scenario(fake: FakeDiscord) -> None:
+        photo = fake.attachment(jpeg(scene(1)))
+        posted = await fake.send_message(fake.user("alice"), "look at her", mention_bot=False, attachments=[photo])
+        question = await fake.send_message(fake.user("bob"), "who is that?", reply_to=posted)
+        reply = await reply_to(fake, question)
+        assert ONE_FACE.fullmatch(reply.content), reply.content
+        assert len(fake.downloads(photo)) == 1
+        assert all(call.reply_to != int(posted["id"]) for call in replies(fake)), "answered the unmentioned photo"
+        # Without the replied-to message in the event, the bot fetches it.
+        question = await fake.send_message(fake.user("carol"), "and now?", reply_to=posted, include_referenced=False)
+        reply = await reply_to(fake, question)
+        assert ONE_FACE.fullmatch(reply.content), reply.content
+        assert fake.calls_where(lambda call: call.method == "GET" and call.path.endswith(f"/messages/{posted['id']}"))
+
+    run_with_bot(core, scenario)
+
+
+def test_whois_defers_then_follows_up_with_the_answer(core: ChatCore) -> None:
+    async def scenario(fake: FakeDiscord) -> None:
+        [whois] = fake.commands  # synced at start
+        assert whois["name"] == "whois"
+        assert [(o["name"], o["type"], o.get("required")) for o in whois["options"]] == [("photo", 11, True)]
+        interaction = await fake.slash_command(fake.user(), "whois", {"photo": fake.attachment(jpeg(scene(1)))})
+        followup = await followup_to(fake, interaction)
+        assert ONE_FACE.fullmatch(followup.content), followup.content
+        [callback] = fake.calls_where(
+            lambda call: call.path.endswith(f"/interactions/{interaction['id']}/{interaction['token']}/callback")
+        )
+        assert callback.json["type"] == 5, "the bot should show it is thinking first"
+        assert fake.calls.index(callback) < fake.calls.index(followup)
+
+    run_with_bot(core, scenario)
+
+
+def test_whois_with_three_faces_sends_the_boxed_photo(core: ChatCore) -> None:
+    async def scenario(fake: FakeDiscord) -> None:
+        photo = fake.attachment(jpeg(scene(3, twins=(True, False, True))))
+        interaction = await fake.slash_command(fake.user(), "whois", {"photo": photo})
+        followup = await followup_to(fake, interaction)
+        assert followup.content.startswith("I found 3 faces:")
+        [upload] = followup.files
+        assert upload.data.startswith(JPEG_MAGIC)
+
+    run_with_bot(core, scenario)
+
+
+def test_messages_not_asking_the_bot_are_ignored(core: ChatCore) -> None:
+    async def scenario(fake: FakeDiscord) -> None:
+        photo = fake.attachment(jpeg(scene(1)))
+        await fake.send_message(fake.user(), "nice photo", mention_bot=False, attachments=[photo])
+        await fake.send_message(fake.bot_user, "my own words", attachments=[photo])
+        # Events are handled in the order they come, and ignoring one needs no request: once the bot has
+        # answered a later mention, it has passed over the earlier messages.
+        hint = await fake.send_message(fake.user(), "hello")
+        reply = await reply_to(fake, hint)
+        assert reply.content == core.mention_hint().text
+        # Replying to the bot's answer notifies the bot, but is no question to it.
+        await fake.send_message(fake.user(), "thanks!", mention_bot=False, reply_to=reply.response, reply_ping=True)
+        last = await reply_to(fake, await fake.send_message(fake.user(), "bye"))
+        assert replies(fake) == [reply, last]
+        assert fake.downloads(photo) == []
+
+    run_with_bot(core, scenario)
+
+
+def test_files_that_are_not_images_or_too_large_are_refused_without_download(core: ChatCore) -> None:
+    async def scenario(fake: FakeDiscord) -> None:
+        notes = fake.attachment(b"%PDF-1.7 minutes of the meeting", "notes.pdf", "application/pdf")
+        message = await fake.send_message(fake.user(), attachments=[notes])
+        assert (await reply_to(fake, message)).content == core.not_an_image().text
+
+        huge = fake.attachment(jpeg(scene(1)), "huge.jpg", size=25 * 1024 * 1024)
+        message = await fake.send_message(fake.user(), attachments=[huge])
+        reply = await reply_to(fake, message)
+        assert reply.content.startswith("That file is 25 MB; I can look at files up to 20 MB")
+        assert fake.downloads(huge) == [] and fake.downloads(notes) == []
+
+        nameless = fake.attachment(jpeg(noise_image()), "scan.png", content_type=None)  # an image by its name
+        message = await fake.send_message(fake.user(), attachments=[nameless])
+        assert (await reply_to(fake, message)).content == "I can't find a face in this photo."
+
+    run_with_bot(core, scenario)
+
+
+def test_a_stop_delivers_the_answer_in_progress(core: ChatCore) -> None:
+    async def main() -> None:
+        async with FakeDiscord() as fake:
+            stop = asyncio.Event()
+            bot = asyncio.create_task(run_discord(build_client(core, fake.api_base, fake.gateway_url), TOKEN, stop))
+            await fake.wait_ready()
+            fake.cdn_delay = 1.0  # the photo is still downloading when the stop comes
+            photo = fake.attachment(jpeg(scene(1)))
+            message = await fake.send_message(fake.user(), attachments=[photo])
+            await fake.wait_for(lambda call: call.path == photo["url"].removeprefix(fake.base_url))
+            stop.set()
+            await asyncio.wait_for(bot, 30)
+            [reply] = replies(fake)
+            assert reply.reply_to == int(message["id"]) and reply.status == 200
+            assert ONE_FACE.fullmatch(reply.content), reply.content
+            # The endpoints pointed at the fake were discord.py-wide: they are put back on close.
+            assert discord.http.Route.BASE == "https://discord.com/api/v10"
+            assert str(discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY) == "wss://gateway.discord.gg/"
+
+    asyncio.run(main())
+
+
+def test_a_wrong_token_stops_with_a_login_failure_that_does_not_show_the_token(
+    core: ChatCore, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    async def main() -> None:
+        async with FakeDiscord(token="the-real-token") as fake:
+            client = build_client(core, fake.api_base, fake.gateway_url)
+            with pytest.raises(discord.LoginFailure):
+                await asyncio.wait_for(run_discord(client, TOKEN, asyncio.Event()), 20)
+            assert fake.identifies == []
+
+    asyncio.run(main())
+    assert TOKEN not in caplog.text
+
+
+class BrokenClassifier:
+    """A model that fails on every photo, as a corrupt model file would."""
+
+    limits = None
+
+    def classify_many(self, photos: list[bytes]) -> list:
+        raise RuntimeError("the model is broken")
+
+
+def test_a_failing_handler_apologises_logs_no_secrets_and_keeps_running(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="doppelbot")
+    worker = InferenceWorker(BrokenClassifier())
+    broken = ChatCore(worker, RateLimiter(100))
+    failed = broken.failed().text
+    photo_bytes = jpeg(scene(1))
+
+    async def scenario(fake: FakeDiscord) -> None:
+        message = await fake.send_message(fake.user(), attachments=[fake.attachment(photo_bytes)])
+        assert (await reply_to(fake, message)).content == failed
+        interaction = await fake.slash_command(fake.user(), "whois", {"photo": fake.attachment(photo_bytes)})
+        followup = await followup_to(fake, interaction)
+        assert followup.content == failed
+        hint = await fake.send_message(fake.user(), "still there?")
+        assert (await reply_to(fake, hint)).content == broken.mention_hint().text
+
+    try:
+        run_with_bot(broken, scenario)
+    finally:
+        worker.close(timeout=30)
+    assert "the on_message handler failed" in caplog.text and "/whois command failed" in caplog.text
+    assert TOKEN not in caplog.text
+    assert repr(photo_bytes[:32])[2:-1] not in caplog.text
