@@ -33,8 +33,11 @@ def _problems(settings: Settings) -> list[str]:
 
 
 def _load_classifier(settings: Settings):
+    import torch
+
     from model.serving import FaceClassifier
 
+    torch.set_num_threads(settings.torch_threads)
     return FaceClassifier.load(settings.model_path, threshold=settings.threshold)
 
 

@@ -31,6 +31,9 @@ class Settings:
     queue_size: int = 32  # photos waiting for the model before "busy"
     batch_window_ms: float = 30.0
     reload_seconds: float = 5.0  # how often to look for a replaced model file
+    # One torch thread leaves the other core of a small machine to dlib's detector and the event
+    # loop; with two, any other busy process made each forward pass 10-50x slower (OpenMP spinning).
+    torch_threads: int = 1
     telegram_base_url: str | None = None  # e.g. http://127.0.0.1:8081/bot (the token is appended)
     telegram_base_file_url: str | None = None
     discord_api_base: str | None = None  # e.g. http://127.0.0.1:8082/api/v10
@@ -73,6 +76,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: str | Path | Non
         queue_size=int(_number(env, "QUEUE_SIZE", 32, int)),
         batch_window_ms=_number(env, "BATCH_WINDOW_MS", 30.0),
         reload_seconds=_number(env, "MODEL_RELOAD_SECONDS", 5.0),
+        torch_threads=max(1, int(_number(env, "TORCH_THREADS", 1, int))),
         telegram_base_url=text("TELEGRAM_BASE_URL"),
         telegram_base_file_url=text("TELEGRAM_BASE_FILE_URL"),
         discord_api_base=text("DISCORD_API_BASE"),

@@ -1,0 +1,305 @@
+"""doppelbot against the fastai book's serving path, side by side: latency, burst, cold start, memory.
+
+    python -m bench [--quick] [--model PATH] [--runs N] [--burst N] [--batch N] [--threads N] [--accuracy]
+
+Prints one markdown table, each figure beside the one it is compared with, measured in the same
+run (timings alternate between the two sides, so load that drifts falls on both), then one JSON
+line. A full run writes the table to `bench/results.md`; `--quick` (fewer runs, a smaller burst,
+under a minute on an idle 2-core machine) only prints. Both learners are built in a temporary
+folder: ours with `python -m training`'s recipe on generated face chips (or `--model PATH`), and the
+book's chapter-2 ResNet18 on generated whole photos, each trained briefly and exported.
+`--accuracy` adds `bench/accuracy.py`'s table (tens of minutes; needs ../shared/datasets/pins).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import dlib
+import fastai
+import numpy as np
+import torch
+
+from model.faces import FaceFinder
+from model.serving import FaceClassifier
+
+from .learners import (
+    PILImage,
+    book_answer,
+    book_learner,
+    book_predict,
+    face_chip,
+    face_learner_file,
+    load_quietly,
+    photo,
+)
+from .report import ACCURACY_HEADING, Figures, Series, machine_line, render, summary_json, targets, write_results
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results.md"
+PINS = ROOT.parent / "shared" / "datasets" / "pins"
+RSS_PHOTOS = 10
+
+# The serving processes measured for cold start and memory: each imports only what its bot would,
+# answers one photo (the parent times that), then nine more, and reports its resident memory.
+_RSS = "int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1]) / 1024"
+OURS_PROCESS = f"""
+import json, sys
+from pathlib import Path
+from model.serving import FaceClassifier
+classifier = FaceClassifier.load(sys.argv[1])
+photos = [Path(p).read_bytes() for p in sys.argv[2:]]
+assert classifier.classify(photos[0]).faces
+print("answered", flush=True)
+for data in photos[1:]:
+    classifier.classify(data)
+print(json.dumps({{"rss_mb": {_RSS}}}), flush=True)
+"""
+BOOK_PROCESS = f"""
+import contextlib, io, json, sys
+from fastai.vision.all import PILImage, load_learner
+learn = load_learner(sys.argv[1])
+def answer(path):
+    with contextlib.redirect_stdout(io.StringIO()):
+        return learn.predict(PILImage.create(open(path, "rb").read()))
+answer(sys.argv[2])
+print("answered", flush=True)
+for path in sys.argv[3:]:
+    answer(path)
+print(json.dumps({{"rss_mb": {_RSS}}}), flush=True)
+"""
+
+
+def log(message: str) -> None:
+    """Progress goes to stderr: stdout holds the table and, last, the JSON line."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def timed_rounds(fns: dict[str, Callable[[], object]], runs: int) -> dict[str, Series]:
+    """Time each function once per round, rotating who goes first, so drifting load falls on all alike."""
+    for fn in fns.values():
+        fn()  # warm-up: first calls build kernels and fill allocator pools
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    items = list(fns.items())
+    for r in range(runs):
+        for name, fn in items[r % len(items) :] + items[: r % len(items)]:
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: Series(tuple(values)) for name, values in times.items()}
+
+
+def latencies(classifier: FaceClassifier, book, ours_learn, chip: np.ndarray, runs: int) -> dict[str, Series]:
+    """Per-photo and per-chip times, ours and the book's, in alternating rounds."""
+    one, four = photo(1), photo(4)
+    found = [len(classifier.classify(p).faces) for p in (one, four)]
+    if found != [1, 4]:
+        raise RuntimeError(f"the face finder found {found} faces in the 1- and 4-face photos")
+
+    def book_no_bar() -> None:
+        with book.no_bar():
+            book.predict(PILImage.create(one))
+
+    return timed_rounds(
+        {
+            "ours_1": lambda: classifier.classify(one),
+            "book_1": lambda: book_answer(book, one),
+            "ours_4": lambda: classifier.classify(four),
+            "book_4": lambda: book_answer(book, four),
+            "book_1_no_bar": book_no_bar,
+            "serving_chip": lambda: classifier.probabilities([chip]),
+            "predict_chip": lambda: book_predict(ours_learn, chip),
+        },
+        runs,
+    )
+
+
+def burst(classifier: FaceClassifier, n: int, batch: int) -> tuple[float, float, tuple[int, int]]:
+    """Seconds for `n` varied photos batched and one by one, and the faces each way found.
+
+    The two ways alternate batch by batch, so both see the same machine.
+    """
+    rng = np.random.default_rng(2)
+    photos = [photo(1, rng) for _ in range(n)]
+    batched = single = 0.0
+    faces = [0, 0]
+    for i in range(0, n, batch):
+        chunk = photos[i : i + batch]
+        start = time.perf_counter()
+        faces[0] += sum(len(a.faces) for a in classifier.classify_many(chunk))
+        batched += time.perf_counter() - start
+        start = time.perf_counter()
+        faces[1] += sum(len(classifier.classify(p).faces) for p in chunk)
+        single += time.perf_counter() - start
+    return batched, single, (faces[0], faces[1])
+
+
+def child_env(threads: int | None) -> dict[str, str]:
+    """The environment of a child process: this checkout importable, the same torch threads."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)  # torch sizes its thread pool from it at start
+    return env
+
+
+def serving_process(script: str, model: Path, photos: list[Path], threads: int | None) -> tuple[float, float]:
+    """Seconds from starting a serving process to its first answer, and its RSS (MiB) after all photos."""
+    with tempfile.TemporaryFile("w+") as errors:
+        start = time.perf_counter()
+        with subprocess.Popen(
+            [sys.executable, "-c", script, str(model), *map(str, photos)],
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+            cwd=ROOT,
+            env=child_env(threads),
+        ) as proc:
+            first = proc.stdout.readline()
+            cold = time.perf_counter() - start
+            rest, _ = proc.communicate(timeout=600)
+        if proc.returncode or first.strip() != "answered":
+            errors.seek(0)
+            raise RuntimeError(f"the serving process failed ({proc.returncode}): {errors.read()[-1500:]}")
+    return cold, json.loads(rest.strip().splitlines()[-1])["rss_mb"]
+
+
+def cold_and_rss(ours: Path, book: Path, folder: Path, threads: int | None) -> tuple[tuple, tuple]:
+    """(ours, book) seconds to the first answer, and (ours, book) MiB resident after 10 answers."""
+    rng = np.random.default_rng(3)
+    photos = []
+    for i in range(RSS_PHOTOS):
+        photos.append(folder / f"rss_{i}.jpg")
+        photos[-1].write_bytes(photo(1, rng))
+    ours_cold, ours_rss = serving_process(OURS_PROCESS, ours, photos, threads)
+    book_cold, book_rss = serving_process(BOOK_PROCESS, book, photos, threads)
+    return (ours_cold, book_cold), (ours_rss, book_rss)
+
+
+def accuracy_section() -> tuple[str | None, str]:
+    """`bench/accuracy.py`'s table (tens of minutes), or why there is none."""
+    if not PINS.is_dir():
+        return None, f"Accuracy: skipped, the pins photos are not under {PINS}."
+    log("accuracy: running bench/accuracy.py (tens of minutes)")
+    started = time.strftime("%Y-%m-%d %H:%M")
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.accuracy"], stdout=subprocess.PIPE, text=True, cwd=ROOT, env=child_env(None)
+    )
+    if done.returncode:
+        return None, f"Accuracy: bench/accuracy.py failed with exit status {done.returncode}."
+    table = done.stdout.strip()
+    section = f"{ACCURACY_HEADING}\n\nFrom `python -m bench --accuracy` (bench/accuracy.py), run {started}.\n\n{table}"
+    return section, section
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="fewer runs and a smaller burst; prints, writes nothing")
+    p.add_argument("--model", type=Path, help="our exported learner (default: build one from generated chips)")
+    p.add_argument("--runs", type=int, help="timed runs per latency figure (default 30; 8 with --quick)")
+    p.add_argument("--burst", type=int, help="photos in the burst (default 64; 16 with --quick)")
+    p.add_argument("--batch", type=int, default=16, help="photos per classify_many call in the burst (default 16)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads, here and in the serving processes (default 1, as the bot)",
+    )
+    p.add_argument("--accuracy", action="store_true", help="add bench/accuracy.py's table (tens of minutes)")
+    args = p.parse_args(argv)
+    args.runs = args.runs or (8 if args.quick else 30)
+    args.burst = args.burst or (16 if args.quick else 64)
+    return args
+
+
+def busy_note() -> list[str]:
+    """A warning when other work shares the CPUs: torch's thread pool then waits on the busy cores."""
+    load, cores, threads = os.getloadavg()[0], len(os.sched_getaffinity(0)), torch.get_num_threads()
+    if threads < 2 or load < 1.0:
+        return []
+    return [
+        f"The machine was busy when this run started (load average {load:.1f} on {cores} cores): with {threads} "
+        "torch threads each layer waits for the slowest thread, so torch figures can be many times slower than "
+        "on an idle machine; compare a run with `--threads 1`."
+    ]
+
+
+def measure(args: argparse.Namespace, folder: Path) -> Figures:
+    """Build both learners in `folder`, then take every figure of the table."""
+    notes = busy_note()
+    finder = FaceFinder()
+    started = time.perf_counter()
+    ours_path = args.model or face_learner_file(folder, finder, per_class=8)
+    book_path = book_learner(folder, per_class=8)
+    log(f"learners built in {time.perf_counter() - started:.0f} s; timing {args.runs} runs")
+    classifier = FaceClassifier.load(ours_path)
+    book, ours_learn = load_quietly(book_path), load_quietly(ours_path)
+    chip = face_chip(finder, photo(1))
+    s = latencies(classifier, book, ours_learn, chip, args.runs)
+    log(f"burst of {args.burst}")
+    batched, single, faces = burst(classifier, args.burst, args.batch)
+    log("cold start and memory")
+    cold, rss = cold_and_rss(ours_path, book_path, folder, args.threads)
+    bar_cost = s["book_1"].median / s["book_1_no_bar"].median - 1
+    notes += [
+        "The book's progress bar was redirected to a buffer (stdout), not switched off, since its bot pays for "
+        f"it; with `learn.no_bar()` the book's 1-face median is {s['book_1_no_bar'].median * 1000:.0f} ms "
+        f"(redirected costs {bar_cost:+.0%}).",
+        "Book learner: `vision_learner(dls, resnet18, pretrained=False)`, `Resize(192, method='squish')`, "
+        "1 epoch on generated whole photos, exported and read back with `load_learner`.",
+        f"Ours: {f'`{args.model}`' if args.model else 'the `python -m training` recipe, 1 epoch on generated chips'}, "
+        "served by `FaceClassifier` (decode, dlib's detector and landmarks, one batched forward pass).",
+        f"Burst faces found: {faces[0]} batched, {faces[1]} one by one, of {args.burst}.",
+        f"Cold start and RSS: a fresh `python -c` process per side loads its learner, answers {RSS_PHOTOS} "
+        "photos from disk, then reads VmRSS from /proc/self/status.",
+    ]
+    return Figures(
+        runs=args.runs,
+        **{name: s[name] for name in s},
+        burst_photos=args.burst,
+        burst_batch=args.batch,
+        burst_faces=faces,
+        batched_s=batched,
+        one_by_one_s=single,
+        cold=cold,
+        rss_mb=rss,
+        notes=notes,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure, print the table and the JSON line; a full run also rewrites bench/results.md."""
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    versions = {"torch": torch.__version__, "fastai": fastai.__version__, "dlib": dlib.__version__}
+    machine = machine_line(torch.get_num_threads(), versions)
+    command = shlex.join(["python", "-m", "bench", *(argv if argv is not None else sys.argv[1:])])
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
+        figures = measure(args, Path(tmp))  # fastai's training prints; only the results go to stdout
+    table = render(figures, machine)
+    print(table)
+    accuracy, note = (None, "Accuracy: skipped (it trains for tens of minutes); run `python -m bench --accuracy`.")
+    if args.accuracy:
+        accuracy, note = accuracy_section()
+    print(f"\n{note}")
+    if not args.quick:
+        write_results(RESULTS, command, table, accuracy, note)
+        log(f"written to {RESULTS}")
+    missed = [name for name, target in targets(figures).items() if not target.met]
+    log(f"targets missed: {', '.join(missed)}" if missed else "all targets met")
+    print(summary_json(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,32 @@
+"""`python -m bench --quick` runs end to end and ends with its JSON summary (timings are never asserted)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+KEYS = {"e2e_vs_book_predict", "burst_speedup", "serving_vs_predict_speedup", "rss_mb"}
+
+
+def test_quick_bench_prints_table_and_json_summary() -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    # Smallest sizes, and one torch thread so a busy shared machine cannot stretch the run.
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--runs", "3", "--burst", "8", "--threads", "1"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert any(line.startswith("| 1280x853 JPEG, 1 face") for line in lines), done.stdout
+    summary = json.loads(lines[-1])
+    assert set(summary) == KEYS
+    assert all(isinstance(v, int | float) and math.isfinite(v) and v > 0 for v in summary.values()), summary
