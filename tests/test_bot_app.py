@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from processes import run_python
 
 from bot.settings import SettingsError, load_settings
 
-ROOT = Path(__file__).resolve().parent.parent
 SETTING_NAMES = ("TELEGRAM_TOKEN", "DISCORD_TOKEN", "MODEL_PATH")
 
 
 def run_bot(cwd: Path, **env: str) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if k not in SETTING_NAMES}
-    return subprocess.run(
-        [sys.executable, "-m", "bot"],
-        cwd=cwd,
-        env={**clean, "PYTHONPATH": str(ROOT), **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_python("-m", "bot", cwd=cwd, env=env, drop=SETTING_NAMES)
 
 
 def test_without_token_or_model_it_says_what_is_missing(tmp_path: Path) -> None:

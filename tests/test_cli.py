@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 from imagery import jpeg, noise_image, scene
 from PIL import Image
+from processes import run_python
 
 from model.annotate import BOX_COLOURS
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "model", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
-    )
+    return run_python("-m", "model", *args, cwd=cwd)
 
 
 def test_json_answers_every_photo_in_order(exported, tmp_path) -> None:

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import torch
 from imagery import face_crop, jpeg
+from processes import run_python
 
 from model.encoder import FaceEncoder
 from model.learner import face_learner
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_body_is_frozen_at_first_and_the_head_trains(chip_folder) -> None:
@@ -41,23 +38,15 @@ def test_trained_head_tells_the_two_faces_apart(trained) -> None:
     assert accuracy == 1.0
 
 
-def run_python(code: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+def run_code(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    return run_python("-c", textwrap.dedent(code), cwd=cwd)
 
 
 def test_fine_tune_export_from_a_script_and_load_in_a_fresh_process(chip_folder, tmp_path) -> None:
     """fine_tune trains head then body; a script's own callback (in __main__) stays out of the file."""
     photo = tmp_path / "face.jpg"
     photo.write_bytes(jpeg(face_crop(twin=True)))
-    trained = run_python(
+    trained = run_code(
         f"""
         from fastai.callback.core import Callback
         from fastai.vision.all import ImageDataLoaders, set_seed
@@ -84,7 +73,7 @@ def test_fine_tune_export_from_a_script_and_load_in_a_fresh_process(chip_folder,
     )
     assert trained.returncode == 0, trained.stderr
     assert b"__main__" not in (tmp_path / "export.pkl").read_bytes()
-    loaded = run_python(
+    loaded = run_code(
         f"""
         import json
         from fastai.learner import load_learner

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +11,7 @@ import pytest
 from fake_web import FakeWeb
 from imagery import CLASSES, jpeg, noise_image, scene, varied_photo
 from PIL import Image
+from processes import run_python
 
 from model.decode import decode_image
 from model.encoder import load_face_encoder
@@ -21,7 +20,6 @@ from training.clean import clean_photos
 from training.cli import main as training_main
 from training.train import TrainingError
 
-ROOT = Path(__file__).resolve().parent.parent
 # Every generated photo comes from one astronaut photo, so their faces are far nearer to each other
 # than real photos of one person; the default near-duplicate distance would keep only a few.
 GENERATED = ["--dedupe-distance", "0.02"]
@@ -40,10 +38,7 @@ def photo_folder(root: Path, per_class: int = 14, seed: int = 3) -> Path:
 
 
 def run_module(module: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
-    )
+    return run_python("-m", module, *args, cwd=cwd)
 
 
 def test_from_folder_to_a_model_that_python_m_model_loads(tmp_path: Path) -> None:
