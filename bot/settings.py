@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dotenv import dotenv_values, find_dotenv
+from model.answers import DEFAULT_THRESHOLD
+from model.environment import environment
+from model.resources import DEFAULT_MODEL_PATH
 
 __all__ = ["Settings", "SettingsError", "load_settings"]
-
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "model" / "export.pkl"
 
 
 class SettingsError(ValueError):
@@ -24,8 +23,8 @@ class Settings:
 
     telegram_token: str | None = field(default=None, repr=False)
     discord_token: str | None = field(default=None, repr=False)
-    model_path: Path = DEFAULT_MODEL
-    threshold: float = 0.8
+    model_path: Path = DEFAULT_MODEL_PATH
+    threshold: float = DEFAULT_THRESHOLD
     max_photo_mb: float = 20.0  # Telegram's Bot API serves files up to 20 MB
     rate_limit: int = 10  # photos per user per minute
     queue_size: int = 32  # photos waiting for the model before "busy"
@@ -60,8 +59,7 @@ def _number(env: Mapping[str, str], name: str, default: float, kind=float) -> fl
 def load_settings(env: Mapping[str, str] | None = None, dotenv: str | Path | None = None) -> Settings:
     """Settings from `env` (default: `.env` in the working folder, overridden by the process environment)."""
     if env is None:
-        path = str(dotenv) if dotenv else find_dotenv(usecwd=True)
-        env = {**{k: v for k, v in dotenv_values(path).items() if v is not None}, **os.environ}
+        env = environment(dotenv)
 
     def text(name: str) -> str | None:
         return env.get(name, "").strip() or None
@@ -69,8 +67,8 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: str | Path | Non
     return Settings(
         telegram_token=text("TELEGRAM_TOKEN"),
         discord_token=text("DISCORD_TOKEN"),
-        model_path=Path(text("MODEL_PATH") or DEFAULT_MODEL),
-        threshold=_number(env, "CONFIDENCE_THRESHOLD", 0.8),
+        model_path=Path(text("MODEL_PATH") or DEFAULT_MODEL_PATH),
+        threshold=_number(env, "CONFIDENCE_THRESHOLD", DEFAULT_THRESHOLD),
         max_photo_mb=_number(env, "MAX_PHOTO_MB", 20.0),
         rate_limit=int(_number(env, "RATE_LIMIT_PER_MINUTE", 10, int)),
         queue_size=int(_number(env, "QUEUE_SIZE", 32, int)),

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["FaceAnswer", "Outcome", "PhotoAnswer"]
+__all__ = ["DEFAULT_THRESHOLD", "FaceAnswer", "Outcome", "PhotoAnswer"]
+
+# A face whose best class is less probable than this is answered "not sure".
+DEFAULT_THRESHOLD = 0.8
 
 Outcome = Literal["ok", "no_face", "error"]
 

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dotenv import dotenv_values, find_dotenv
-
 from .decode import DecodeLimits
+from .environment import environment
 
 __all__ = ["main", "read_photo"]
 
@@ -71,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .answers import PhotoAnswer
     from .serving import DEFAULT_MODEL_PATH, DEFAULT_THRESHOLD, FaceClassifier, ModelNotFound
 
-    settings = {**dotenv_values(find_dotenv(usecwd=True)), **os.environ}  # the shell wins over .env
+    settings = environment()
     model = args.model or Path(settings.get("MODEL_PATH") or DEFAULT_MODEL_PATH)
     threshold = args.threshold
     if threshold is None:

@@ -5,7 +5,16 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-__all__ = ["MissingResourceError", "face_encoder_dat_path", "landmarks_dat_path", "models_dir"]
+__all__ = [
+    "DEFAULT_MODEL_PATH",
+    "MissingResourceError",
+    "face_encoder_dat_path",
+    "landmarks_dat_path",
+    "models_dir",
+]
+
+# The exported learner the training script writes and every command serves, unless told otherwise.
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "export.pkl"
 
 
 class MissingResourceError(FileNotFoundError):

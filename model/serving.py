@@ -22,16 +22,14 @@ with warnings.catch_warnings():
     from fastai.learner import Learner, load_learner
     from fastai.vision.core import PILImage, TensorImage
 
-from .answers import FaceAnswer, PhotoAnswer
+from .answers import DEFAULT_THRESHOLD, FaceAnswer, PhotoAnswer
 from .decode import DecodeLimits, ImageError, decode_image
 from .faces import Face, FaceFinder, FaceOptions, FaceSearch
+from .resources import DEFAULT_MODEL_PATH
 
 __all__ = ["DEFAULT_MODEL_PATH", "DEFAULT_THRESHOLD", "FaceClassifier", "ModelNotFound"]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "export.pkl"
-DEFAULT_THRESHOLD = 0.8
 
 
 class ModelNotFound(FileNotFoundError):

@@ -10,12 +10,12 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from model.resources import DEFAULT_MODEL_PATH
+
 from .config import load_classes
 from .train import ARCHS, TrainOptions
 
 __all__ = ["main"]
-
-DEFAULT_OUT = Path(__file__).resolve().parent.parent / "model" / "export.pkl"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     recipe.add_argument("--valid-pct", type=float, default=d.valid_pct, help="validation share (default 0.2)")
     recipe.add_argument("--seed", type=int, default=d.seed, help="split and training seed (default 42)")
     out = p.add_argument_group("output")
-    out.add_argument("--out", type=Path, default=DEFAULT_OUT, help="model file (default model/export.pkl)")
+    out.add_argument("--out", type=Path, default=DEFAULT_MODEL_PATH, help="model file (default model/export.pkl)")
     out.add_argument("--force", action="store_true", help="replace a model that scored better on the same data")
     return p
 
