@@ -11,6 +11,11 @@ recipe is trained and validated on the same folds and one table is printed:
 - book, ResNet18 from scratch: the fastai book's chapter-2 recipe on the whole photos, without
   ImageNet weights (they cannot be downloaded here), so it shows the recipe, not its best case
 - reference: dlib's descriptors with a plain logistic regression (no fastai)
+
+A second table, open set, uses the default recipe's learners of the same folds, each given the
+gallery the training script would give it (from the fold's training faces only): the share of the
+held-out faces named right AND known, and the share of stranger faces (`Megan_Fox`,
+`Alexandra_Daddario`, and the other pair) answered "someone else".
 """
 
 from __future__ import annotations
@@ -36,11 +41,16 @@ from sklearn.model_selection import StratifiedKFold  # noqa: E402
 
 from model.encoder import load_face_encoder  # noqa: E402
 from model.faces import FaceFinder  # noqa: E402
+from model.serving import FaceClassifier  # noqa: E402
 from training.clean import CleanOptions, descriptors, near_duplicates, subject_chip  # noqa: E402
+from training.strangers import fit_gallery  # noqa: E402
 from training.train import TrainOptions, chip_dataloaders, make_learner, seeded, train  # noqa: E402
 
 PINS = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "pins"
 PAIRS = (("Selena_Gomez", "Barbara_Palvin"), ("Chris_Evans", "Chris_Hemsworth"))
+STRANGERS = ("Megan_Fox", "Alexandra_Daddario")
+DEFAULT_RECIPE = "face, frozen encoder (default)"
+THRESHOLD = "the 'someone else' distance training chose"
 
 
 def prepare(
@@ -74,13 +84,45 @@ def _valid(paths: list[Path], valid_idx: np.ndarray) -> FuncSplitter:
     return FuncSplitter(lambda p: Path(p).stem in stems)
 
 
-def face_recipe(chips: list[Path], valid_idx: np.ndarray, options: TrainOptions) -> float:
+def face_recipe(chips: list[Path], valid_idx: np.ndarray, options: TrainOptions):
+    """The validation accuracy, and the trained learner."""
     seeded(options)
     dls = chip_dataloaders(chips[0].parent.parent, options, splitter=_valid(chips, valid_idx))
     learn = make_learner(dls, options)
     with learn.no_bar(), learn.no_logging():
         train(learn, options)
-        return float(learn.validate()[1])
+        return float(learn.validate()[1]), learn
+
+
+def stranger_chips(names: tuple[str, ...], finder: FaceFinder) -> list[np.ndarray]:
+    """One chip per photo of people outside every pair, cleaned as the training script cleans."""
+    chips = []
+    for name in names:
+        for path in sorted((PINS / name).glob("*.jpg")):
+            chip = subject_chip(path, finder, CleanOptions())
+            if not isinstance(chip, str):
+                chips.append(chip)
+    return chips
+
+
+def _load(paths: list[Path]) -> list[np.ndarray]:
+    return [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+
+
+def open_set(learn, held_out: list[Path], strangers: dict[str, list[np.ndarray]]) -> dict[str, float]:
+    """Held-out faces named right and known; each stranger group's share answered "someone else"."""
+    fit_gallery(learn, with_valid=False)
+    classifier = FaceClassifier(learn)
+    probs, distances, _ = classifier.identify(_load(held_out))
+    named = np.array(classifier.classes)[probs.argmax(1)] == np.array([p.parent.name for p in held_out])
+    result = {
+        "held-out faces named right and known": float((named & (distances <= classifier.stranger_distance)).mean())
+    }
+    for group, chips in strangers.items():
+        _, far, _ = classifier.identify(chips)
+        result[f"{group} answered someone else"] = float((far > classifier.stranger_distance).mean())
+    result[THRESHOLD] = classifier.stranger_distance
+    return result
 
 
 def book_recipe(photos: list[Path], valid_idx: np.ndarray, epochs: int = 12) -> float:
@@ -106,11 +148,23 @@ def reference(desc: np.ndarray, labels: np.ndarray, train_idx: np.ndarray, valid
     return float(model.score(desc[valid_idx], labels[valid_idx]))
 
 
-def cell(scores: list[float]) -> str:
+def cell(scores: list[float], share: bool = True) -> str:
     if not scores:
         return "-"
     spread = statistics.stdev(scores) if len(scores) > 1 else 0.0
+    if not share:
+        return f"{statistics.mean(scores):.3f} ± {spread:.3f} (n={len(scores)})"
     return f"{statistics.mean(scores):.1%} ± {spread:.1%} (n={len(scores)})"
+
+
+def _table(title: str, rows: dict[str, dict[str, list[float]]]) -> None:
+    columns = list(next(iter(rows.values())))
+    print(f"\n{title}\n")
+    print("| | " + " | ".join(columns) + " |")
+    print("|---|" + "---|" * len(columns))
+    for name, by_pair in rows.items():
+        share = name != THRESHOLD
+        print(f"| {name} | " + " | ".join(cell(by_pair.get(c, []), share) for c in columns) + " |")
 
 
 def main() -> int:
@@ -118,46 +172,59 @@ def main() -> int:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--book-folds", type=int, default=3, help="folds for the slow ResNet18 recipe (0: skip)")
     parser.add_argument("--pairs", nargs="*", help="NAME,NAME pairs (default: both pairs in pins)")
+    parser.add_argument("--open-set-only", action="store_true", help="only the default recipe and the open-set table")
     args = parser.parse_args()
     pairs = [tuple(p.split(",")) for p in args.pairs] if args.pairs else list(PAIRS)
-    if not all((PINS / name).is_dir() for pair in pairs for name in pair):
+    if not all((PINS / name).is_dir() for pair in pairs for name in (*pair, *STRANGERS)):
         print(f"skipped: the pins photos are not under {PINS}")
         return 0
     finder, encoder = FaceFinder(), load_face_encoder().eval()
-    recipes = {
-        "face, frozen encoder (default)": TrainOptions(),
-        "face, fine-tuned encoder": TrainOptions(unfrozen_epochs=3),
-    }
+    recipes = {DEFAULT_RECIPE: TrainOptions()}
+    if not args.open_set_only:
+        recipes["face, fine-tuned encoder"] = TrainOptions(unfrozen_epochs=3)
+    book = "book, ResNet18 from scratch (no ImageNet weights here)"
+    ref = "reference: dlib descriptors + logistic regression"
     rows: dict[str, dict[str, list[float]]] = {}
-    for pair in pairs:
-        start = time.perf_counter()
-        with tempfile.TemporaryDirectory() as tmp:
-            photos, chips, desc = prepare(pair, Path(tmp), finder, encoder)
+    open_rows: dict[str, dict[str, list[float]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = {pair: prepare(pair, Path(tmp) / "_".join(pair), finder, encoder) for pair in pairs}
+        women = stranger_chips(STRANGERS, finder)
+        for pair, (photos, chips, desc) in prepared.items():
+            start = time.perf_counter()
+            strangers = {" + ".join(STRANGERS): women}
+            others = [c for other, (_, other_chips, _) in prepared.items() if other != pair for c in other_chips]
+            if others:
+                strangers["the other pair"] = _load(others)
             labels = np.array([p.parent.name for p in chips])
             folds = list(StratifiedKFold(args.folds, shuffle=True, random_state=0).split(desc, labels))
             scores: dict[str, list[float]] = {name: [] for name in recipes}
-            scores["book, ResNet18 from scratch (no ImageNet weights here)"] = []
-            scores["reference: dlib descriptors + logistic regression"] = []
+            if not args.open_set_only:
+                scores[book], scores[ref] = [], []
+            measured: dict[str, list[float]] = {}
             for k, (train_idx, valid_idx) in enumerate(folds):
                 for name, options in recipes.items():
-                    scores[name].append(face_recipe(chips, valid_idx, options))
-                if k < args.book_folds:
-                    scores["book, ResNet18 from scratch (no ImageNet weights here)"].append(
-                        book_recipe(photos, valid_idx)
-                    )
-                scores["reference: dlib descriptors + logistic regression"].append(
-                    reference(desc, labels, train_idx, valid_idx)
-                )
+                    accuracy, learn = face_recipe(chips, valid_idx, options)
+                    scores[name].append(accuracy)
+                    if name == DEFAULT_RECIPE:
+                        held_out = [chips[i] for i in valid_idx]
+                        for what, value in open_set(learn, held_out, strangers).items():
+                            measured.setdefault(what, []).append(value)
+                if not args.open_set_only:
+                    if k < args.book_folds:
+                        scores[book].append(book_recipe(photos, valid_idx))
+                    scores[ref].append(reference(desc, labels, train_idx, valid_idx))
                 print(f"{' vs '.join(pair)}: fold {k + 1}/{len(folds)} done", file=sys.stderr)
-        label = f"{' vs '.join(pair)} ({len(chips)} faces, {time.perf_counter() - start:.0f} s)"
-        for name, values in scores.items():
-            rows.setdefault(name, {})[label] = values
-    columns = list(next(iter(rows.values())))
-    print(f"\nmean validation accuracy ± stdev over stratified {args.folds}-fold cross-validation\n")
-    print("| recipe | " + " | ".join(columns) + " |")
-    print("|---|" + "---|" * len(columns))
-    for name, by_pair in rows.items():
-        print(f"| {name} | " + " | ".join(cell(by_pair[c]) for c in columns) + " |")
+            label = f"{' vs '.join(pair)} ({len(chips)} faces, {time.perf_counter() - start:.0f} s)"
+            for name, values in scores.items():
+                rows.setdefault(name, {})[label] = values
+            for what, values in measured.items():
+                open_rows.setdefault(what, {})[" vs ".join(pair)] = values
+    _table(f"mean validation accuracy ± stdev over stratified {args.folds}-fold cross-validation", rows)
+    _table(
+        "open set, the default recipe on the same folds: held-out faces named right and known, and "
+        "faces of other people answered 'someone else'",
+        open_rows,
+    )
     return 0
 
 

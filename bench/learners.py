@@ -29,6 +29,7 @@ with warnings.catch_warnings():
 from model.decode import decode_image
 from model.faces import FaceFinder
 from model.learner import export_learner
+from training.strangers import fit_gallery
 from training.train import TrainOptions, chip_dataloaders, make_learner, seeded, train
 
 __all__ = [
@@ -120,6 +121,7 @@ def face_learner_file(folder: Path, finder: FaceFinder, per_class: int, epochs: 
     learn = make_learner(chip_dataloaders(chips, options), options)
     with learn.no_bar(), learn.no_logging():
         train(learn, options)
+    fit_gallery(learn)  # as the training script does: serving then measures strangers too
     return export_learner(learn, folder / "face.pkl")
 
 

@@ -1,47 +1,77 @@
-"""`python -m bot`: every chat adapter with a token, in one asyncio process, on one inference worker."""
+"""`python -m bot`: every chat adapter with a token, and the web page if asked, in one asyncio process."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import sys
+from collections.abc import Callable, Sequence
 
 from .core import ChatCore, RateLimiter, read_model_info
 from .settings import Settings, SettingsError, load_settings
 
-__all__ = ["main", "serve"]
+__all__ = ["DEFAULT_WEB_PORT", "main", "serve"]
 
 log = logging.getLogger("doppelbot")
+
+DEFAULT_WEB_PORT = 8080  # what `--web` serves on when WEB_PORT is not set
+
+
+def _no_model(settings: Settings) -> str:
+    return (
+        f"No model at {settings.model_path}: make one with `python -m training` (needs internet) or "
+        "`python -m training --from-folder DIR`, or set MODEL_PATH."
+    )
 
 
 def _problems(settings: Settings) -> list[str]:
     """What is missing before the bot can start, each with how to fix it."""
     problems = []
-    if not settings.telegram_token and not settings.discord_token:
+    web = settings.web_port is not None
+    if not settings.telegram_token and not settings.discord_token and not web:
         problems.append(
             "No chat token: put TELEGRAM_TOKEN (from @BotFather) and/or DISCORD_TOKEN (from the Discord "
-            "developer portal) in .env (see .env.example), or in the environment."
+            "developer portal) in .env (see .env.example), or in the environment. To try a model in the "
+            "browser instead, run `python -m bot --web`."
         )
-    if not settings.model_path.is_file():
-        problems.append(
-            f"No model at {settings.model_path}: make one with `python -m training` (needs internet) or "
-            "`python -m training --from-folder DIR`, or set MODEL_PATH."
-        )
+    # The web page starts without a model, so that it can say how to make one.
+    if not web and not settings.model_path.is_file():
+        problems.append(_no_model(settings))
     return problems
 
 
-def _load_classifier(settings: Settings):
+class _MissingModel:
+    """Serves until a model file appears: every photo is answered with how to make a model."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+    def classify_many(self, photos: Sequence[bytes]) -> list:
+        from model.answers import PhotoAnswer
+
+        return [PhotoAnswer("error", error=self.problem, error_kind="ModelNotFound") for _ in photos]
+
+
+def _load_classifier(settings: Settings, pool=None):
+    if not settings.model_path.is_file():
+        return _MissingModel(_no_model(settings))
     import torch
 
     from model.serving import FaceClassifier
 
     torch.set_num_threads(settings.torch_threads)
-    return FaceClassifier.load(settings.model_path, threshold=settings.threshold)
+    return FaceClassifier.load(
+        settings.model_path, threshold=settings.threshold, stranger_distance=settings.stranger_distance, pool=pool
+    )
 
 
-async def _run_adapters(settings: Settings, core: ChatCore, stop: asyncio.Event) -> None:
+async def _run_adapters(
+    settings: Settings, core: ChatCore, stop: asyncio.Event, model_problem: Callable[[], str | None]
+) -> None:
     runs = []
     if settings.telegram_token:
         from .telegram_adapter import build_application, run_telegram
@@ -55,6 +85,11 @@ async def _run_adapters(settings: Settings, core: ChatCore, stop: asyncio.Event)
 
         client = build_client(core, settings.discord_api_base, settings.discord_gateway_url)
         runs.append(asyncio.create_task(run_discord(client, settings.discord_token, stop), name="discord"))
+    if settings.web_port is not None:
+        from .web_adapter import build_web_app, run_web
+
+        page = build_web_app(core, model_problem)
+        runs.append(asyncio.create_task(run_web(page, settings.web_host, settings.web_port, stop), name="web"))
     log.info("running: %s", ", ".join(task.get_name() for task in runs))
     try:
         for finished in asyncio.as_completed(runs):
@@ -78,27 +113,58 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows, nor off the main thread
             loop.add_signal_handler(sig, stop.set)
-    classifier = await asyncio.to_thread(_load_classifier, settings)
+    pool = None
+    if settings.face_workers > 1:
+        from model.search import FacePool
+
+        # Photos that arrive together have their faces found in parallel; every loaded model shares it.
+        pool = FacePool(settings.face_workers)
+        await asyncio.to_thread(pool.start)
+    classifier = await asyncio.to_thread(_load_classifier, settings, pool)
     worker = InferenceWorker(classifier, queue_size=settings.queue_size, batch_window=settings.batch_window_ms / 1000)
-    watcher = ModelWatcher(settings.model_path, worker, lambda p: _load_classifier(settings))
+    watcher = ModelWatcher(settings.model_path, worker, lambda p: _load_classifier(settings, pool))
+
+    def model_problem() -> str | None:
+        """Why photos cannot be answered yet (no model file), or None."""
+        missing = worker.classifier
+        return missing.problem if isinstance(missing, _MissingModel) else None
+
     core = ChatCore(
         worker, RateLimiter(settings.rate_limit), lambda: read_model_info(settings.model_path), settings.max_bytes
     )
     watching = asyncio.create_task(watcher.watch(settings.reload_seconds))
     code = 0
     try:
-        await _run_adapters(settings, core, stop)
+        await _run_adapters(settings, core, stop, model_problem)
     except Exception:
         log.exception("an adapter failed")
         code = 1
     finally:
         watching.cancel()
         await asyncio.to_thread(worker.close, 60)
+        if pool is not None:
+            await asyncio.to_thread(pool.close)
     log.info("stopped")
     return code
 
 
-def main() -> int:
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m bot",
+        description="Run every chat adapter that has a token in .env, and the web page if asked.",
+    )
+    p.add_argument(
+        "--web",
+        action="store_true",
+        help=f"also serve the web page, at WEB_HOST:WEB_PORT (default 127.0.0.1:{DEFAULT_WEB_PORT}); "
+        "needs no chat token",
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the bot as configured by `.env`, the environment and `argv`; returns the exit status."""
+    args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # httpx logs every request URL at INFO, and Telegram's URLs contain the bot token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -107,4 +173,6 @@ def main() -> int:
     except SettingsError as e:
         print(f"Bad setting: {e}", file=sys.stderr)
         return 2
+    if args.web and settings.web_port is None:
+        settings = dataclasses.replace(settings, web_port=DEFAULT_WEB_PORT)
     return asyncio.run(serve(settings))

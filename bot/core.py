@@ -11,7 +11,7 @@ import logging
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from model.answers import FaceAnswer, PhotoAnswer
@@ -45,6 +45,8 @@ class Reply:
 
     text: str
     image: bytes | None = None
+    answer: PhotoAnswer | None = None  # the model's answer, for adapters that show more than words
+    refused: str | None = None  # why the model never saw the photo: "rate_limited", "too_large", "busy"
 
 
 @dataclass(frozen=True)
@@ -97,8 +99,14 @@ def _percent(p: float) -> str:
     return f"{p:.0%}"
 
 
+def _neither(face: FaceAnswer) -> str:
+    return "either of them" if len(face.probabilities) <= 2 else "any of them"
+
+
 def face_line(face: FaceAnswer) -> str:
-    """`Jessica Chastain, 97% sure`, or `not sure (maybe Jessica Chastain, 55%)`."""
+    """`Jessica Chastain, 97% sure`, `not sure (maybe Jessica Chastain, 55%)`, or someone else."""
+    if not face.known:
+        return f"someone who doesn't look like {_neither(face)} (closest: {face.label})"
     if face.sure:
         return f"{face.label}, {_percent(face.confidence)} sure"
     return f"not sure (maybe {face.label}, {_percent(face.confidence)})"
@@ -107,13 +115,16 @@ def face_line(face: FaceAnswer) -> str:
 def describe(answer: PhotoAnswer, annotated: bytes | None = None) -> Reply:
     """The reply for the model's answer about one photo."""
     if answer.outcome != "ok":
-        return Reply(answer.note or "Something went wrong with this photo.")
+        return Reply(answer.note or "Something went wrong with this photo.", answer=answer)
     if len(answer.faces) == 1:
-        text = face_line(answer.faces[0])
-        return Reply(text[0].upper() + text[1:])
+        face = answer.faces[0]
+        if not face.known:
+            return Reply(f"This doesn't look like {_neither(face)}. Closest: {face.label}.", answer=answer)
+        text = face_line(face)
+        return Reply(text[0].upper() + text[1:], answer=answer)
     lines = [f"I found {len(answer.faces)} faces:"]
     lines += [f"{i}. {face_line(face)}" for i, face in enumerate(answer.faces, start=1)]
-    return Reply("\n".join(lines), annotated)
+    return Reply("\n".join(lines), annotated, answer=answer)
 
 
 class ChatCore:
@@ -166,15 +177,18 @@ class ChatCore:
         wait = self.limiter.wait_for(f"{request.adapter}:{request.user}")
         if wait > 0:
             self._log(request, "rate-limited", 0, start)
-            return Reply(f"You're sending photos faster than I can look at them; try again in {wait:.0f} seconds.")
+            return Reply(
+                f"You're sending photos faster than I can look at them; try again in {wait:.0f} seconds.",
+                refused="rate_limited",
+            )
         if len(data) > self.max_bytes:
             self._log(request, "too-large", 0, start)
-            return self.refuse_size(len(data))
+            return replace(self.refuse_size(len(data)), refused="too_large")
         try:
             result = await self.worker.classify(data)
         except Busy:
             self._log(request, "busy", 0, start)
-            return Reply("I'm busy with a lot of photos right now; please try again in a minute.")
+            return Reply("I'm busy with a lot of photos right now; please try again in a minute.", refused="busy")
         answer = result.answer
         outcome = answer.error_kind if answer.outcome == "error" else answer.outcome
         self._log(request, outcome, len(answer.faces), start)

@@ -25,6 +25,7 @@ class Settings:
     discord_token: str | None = field(default=None, repr=False)
     model_path: Path = DEFAULT_MODEL_PATH
     threshold: float = DEFAULT_THRESHOLD
+    stranger_distance: float | None = None  # None: the distance the model was trained with
     max_photo_mb: float = 20.0  # Telegram's Bot API serves files up to 20 MB
     rate_limit: int = 10  # photos per user per minute
     queue_size: int = 32  # photos waiting for the model before "busy"
@@ -33,10 +34,16 @@ class Settings:
     # One torch thread leaves the other core of a small machine to dlib's detector and the event
     # loop; with two, any other busy process made each forward pass 10-50x slower (OpenMP spinning).
     torch_threads: int = 1
+    # Processes that find faces when several photos arrive together (dlib's detector uses one core
+    # and holds Python's lock, so threads would not help); 0 or 1: the inference thread does it.
+    face_workers: int = 2
     telegram_base_url: str | None = None  # e.g. http://127.0.0.1:8081/bot (the token is appended)
     telegram_base_file_url: str | None = None
     discord_api_base: str | None = None  # e.g. http://127.0.0.1:8082/api/v10
     discord_gateway_url: str | None = None  # e.g. ws://127.0.0.1:8082/gateway
+    # The web page: off unless a port is set (`--web` sets 8080); 0 picks a free port. Local only by default.
+    web_host: str = "127.0.0.1"
+    web_port: int | None = None
 
     @property
     def max_bytes(self) -> int:
@@ -56,6 +63,15 @@ def _number(env: Mapping[str, str], name: str, default: float, kind=float) -> fl
     return value
 
 
+def _port(env: Mapping[str, str], name: str) -> int | None:
+    if not env.get(name, "").strip():
+        return None
+    port = int(_number(env, name, 0, int))
+    if port > 65535:
+        raise SettingsError(f"{name} must be a port number, 0 to 65535")
+    return port
+
+
 def load_settings(env: Mapping[str, str] | None = None, dotenv: str | Path | None = None) -> Settings:
     """Settings from `env` (default: `.env` in the working folder, overridden by the process environment)."""
     if env is None:
@@ -69,14 +85,18 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: str | Path | Non
         discord_token=text("DISCORD_TOKEN"),
         model_path=Path(text("MODEL_PATH") or DEFAULT_MODEL_PATH),
         threshold=_number(env, "CONFIDENCE_THRESHOLD", DEFAULT_THRESHOLD),
+        stranger_distance=_number(env, "STRANGER_DISTANCE", None) if text("STRANGER_DISTANCE") else None,
         max_photo_mb=_number(env, "MAX_PHOTO_MB", 20.0),
         rate_limit=int(_number(env, "RATE_LIMIT_PER_MINUTE", 10, int)),
         queue_size=int(_number(env, "QUEUE_SIZE", 32, int)),
         batch_window_ms=_number(env, "BATCH_WINDOW_MS", 30.0),
         reload_seconds=_number(env, "MODEL_RELOAD_SECONDS", 5.0),
         torch_threads=max(1, int(_number(env, "TORCH_THREADS", 1, int))),
+        face_workers=int(_number(env, "FACE_WORKERS", 2, int)),
         telegram_base_url=text("TELEGRAM_BASE_URL"),
         telegram_base_file_url=text("TELEGRAM_BASE_FILE_URL"),
         discord_api_base=text("DISCORD_API_BASE"),
         discord_gateway_url=text("DISCORD_GATEWAY_URL"),
+        web_host=text("WEB_HOST") or "127.0.0.1",
+        web_port=_port(env, "WEB_PORT"),
     )

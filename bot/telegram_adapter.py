@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 import traceback
-from collections.abc import AsyncIterator
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import PurePosixPath
+from typing import TypeVar
 
 from telegram import Bot, BotCommand, Document, Message, MessageEntity, Update
 from telegram.constants import ChatAction, MessageLimit
-from telegram.error import TelegramError
+from telegram.error import RetryAfter, TelegramError
 from telegram.ext import Application, ApplicationBuilder, CommandHandler, ContextTypes, MessageHandler, filters
+from telegram.warnings import PTBDeprecationWarning
 
 from bot.core import COMMAND_DESCRIPTIONS, ChatCore, Reply, Request
 
@@ -33,6 +37,12 @@ ACTION_REFRESH_S = 4.5
 DOWNLOAD_TIMEOUT_S = 60.0
 # Edited messages would answer the same photo twice; only new messages are asked for and handled.
 NEW = filters.UpdateType.MESSAGE
+# Flood control (429) means the message was not sent: sending it again after the wait Telegram names
+# delivers it exactly once. A few times at most, and not for waits longer than a user would sit through.
+FLOOD_RETRIES = 3
+MAX_FLOOD_WAIT_S = 60.0
+
+T = TypeVar("T")
 
 
 def build_application(
@@ -100,15 +110,15 @@ class _Handlers:
 
     async def start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Say what the bot does."""
-        await update.effective_message.reply_text(self.core.start_text())
+        await _obeying_flood_control(lambda: update.effective_message.reply_text(self.core.start_text()))
 
     async def help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Say how to ask, in private and in groups."""
-        await update.effective_message.reply_text(self.core.help_text())
+        await _obeying_flood_control(lambda: update.effective_message.reply_text(self.core.help_text()))
 
     async def about(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Describe the model."""
-        await update.effective_message.reply_text(self.core.about_text())
+        await _obeying_flood_control(lambda: update.effective_message.reply_text(self.core.about_text()))
 
     async def whois(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Answer about the photo this command replies to, or explain how to ask."""
@@ -122,7 +132,7 @@ class _Handlers:
 
     async def private_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Point a private chat's text (or unknown command) at what the bot does."""
-        await update.effective_message.reply_text(self.core.help_text())
+        await _obeying_flood_control(lambda: update.effective_message.reply_text(self.core.help_text()))
 
     async def private_other(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Tell a private chat that stickers, videos, voice notes and the like are not photos."""
@@ -220,13 +230,34 @@ async def _reply(ask: Message, reply: Reply) -> None:
     # Still answer when the asker deleted the photo meanwhile, rather than fail on the missing reply target.
     quote = {"do_quote": True, "allow_sending_without_reply": True}
     if reply.image is None:
-        await ask.reply_text(reply.text, **quote)
+        await _obeying_flood_control(lambda: ask.reply_text(reply.text, **quote))
         return
     fits = len(reply.text) <= MessageLimit.CAPTION_LENGTH
+    caption = reply.text if fits else None
     async with _showing(ask, ChatAction.UPLOAD_PHOTO):
-        await ask.reply_photo(reply.image, caption=reply.text if fits else None, filename="faces.jpg", **quote)
+        await _obeying_flood_control(
+            lambda: ask.reply_photo(reply.image, caption=caption, filename="faces.jpg", **quote)
+        )
     if not fits:
-        await ask.reply_text(reply.text, **quote)
+        await _obeying_flood_control(lambda: ask.reply_text(reply.text, **quote))
+
+
+async def _obeying_flood_control(send: Callable[[], Awaitable[T]]) -> T:
+    """`send()`, done again after the wait Telegram asks for when it answers 429 Too Many Requests."""
+    attempt = 0
+    while True:
+        try:
+            return await send()
+        except RetryAfter as e:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", PTBDeprecationWarning)  # an int now, a timedelta from v23
+                wait = e.retry_after
+            seconds = wait.total_seconds() if isinstance(wait, datetime.timedelta) else float(wait)
+            attempt += 1
+            if attempt > FLOOD_RETRIES or seconds > MAX_FLOOD_WAIT_S:
+                raise
+            log.warning("Telegram flood control: sending again in %.0f s", seconds)
+            await asyncio.sleep(seconds + 0.5)  # the slack python-telegram-bot's own retry loop adds
 
 
 @contextlib.asynccontextmanager

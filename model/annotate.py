@@ -9,12 +9,16 @@ from .decode import DecodeLimits, decode_image
 
 __all__ = ["BOX_COLOURS", "annotate", "face_caption"]
 
-# Sure answers in green, unsure in amber: readable on most photos and to most colour-blind eyes.
+# Sure answers in green, unsure in amber, someone else in grey: readable on most photos and to
+# most colour-blind eyes.
 BOX_COLOURS = {True: (46, 204, 64), False: (255, 170, 0)}
+STRANGER_COLOUR = (200, 200, 200)
 
 
 def face_caption(number: int, face: FaceAnswer) -> str:
-    """`1. Jessica Chastain 97%`, or `1. not sure (Jessica Chastain 55%)`."""
+    """`1. Jessica Chastain 97%`, `1. not sure (Jessica Chastain 55%)`, or `1. someone else (closest: ...)`."""
+    if not face.known:
+        return f"{number}. someone else (closest: {face.label})"
     percent = f"{face.label} {face.confidence:.0%}"
     return f"{number}. {percent}" if face.sure else f"{number}. not sure ({percent})"
 
@@ -28,7 +32,7 @@ def annotate(data: bytes, answer: PhotoAnswer, limits: DecodeLimits | None = Non
     font = ImageFont.load_default(size=max(12, round(max(im.size) / 45)))
     for number, face in enumerate(answer.faces, start=1):
         left, top, right, bottom = (round(v * image.scale) for v in face.box)
-        colour = BOX_COLOURS[face.sure]
+        colour = BOX_COLOURS[face.sure] if face.known else STRANGER_COLOUR
         draw.rectangle((left, top, right, bottom), outline=colour, width=line)
         caption = face_caption(number, face)
         tl, tt, tr, tb = draw.textbbox((0, 0), caption, font=font)

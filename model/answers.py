@@ -22,6 +22,8 @@ class FaceAnswer:
     confidence: float  # that class's probability
     sure: bool  # confidence reached the threshold
     probabilities: dict[str, float]
+    known: bool = True  # false: someone else, who only looks most like `label`
+    distance: float | None = None  # to the label's training faces; None when the model has no gallery
 
     def to_json(self) -> dict:
         return {
@@ -29,6 +31,8 @@ class FaceAnswer:
             "label": self.label,
             "confidence": round(self.confidence, 6),
             "sure": self.sure,
+            "known": self.known,
+            "distance": None if self.distance is None else round(self.distance, 4),
             "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
         }
 

@@ -28,6 +28,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON list, one object per photo")
     p.add_argument("--annotate", type=Path, metavar="DIR", help="write each photo with its faces boxed")
     p.add_argument("--threshold", type=float, default=None, help="confidence below which a face is 'not sure'")
+    p.add_argument(
+        "--stranger-distance",
+        type=float,
+        default=None,
+        help="distance beyond which a face is someone else (default: STRANGER_DISTANCE, else the model's own)",
+    )
     return p
 
 
@@ -74,8 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     threshold = args.threshold
     if threshold is None:
         threshold = float(settings.get("CONFIDENCE_THRESHOLD") or DEFAULT_THRESHOLD)
+    stranger_distance = args.stranger_distance
+    if stranger_distance is None and settings.get("STRANGER_DISTANCE"):
+        stranger_distance = float(settings["STRANGER_DISTANCE"])
     try:
-        classifier = FaceClassifier.load(model, threshold=threshold)
+        classifier = FaceClassifier.load(model, threshold=threshold, stranger_distance=stranger_distance)
     except ModelNotFound as e:
         print(e, file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ make the numbers match dlib's (padding, the shortcut addition) are in
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 from pathlib import Path
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .dlib_dat import EncoderWeights, read_face_encoder_dat
-from .resources import face_encoder_dat_path
+from .resources import CHIP_SIZE, face_encoder_dat_path
 
 __all__ = [
     "CHIP_SIZE",
@@ -28,7 +29,6 @@ __all__ = [
     "load_face_encoder",
 ]
 
-CHIP_SIZE = 150
 DESCRIPTOR_SIZE = 128
 # (channels, number of blocks, first block down-samples) for dlib's levels 4 to 0.
 _LEVELS = ((32, 3, False), (64, 4, True), (128, 3, True), (256, 3, True), (256, 1, True))
@@ -105,6 +105,31 @@ class FaceEncoder(nn.Module):
         x = F.max_pool2d(x, 3, 2)
         x = self.blocks(x)
         return self.fc(x.mean(dim=(2, 3)))
+
+    def fused(self) -> FaceEncoder:
+        """A copy for inference with every affine layer and the input scaling folded into the convolutions.
+
+        The same function to float rounding (about 1e-6), with fewer passes over the activations.
+        Folding the input shift into the stem is exact because dlib's stem convolution has no padding.
+        """
+        fused = copy.deepcopy(self).eval()
+        with torch.no_grad():
+            stem = fused.stem
+            stem.bias.sub_((stem.weight * fused.input_shift.view(1, -1, 1, 1)).sum((1, 2, 3)))
+            stem.weight.mul_(fused.input_scale)
+            fused.input_scale.fill_(1.0)
+            fused.input_shift.zero_()
+            pairs = [(fused, "stem", "stem_aff")] + [
+                (b, conv, aff) for b in fused.blocks for conv, aff in (("conv1", "aff1"), ("conv2", "aff2"))
+            ]
+            for owner, conv_name, aff_name in pairs:
+                conv, aff = getattr(owner, conv_name), getattr(owner, aff_name)
+                conv.weight.mul_(aff.weight[:, None, None, None])
+                conv.bias.mul_(aff.weight).add_(aff.bias)
+                setattr(owner, aff_name, nn.Identity())
+        for p in fused.parameters():
+            p.requires_grad_(False)
+        return fused
 
     def load_dlib_weights(self, weights: EncoderWeights) -> None:
         """Copy the parameters read from dlib's file into this module."""

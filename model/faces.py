@@ -11,8 +11,7 @@ import numpy as np
 from PIL import Image
 
 from .decode import DecodedImage
-from .encoder import CHIP_SIZE
-from .resources import landmarks_dat_path
+from .resources import CHIP_SIZE, landmarks_dat_path
 
 __all__ = ["Face", "FaceFinder", "FaceOptions", "FaceSearch"]
 
@@ -25,10 +24,12 @@ class FaceOptions:
 
     min_face: int = 40  # faces narrower than this, in the user's pixels, are too small to name
     # The detector looks at the photo resized to this long side first (so its cost is bounded, about
-    # 30 ms here, whatever the photo's size); it finds faces from 80 px at that scale, so from 160 px
-    # in a 1280 px photo. Only when that finds nothing does it look again at up to twice that size,
-    # for photos whose faces are all small.
-    detect_side: int = 640
+    # 20 ms here, whatever the photo's size); it finds faces from 80 px at that scale, so from 180 px
+    # in a 1280 px photo. Only when that finds nothing does it look again at up to twice that size
+    # (and small photos at twice their own), for photos whose faces are all small.
+    detect_side: int = 576
+    # The detector on grey levels: one channel's HOG features instead of the best of three.
+    detect_in_grey: bool = True
     # A tight face crop leaves the HOG detector no margin around the face; when nothing is found in
     # a roughly square image, look again with a plain border added and a slightly lower threshold.
     crop_fallback: bool = True
@@ -72,14 +73,16 @@ class FaceFinder:
         """The detector on `pixels` resized to a long side of `side`; boxes in `pixels`' coordinates."""
         h, w = pixels.shape[:2]
         scale = side / max(h, w)
+        image = Image.fromarray(pixels)
+        if self.options.detect_in_grey:
+            image = image.convert("L")
         if abs(scale - 1) > 1e-3:
             size = (max(1, round(w * scale)), max(1, round(h * scale)))
             # reducing_gap: shrink by whole factors first (cheap), then resample the last step.
-            image = Image.fromarray(pixels)
-            pixels = np.asarray(image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
+            image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
         else:
             scale = 1.0
-        rects, scores, _ = self._detector.run(pixels, upsample, threshold)
+        rects, scores, _ = self._detector.run(np.asarray(image), upsample, threshold)
         return [
             (dlib.rectangle(*(round(v / scale) for v in (r.left(), r.top(), r.right(), r.bottom()))), s)
             for r, s in zip(rects, scores, strict=True)
@@ -89,9 +92,11 @@ class FaceFinder:
         long_side = max(pixels.shape[:2])
         side = self.options.detect_side
         # Small photos are enlarged at most twice, as dlib's own upsampling does: more costs time, not faces.
-        found = self._run_at(pixels, min(side, 2 * long_side))
-        if not found and long_side > side:
-            found = self._run_at(pixels, min(long_side, 2 * side))
+        first = min(side, 2 * long_side)
+        found = self._run_at(pixels, first)
+        second = min(2 * long_side, 2 * side)
+        if not found and second > first:
+            found = self._run_at(pixels, second)
         return found
 
     def _detect_in_crop(self, pixels: np.ndarray) -> list[tuple[dlib.rectangle, float]]:

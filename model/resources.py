@@ -6,12 +6,16 @@ import importlib.util
 from pathlib import Path
 
 __all__ = [
+    "CHIP_SIZE",
     "DEFAULT_MODEL_PATH",
     "MissingResourceError",
     "face_encoder_dat_path",
     "landmarks_dat_path",
     "models_dir",
 ]
+
+# dlib's aligned face chips, the face encoder's input (here so that face finding needs no torch).
+CHIP_SIZE = 150
 
 # The exported learner the training script writes and every command serves, unless told otherwise.
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "export.pkl"

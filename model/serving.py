@@ -7,7 +7,6 @@ prints a progress bar for every item).
 
 from __future__ import annotations
 
-import logging
 import time
 import warnings
 from collections.abc import Sequence
@@ -20,16 +19,18 @@ from torch import nn
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", FutureWarning)  # fastai's import trips torch.jit deprecations
     from fastai.learner import Learner, load_learner
+    from fastai.vision.augment import Resize
     from fastai.vision.core import PILImage, TensorImage
 
 from .answers import DEFAULT_THRESHOLD, FaceAnswer, PhotoAnswer
-from .decode import DecodeLimits, ImageError, decode_image
+from .decode import DecodeLimits
+from .encoder import FaceEncoder
 from .faces import Face, FaceFinder, FaceOptions, FaceSearch
 from .resources import DEFAULT_MODEL_PATH
+from .search import FacePool, search_photo
+from .strangers import Gallery
 
 __all__ = ["DEFAULT_MODEL_PATH", "DEFAULT_THRESHOLD", "FaceClassifier", "ModelNotFound"]
-
-log = logging.getLogger(__name__)
 
 
 class ModelNotFound(FileNotFoundError):
@@ -43,6 +44,11 @@ class ModelNotFound(FileNotFoundError):
         self.path = path
 
 
+def _as_floats(chips: Sequence[np.ndarray]) -> torch.Tensor:
+    x = torch.from_numpy(np.stack(chips)).permute(0, 3, 1, 2).float().div_(255.0)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
 class FaceClassifier:
     """An exported fastai learner plus the face finder, ready to answer photos."""
 
@@ -52,24 +58,44 @@ class FaceClassifier:
         threshold: float = DEFAULT_THRESHOLD,
         limits: DecodeLimits | None = None,
         face_options: FaceOptions | None = None,
+        stranger_distance: float | None = None,
+        pool: FacePool | None = None,
     ) -> None:
         self.classes: list[str] = [str(c) for c in learn.dls.vocab]
         self.threshold = threshold
+        # Face learners exported by the training script carry a gallery; others (the book's ResNet,
+        # older exports) name the closest class for every face, as before.
+        self.gallery: Gallery | None = learn.__dict__.get("gallery")
+        if stranger_distance is None and self.gallery is not None:
+            stranger_distance = self.gallery.threshold
+        self.stranger_distance = stranger_distance
         self.limits = limits or DecodeLimits()
         self.finder = FaceFinder(face_options)
+        # Several photos at once have their faces found by the pool's processes, if there is one; it
+        # outlives the classifier (a replaced model is served with the same pool), so its owner closes it.
+        self.pool = pool
         self._after_item = learn.dls.valid.after_item
         self._after_batch = learn.dls.valid.after_batch
         for pipeline in (self._after_item, self._after_batch):
             pipeline.split_idx = 1  # validation transforms: no augmentation
         self._activation = getattr(learn.loss_func, "activation", lambda x: torch.softmax(x, dim=-1))
         model = learn.model.eval()
-        # Face learners are Sequential(body, head); timing the two apart shows where time goes.
-        self._stages: list[tuple[str, nn.Module]] = (
-            [("encoder", model[0]), ("head", model[1])]
-            if isinstance(model, nn.Sequential) and len(model) == 2
-            else [("encoder", model)]
-        )
         model.to(memory_format=torch.channels_last)
+        # Learners are Sequential(body, head); timing the two apart shows where time goes. A face
+        # encoder body is served folded (`FaceEncoder.fused`), which leaves the learner untouched.
+        body = model[0] if isinstance(model, nn.Sequential) and len(model) == 2 else None
+        self._face_encoder = isinstance(body, FaceEncoder)
+        if self._face_encoder:
+            body = body.fused().to(memory_format=torch.channels_last)
+        self._stages: list[tuple[str, nn.Module]] = (
+            [("encoder", body), ("head", model[1])] if body is not None else [("encoder", model)]
+        )
+        self._plain_size = self._plain_chip_size()
+
+    @property
+    def has_encoder(self) -> bool:
+        """A face learner (dlib's encoder as its body), whose descriptors can be measured against a gallery."""
+        return self._face_encoder
 
     @classmethod
     def load(cls, path: str | Path = DEFAULT_MODEL_PATH, **kwargs) -> FaceClassifier:
@@ -82,68 +108,123 @@ class FaceClassifier:
             learn = load_learner(path)
         return cls(learn, **kwargs)
 
+    def _plain_chip_size(self) -> int | None:
+        """The chip size, when the learner's validation transforms only turn such chips into floats in [0, 1].
+
+        As for the training script's learners (Resize to the chip size, ToTensor, IntToFloatTensor, and
+        augmentations for training only); checked on probe chips, so any other learner keeps its transforms.
+        """
+        resizes = [t for t in self._after_item.fs if isinstance(t, Resize)]
+        if len(resizes) != 1 or len(set(resizes[0].size)) != 1:
+            return None
+        size = resizes[0].size[0]
+        rng = np.random.default_rng(0)
+        for _ in range(4):  # a random augmentation would show in one of them
+            probe = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8)]
+            expected = self._transformed(probe)
+            # 1e-4 allows the rounding of an identity resampling (fastai's flip at validation time does
+            # one), far below one grey level (1/255 = 0.004).
+            if expected.shape != (1, 3, size, size) or not torch.allclose(_as_floats(probe), expected, atol=1e-4):
+                return None
+        return size
+
     def _batch(self, chips: Sequence[np.ndarray]) -> torch.Tensor:
+        size = self._plain_size
+        if size and all(chip.shape == (size, size, 3) and chip.dtype == np.uint8 for chip in chips):
+            return _as_floats(chips)  # what the transforms would give, without their per-chip cost
+        return self._transformed(chips)
+
+    def _transformed(self, chips: Sequence[np.ndarray]) -> torch.Tensor:
         items = [self._after_item(PILImage.create(chip)) for chip in chips]
         batch = self._after_batch(TensorImage(torch.stack(items)))
         return batch.as_subclass(torch.Tensor).contiguous(memory_format=torch.channels_last)
 
-    def probabilities(self, chips: Sequence[np.ndarray]) -> tuple[np.ndarray, dict[str, float]]:
-        """Class probabilities for aligned face chips, (N, classes), in one forward pass."""
+    def _forward(
+        self, chips: Sequence[np.ndarray], mirrored: bool
+    ) -> tuple[np.ndarray, np.ndarray | None, dict[str, float]]:
+        """Probabilities, and with `mirrored` each chip's descriptor averaged with its mirror image's.
+
+        The mirror images ride in the same batch as the chips: one forward pass through the encoder.
+        """
         timings: dict[str, float] = {}
-        if not chips:
-            return np.zeros((0, len(self.classes)), dtype=np.float32), timings
+        n = len(chips)
+        if not n:
+            return np.zeros((0, len(self.classes)), dtype=np.float32), None, timings
+        mirrored = mirrored and self.has_encoder
+        descriptors = None
         with torch.inference_mode():
             start = time.perf_counter()
             x = self._batch(chips)
+            if mirrored:
+                x = torch.cat([x, x.flip(-1)])
             timings["transforms"] = time.perf_counter() - start
-            for name, stage in self._stages:
+            for i, (name, stage) in enumerate(self._stages):
                 start = time.perf_counter()
                 x = stage(x)
+                if mirrored and i == 0:
+                    descriptors = ((x[:n] + x[n:]) / 2).float().numpy()
+                    x = x[:n]
                 timings[name] = time.perf_counter() - start
             probs = self._activation(x).float().numpy()
+        return probs, descriptors, timings
+
+    def probabilities(self, chips: Sequence[np.ndarray]) -> tuple[np.ndarray, dict[str, float]]:
+        """Class probabilities for aligned face chips, (N, classes), in one forward pass."""
+        probs, _, timings = self._forward(chips, mirrored=False)
         return probs, timings
 
-    def _find_faces(self, data: bytes) -> FaceSearch | PhotoAnswer:
-        start = time.perf_counter()
-        try:
-            image = decode_image(data, self.limits)
-        except ImageError as e:
-            return PhotoAnswer("error", error=str(e), error_kind=type(e).__name__)
-        decode_s = time.perf_counter() - start
-        search = self.finder.find(image)
-        search.decode_s = decode_s
-        return search
+    def descriptors(self, chips: Sequence[np.ndarray]) -> np.ndarray:
+        """The encoder's descriptors of aligned chips, each averaged with its mirror image's, (N, 128)."""
+        if not self.has_encoder:
+            raise TypeError("Only face learners (encoder + head) give face descriptors.")
+        if not len(chips):
+            return np.zeros((0, 128), dtype=np.float32)
+        _, descriptors, _ = self._forward(chips, mirrored=True)
+        return descriptors
 
-    def _face_answer(self, face: Face, probs: np.ndarray) -> FaceAnswer:
+    def identify(self, chips: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None, dict[str, float]]:
+        """Probabilities and, where the model has a gallery, each face's distance to its closest class."""
+        probs, descriptors, timings = self._forward(chips, mirrored=self.gallery is not None)
+        if descriptors is None or self.gallery is None:
+            return probs, None, timings
+        start = time.perf_counter()
+        labels = [self.classes[i] for i in probs.argmax(1)]
+        distances = self.gallery.distances(descriptors, labels)
+        timings["gallery"] = time.perf_counter() - start
+        return probs, distances, timings
+
+    def _face_answer(self, face: Face, probs: np.ndarray, distance: float | None) -> FaceAnswer:
         best = int(probs.argmax())
         confidence = float(probs[best])
+        if distance is not None and not np.isfinite(distance):
+            distance = None  # the class has no reference faces: nothing to measure against
+        known = distance is None or self.stranger_distance is None or distance <= self.stranger_distance
         return FaceAnswer(
             box=face.box,
             label=self.classes[best],
             confidence=confidence,
             sure=confidence >= self.threshold,
             probabilities={c: float(p) for c, p in zip(self.classes, probs, strict=True)},
+            known=known,
+            distance=distance,
         )
 
     def classify_many(self, photos: Sequence[bytes]) -> list[PhotoAnswer]:
         """Answer several photos; every face of every photo shares one forward pass."""
-        searches: list[FaceSearch | PhotoAnswer] = []
-        for data in photos:
-            try:
-                searches.append(self._find_faces(data))
-            except Exception:  # a photo that breaks a library must not take the others down
-                log.exception("unexpected failure reading a photo")
-                searches.append(
-                    PhotoAnswer("error", error="Something went wrong reading this photo.", error_kind="Internal")
-                )
+        searches = self.pool.search_all(photos, self.finder, self.limits) if self.pool and len(photos) > 1 else None
+        if searches is None:
+            searches = [search_photo(data, self.finder, self.limits) for data in photos]
         chips = [f.chip for s in searches if isinstance(s, FaceSearch) for f in s.faces]
-        probs, batch_timings = self.probabilities(chips)
+        probs, distances, batch_timings = self.identify(chips)
         answers, row = [], 0
         for search in searches:
             if isinstance(search, PhotoAnswer):
                 answers.append(search)
                 continue
-            faces = [self._face_answer(f, probs[row + i]) for i, f in enumerate(search.faces)]
+            faces = [
+                self._face_answer(f, probs[row + i], None if distances is None else float(distances[row + i]))
+                for i, f in enumerate(search.faces)
+            ]
             share = len(faces) / max(len(chips), 1)
             timings = {"decode": search.decode_s, "detect": search.detect_s, "chips": search.chips_s}
             timings.update({k: v * share for k, v in batch_timings.items()})

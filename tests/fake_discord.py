@@ -4,8 +4,10 @@ The real discord.py client talks to it as it would to Discord. Tests play the us
 and run slash commands with `send_message` and `slash_command`, which arrive over the gateway, and they
 see what the bot did in `calls`, every REST request it made, in order of arrival.
 
-Kept small on purpose, with one method per route and one per gateway opcode, so that forced disconnects,
-RESUME and faults can be added where they belong.
+Kept small on purpose, with one method per route and one per gateway opcode. The gateway keeps sessions
+as Discord does: every DISPATCH is numbered within its session and kept, `disconnect` closes the bot's
+WebSocket from the server side (optionally with events the bot missed meanwhile), and a RESUME (op 6) with
+a known session id gets the events after the bot's last sequence number replayed, then RESUMED.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -26,6 +29,9 @@ __all__ = ["FakeDiscord", "RestCall", "Upload"]
 API = "/api/v10"
 # Discord's gateway opcodes (https://discord.com/developers/docs/topics/opcodes-and-status-codes).
 DISPATCH, HEARTBEAT, IDENTIFY, RESUME, INVALID_SESSION, HELLO, HEARTBEAT_ACK = 0, 1, 2, 6, 9, 10, 11
+OP_NAMES = {HEARTBEAT: "HEARTBEAT", IDENTIFY: "IDENTIFY", RESUME: "RESUME"}
+# A close code the client may resume after ("unknown error"); 4004 (bad token) and the like end the session.
+RESUMABLE_CLOSE = 4000
 # Interaction callback types: 4 answers at once, 5 shows "thinking" and answers later by followup.
 CHANNEL_MESSAGE, DEFERRED_CHANNEL_MESSAGE = 4, 5
 TEXT_CHANNEL = 0
@@ -54,6 +60,7 @@ class RestCall:
     files: list[Upload] = field(default_factory=list)
     status: int | None = None
     response: Any = None  # the message Discord returned, for calls that create one
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
     @property
     def content(self) -> str | None:
@@ -74,13 +81,26 @@ _CALL = web.RequestKey("call", RestCall)  # the recorded call, for the route's h
 
 
 @dataclass
+class _Session:
+    """A gateway session: its sequence numbers and every event dispatched in it, for replay on RESUME."""
+
+    session_id: str
+    token: str | None
+    seq: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)  # DISPATCH payloads, in order of `s`
+    connection: _Connection | None = None  # None while the bot is disconnected
+    replayed: list[int] = field(default_factory=list)  # sequence numbers sent again on a RESUME
+
+
+@dataclass
 class _Connection:
-    """One gateway WebSocket, with its own sequence numbers."""
+    """One gateway WebSocket: what it was opened with and the session it serves."""
 
     ws: web.WebSocketResponse
+    path: str
     query: dict[str, str]
-    seq: int = 0
-    session_id: str | None = None
+    session: _Session | None = None
+    received: list[str] = field(default_factory=list)  # the opcodes the bot sent, by name
 
 
 def _now() -> str:
@@ -108,10 +128,12 @@ class FakeDiscord:
         self.bot_user = self._user_payload(self.application_id, "doppelbot", bot=True)
         self.guild_id = self.new_id()
         self.channel_id = self.new_id()
-        self.base_url = self.api_base = self.gateway_url = ""
+        self.base_url = self.api_base = self.gateway_url = self.resume_gateway_url = ""
 
         self.calls: list[RestCall] = []
         self.identifies: list[dict[str, Any]] = []
+        self.resumes: list[dict[str, Any]] = []  # the RESUME payloads the bot sent (token, session_id, seq)
+        self.sessions: list[_Session] = []
         self.commands: list[dict[str, Any]] = []  # as last synced
         self.messages: dict[int, dict[str, Any]] = {}  # every message we know, posted by users or the bot
         self.connections: list[_Connection] = []
@@ -126,6 +148,7 @@ class FakeDiscord:
     async def __aenter__(self) -> FakeDiscord:
         app = web.Application(middlewares=[self._record], client_max_size=64 * 1024 * 1024)
         app.router.add_get("/gateway", self._gateway)
+        app.router.add_get("/resume-gateway", self._gateway)  # READY's resume_gateway_url
         app.router.add_get("/attachments/{path:.+}", self._download)
         for method, path, handler in self._routes():
             app.router.add_route(method, API + path, handler)
@@ -137,6 +160,7 @@ class FakeDiscord:
         self.base_url = f"http://127.0.0.1:{port}"
         self.api_base = self.base_url + API
         self.gateway_url = f"ws://127.0.0.1:{port}/gateway"
+        self.resume_gateway_url = f"ws://127.0.0.1:{port}/resume-gateway"
         return self
 
     async def __aexit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
@@ -167,6 +191,11 @@ class FakeDiscord:
 
     def new_id(self) -> int:
         return next(self._ids)
+
+    @property
+    def is_ready(self) -> bool:
+        """Whether the bot has identified and been sent its guild."""
+        return self._ready.is_set()
 
     async def wait_ready(self, timeout: float = 20) -> None:
         """Until the bot has identified and been sent its guild, so that dispatched events reach it."""
@@ -235,15 +264,34 @@ class FakeDiscord:
         way a Discord reply does, by listing them in the mentions only. With `include_referenced=False` a
         reply comes without the message it answers, as Discord sometimes sends it, and must be fetched.
         """
+        message = self.compose_message(
+            author, content, mention_bot=mention_bot, attachments=attachments, reply_to=reply_to, reply_ping=reply_ping
+        )
+        await self.dispatch("MESSAGE_CREATE", self.message_event(message, include_referenced))
+        return message
+
+    def compose_message(
+        self,
+        author: dict[str, Any],
+        content: str = "",
+        *,
+        mention_bot: bool = True,
+        attachments: list[dict[str, Any]] | tuple[dict[str, Any], ...] = (),
+        reply_to: dict[str, Any] | None = None,
+        reply_ping: bool = False,
+    ) -> dict[str, Any]:
+        """A user's message as `send_message` posts it, without sending it (for `disconnect(missed=...)`)."""
         mentions = [self.bot_user] if mention_bot else []
         if reply_to is not None and reply_ping and all(u["id"] != reply_to["author"]["id"] for u in mentions):
             mentions.append(reply_to["author"])
         if mention_bot:
             content = f"<@{self.application_id}> {content}".strip()
-        message = self._message_payload(author, content, list(attachments), mentions, reply_to)
-        event = message if include_referenced else {k: v for k, v in message.items() if k != "referenced_message"}
-        await self.dispatch("MESSAGE_CREATE", event)
-        return message
+        return self._message_payload(author, content, list(attachments), mentions, reply_to)
+
+    @staticmethod
+    def message_event(message: dict[str, Any], include_referenced: bool = True) -> dict[str, Any]:
+        """The MESSAGE_CREATE data for `message`."""
+        return message if include_referenced else {k: v for k, v in message.items() if k != "referenced_message"}
 
     async def slash_command(
         self, user: dict[str, Any], name: str, attachments: dict[str, dict[str, Any]]
@@ -281,11 +329,28 @@ class FakeDiscord:
         return interaction
 
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        """Send a DISPATCH event on the newest open gateway connection."""
-        connection = next((c for c in reversed(self.connections) if not c.ws.closed), None)
-        if connection is None:
-            raise RuntimeError("no gateway connection is open")
-        await self._dispatch(connection, event, data)
+        """A DISPATCH event in the newest session: sent at once if the bot is connected, else kept for its RESUME."""
+        if not self.sessions:
+            raise RuntimeError("the bot has no gateway session")
+        await self._dispatch(self.sessions[-1], event, data)
+
+    async def disconnect(self, code: int = RESUMABLE_CLOSE, missed: Sequence[tuple[str, dict[str, Any]]] = ()) -> None:
+        """Close the bot's gateway connection from the server side, as Discord does now and then.
+
+        `missed` are events (name, data) that happen while the bot is away: they are numbered in its session
+        before it can come back, so it gets them only if it RESUMEs from where it was.
+        """
+        session = self.sessions[-1]
+        connection, session.connection = session.connection, None
+        for event, data in missed:
+            await self._dispatch(session, event, data)
+        if connection is not None and not connection.ws.closed:
+            await connection.ws.close(code=code, message=b"the fake Discord closed the connection")
+
+    @property
+    def gateway_ops(self) -> list[str]:
+        """Every opcode the bot sent on any connection, by name, in order of connection."""
+        return [op for connection in self.connections for op in connection.received]
 
     # -- payloads -----------------------------------------------------------------------------
 
@@ -587,7 +652,7 @@ class FakeDiscord:
         # JSON (it decompresses only binary frames), so this fake always answers uncompressed.
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
-        connection = _Connection(ws, dict(request.query))
+        connection = _Connection(ws, request.path, dict(request.query))
         self.connections.append(connection)
         await self._send(connection, {"op": HELLO, "d": {"heartbeat_interval": self.heartbeat_interval_ms}})
         handlers = {HEARTBEAT: self._on_heartbeat, IDENTIFY: self._on_identify, RESUME: self._on_resume}
@@ -595,38 +660,62 @@ class FakeDiscord:
             if frame.type != WSMsgType.TEXT:
                 continue
             payload = json.loads(frame.data)
-            handler = handlers.get(payload.get("op"))
+            op = payload.get("op")
+            connection.received.append(OP_NAMES.get(op, str(op)))
+            handler = handlers.get(op)
             if handler is not None:
                 await handler(connection, payload.get("d"))
+            async with self._changed:
+                self._changed.notify_all()
+        if connection.session is not None and connection.session.connection is connection:
+            connection.session.connection = None
         return ws
 
     async def _send(self, connection: _Connection, payload: dict[str, Any]) -> None:
         await connection.ws.send_str(json.dumps(payload))
 
-    async def _dispatch(self, connection: _Connection, event: str, data: dict[str, Any]) -> None:
-        connection.seq += 1
-        await self._send(connection, {"op": DISPATCH, "t": event, "s": connection.seq, "d": data})
+    async def _dispatch(self, session: _Session, event: str, data: dict[str, Any]) -> None:
+        session.seq += 1
+        payload = {"op": DISPATCH, "t": event, "s": session.seq, "d": data}
+        session.events.append(payload)
+        connection = session.connection
+        if connection is not None and not connection.ws.closed:
+            await self._send(connection, payload)
 
     async def _on_heartbeat(self, connection: _Connection, data: Any) -> None:
         await self._send(connection, {"op": HEARTBEAT_ACK})
 
     async def _on_identify(self, connection: _Connection, data: dict[str, Any]) -> None:
         self.identifies.append(data)
-        connection.session_id = f"session-{self.new_id()}"
+        session = _Session(f"session-{self.new_id()}", data.get("token"), connection=connection)
+        self.sessions.append(session)
+        connection.session = session
         ready = {
             "v": 10,
             "user": self.bot_user,
             "guilds": [{"id": str(self.guild_id), "unavailable": True}],
-            "session_id": connection.session_id,
-            "resume_gateway_url": self.gateway_url,
+            "session_id": session.session_id,
+            "resume_gateway_url": self.resume_gateway_url,
             "application": {"id": str(self.application_id), "flags": 0},
             "private_channels": [],
             "relationships": [],
         }
-        await self._dispatch(connection, "READY", ready)
-        await self._dispatch(connection, "GUILD_CREATE", self._guild_payload())
+        await self._dispatch(session, "READY", ready)
+        await self._dispatch(session, "GUILD_CREATE", self._guild_payload())
         self._ready.set()
 
     async def _on_resume(self, connection: _Connection, data: dict[str, Any]) -> None:
-        # Sessions are not kept yet: tell the client to identify afresh, as Discord does for a stale session.
-        await self._send(connection, {"op": INVALID_SESSION, "d": False})
+        self.resumes.append(data)
+        session = next((s for s in self.sessions if s.session_id == data.get("session_id")), None)
+        seq = data.get("seq")
+        if session is None or session.token != data.get("token") or not isinstance(seq, int) or seq > session.seq:
+            # Unknown or stale: the client must identify afresh, as Discord says for a session it cannot resume.
+            await self._send(connection, {"op": INVALID_SESSION, "d": False})
+            return
+        connection.session = session
+        session.connection = connection
+        for payload in session.events:
+            if payload["s"] > seq:
+                session.replayed.append(payload["s"])
+                await self._send(connection, payload)
+        await self._dispatch(session, "RESUMED", {})

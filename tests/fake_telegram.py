@@ -4,6 +4,11 @@ Tests push updates (`fake.push_private_photo(...)`), the real bot fetches them w
 tests read what it answered (`await fake.wait_for("sendMessage")`). Every request is recorded as a
 `Call`. The update JSON follows the Bot API's shapes: per-chat message ids, `from`, photo sizes
 from small to large, caption entities with UTF-16 offsets, files the bot can `getFile` and download.
+
+Faults are injected per method at one dispatch point (`_api`): a Bot API error (`fail_next`), flood
+control with `retry_after` (`flood_next`), a proxy's 502 (`bad_gateway_next`), a slow answer
+(`slow_next`) and a dropped connection (`drop_next`). A fault strikes either before the method is
+done (the bot's request is lost) or after it (done, but the answer is lost on the way back).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import contextlib
 import io
 import itertools
 import json
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -22,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = ["DOWNLOAD", "BotApiError", "Call", "FakeTelegram", "StoredFile"]
+__all__ = ["DOWNLOAD", "BotApiError", "Call", "FakeTelegram", "Fault", "StoredFile"]
 
 # The method name under which a file download is recorded; no Bot API method has a space in its name.
 DOWNLOAD = "file download"
@@ -33,6 +39,26 @@ _TEXT_PARAMS = frozenset({"text", "caption", "file_id", "action", "parse_mode", 
 # Long polls are capped so a test that forgets to stop its bot cannot hold the server for long.
 _MAX_POLL = 30.0
 _PHOTO_WIDTHS = (90, 320, 800)  # Telegram's thumbnail sizes below the full photo
+_CHAT_ACTIONS = frozenset(
+    {
+        "typing",
+        "upload_photo",
+        "record_video",
+        "upload_video",
+        "record_voice",
+        "upload_voice",
+        "upload_document",
+        "choose_sticker",
+        "find_location",
+        "record_video_note",
+        "upload_video_note",
+    }
+)
+# What nginx in front of the Bot API answers when the server behind it fails.
+_BAD_GATEWAY_PAGE = (
+    "<html><head><title>502 Bad Gateway</title></head>"
+    "<body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>"
+)
 
 
 @dataclass
@@ -44,6 +70,8 @@ class Call:
     files: dict[str, bytes] = field(default_factory=dict)
     at: float = field(default_factory=time.monotonic)
     error: str | None = None  # the Bot API error the fake answered with; None when the call was done
+    fault: str | None = None  # the fault injected into this call ("502", "dropped", "slow", ...), if any
+    result: Any = None  # what the method returned, when it was done
 
     @property
     def reply_to(self) -> int | None:
@@ -65,13 +93,24 @@ class StoredFile:
     file_size: int  # as announced; may differ from len(data) to test size limits without 20 MB in memory
 
 
+@dataclass
+class Fault:
+    """One injected failure of a method: an error answer, a 502, a slow answer or a dropped connection."""
+
+    kind: str  # "error", "bad_gateway", "slow" or "drop"
+    error: BotApiError | None = None  # for "error"
+    delay: float = 0.0  # for "slow"
+    after: bool = False  # strike once the method is done (its answer lost), not before
+
+
 class BotApiError(Exception):
     """Raised by a method handler to answer `{"ok": false, ...}` as the Bot API does."""
 
-    def __init__(self, error_code: int, description: str) -> None:
+    def __init__(self, error_code: int, description: str, parameters: dict[str, Any] | None = None) -> None:
         super().__init__(description)
         self.error_code = error_code
         self.description = description
+        self.parameters = parameters  # ResponseParameters, e.g. {"retry_after": 3}
 
 
 @cache
@@ -119,20 +158,28 @@ class FakeTelegram:
         self.other_user = {"id": 1002, "is_bot": False, "first_name": "Grace", "username": "grace"}
         self.private_chat = {"id": 1001, "type": "private", "first_name": "Ada", "username": "ada"}
         self.group_chat = {"id": -1001234567890, "type": "supergroup", "title": "Who is who"}
+        self.chats: dict[int, dict[str, Any]] = {c["id"]: c for c in (self.private_chat, self.group_chat)}
         self.calls: list[Call] = []
         self.files: dict[str, StoredFile] = {}
-        self.updates: list[dict[str, Any]] = []
+        self.pushed: list[dict[str, Any]] = []  # every update ever pushed
+        self.updates: list[dict[str, Any]] = []  # not yet confirmed by the bot
+        self.delivered: list[int] = []  # update ids in every getUpdates answer that reached the bot, in order
         self.download_delay = 0.0  # seconds each file download waits before its bytes come
         self.base_url = ""
         self.base_file_url = ""
-        self._failures: dict[str, list[BotApiError]] = {}
+        self._faults: dict[str, list[Fault]] = {}
+        self._flood_until: dict[str, float] = {}  # method -> when its flood control ends (monotonic)
         self._methods: dict[str, Callable[[Call], Awaitable[Any]]] = {
             "getme": self._get_me,
+            "deletewebhook": self._delete_webhook,
             "getupdates": self._get_updates,
             "getfile": self._get_file,
             "sendmessage": self._send_message,
             "sendphoto": self._send_photo,
+            "sendchataction": self._send_chat_action,
+            "setmycommands": self._set_my_commands,
         }
+        self.commands: list[dict[str, Any]] = []  # the command menu, as last set
         self._update_ids = itertools.count(100_000)
         self._message_ids: dict[int, itertools.count] = {}
         self._file_ids = itertools.count(1)
@@ -195,9 +242,61 @@ class FakeTelegram:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
 
-    def fail_next(self, method: str, error_code: int = 400, description: str = "Bad Request: test failure") -> None:
-        """Answer the next call of `method` with a Bot API error instead of doing it."""
-        self._failures.setdefault(method.lower(), []).append(BotApiError(error_code, description))
+    def update_id_of(self, message: dict[str, Any]) -> int:
+        """The id of the update that brought `message`."""
+        for update in self.pushed:
+            pushed = update.get("message") or {}
+            if pushed.get("message_id") == message["message_id"] and pushed.get("chat") == message["chat"]:
+                return update["update_id"]
+        raise KeyError(f"no update brought message {message['message_id']}")
+
+    # -- faults ------------------------------------------------------------------------------
+
+    def fail_next(
+        self, method: str, error_code: int = 400, description: str = "Bad Request: test failure", times: int = 1
+    ) -> None:
+        """Answer the next `times` calls of `method` with a Bot API error instead of doing them."""
+        self._add_faults(method, times, Fault("error", BotApiError(error_code, description)))
+
+    def flood_next(self, method: str, retry_after: int = 1) -> None:
+        """Flood control: refuse the next call of `method` with 429 and `retry_after`, as Telegram does.
+
+        Until `retry_after` seconds have passed, every further call of `method` is refused the same way, so
+        a bot that retries too early is refused again (and the test sees it in `called(method)`).
+        """
+        self._add_faults(method, 1, Fault("error", _flood_error(retry_after)))
+
+    def bad_gateway_next(self, method: str, times: int = 1, after: bool = False) -> None:
+        """Answer the next `times` calls of `method` with a proxy's "502 Bad Gateway" page (not JSON).
+
+        With `after`, the method is done first (for getUpdates: the long poll waits for updates) and only its
+        answer is lost, so the updates stay unconfirmed and must come again.
+        """
+        self._add_faults(method, times, Fault("bad_gateway", after=after))
+
+    def slow_next(self, method: str, seconds: float, times: int = 1) -> None:
+        """Wait `seconds` before doing the next `times` calls of `method`."""
+        self._add_faults(method, times, Fault("slow", delay=seconds))
+
+    def drop_next(self, method: str, times: int = 1, after: bool = False) -> None:
+        """Close the connection instead of answering the next `times` calls of `method` (done first with `after`)."""
+        self._add_faults(method, times, Fault("drop", after=after))
+
+    def _add_faults(self, method: str, times: int, fault: Fault) -> None:
+        self._faults.setdefault(method.lower(), []).extend([fault] * times)
+
+    def _take_fault(self, key: str, after: bool) -> Fault | None:
+        """The next fault armed for method `key` that strikes at this point (before or after doing it)."""
+        if not after and time.monotonic() < self._flood_until.get(key, 0.0):
+            remaining = max(1, math.ceil(self._flood_until[key] - time.monotonic()))
+            return Fault("error", _flood_error(remaining))
+        queue = self._faults.get(key, [])
+        if queue and queue[0].after == after:
+            fault = queue.pop(0)
+            if fault.error is not None and fault.error.error_code == 429:
+                self._flood_until[key] = time.monotonic() + fault.error.parameters["retry_after"]
+            return fault
+        return None
 
     # -- what the user does ------------------------------------------------------------------
 
@@ -226,6 +325,14 @@ class FakeTelegram:
         sizes.append(self._size(self.add_file(data), width, height))
         return sizes
 
+    def new_user(self, first_name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Another person who talks to the bot: their User and their private chat with it."""
+        user_id = 2000 + len(self.chats)
+        user = {"id": user_id, "is_bot": False, "first_name": first_name, "language_code": "en"}
+        chat = {"id": user_id, "type": "private", "first_name": first_name}
+        self.chats[user_id] = chat
+        return user, chat
+
     def push_message(self, chat: dict | None = None, sender: dict | None = None, **fields: Any) -> dict[str, Any]:
         """Deliver a new message (any Message fields) to the bot; returns the message as sent."""
         chat = chat or self.private_chat
@@ -242,6 +349,7 @@ class FakeTelegram:
     def push_update(self, update: dict[str, Any]) -> dict[str, Any]:
         """Queue a raw update (its update_id is added) for the bot's next getUpdates."""
         update = {"update_id": next(self._update_ids), **update}
+        self.pushed.append(update)
         self.updates.append(update)
         self._wake()
         return update
@@ -276,6 +384,7 @@ class FakeTelegram:
         file_size: int | None = None,
         chat: dict | None = None,
         caption: str | None = None,
+        sender: dict | None = None,
     ) -> dict[str, Any]:
         """A file sent uncompressed; `file_size` may announce more than `data` holds."""
         suffix = file_name.rsplit(".", 1)[-1] if "." in file_name else "bin"
@@ -288,7 +397,7 @@ class FakeTelegram:
         }
         if mime_type is not None:
             document["mime_type"] = mime_type
-        return self.push_message(chat, **_with_caption(caption, {"document": document}))
+        return self.push_message(chat, sender, **_with_caption(caption, {"document": document}))
 
     def push_text(self, text: str, chat: dict | None = None, reply_to: dict | None = None, **fields: Any) -> dict:
         """A text message, with its entities; `reply_to` is an earlier message it replies to."""
@@ -324,16 +433,27 @@ class FakeTelegram:
         params, files = await _read_params(request)
         call = Call(request.match_info["method"], params, files)
         self._record(call)
-        # Fault injection hooks in here: one place sees every method before it is done.
+        # Fault injection: this one place sees every method before it is done and after.
         key = call.method.lower()
         handler = self._methods.get(key)
         try:
-            if failures := self._failures.get(key):
-                raise failures.pop(0)
+            if (fault := self._take_fault(key, after=False)) is not None:
+                call.fault = fault.kind
+                if fault.kind == "slow":
+                    await asyncio.sleep(fault.delay)
+                else:
+                    call.error = _fault_description(fault)
+                    return _answer_fault(request, fault)
             result = await handler(call) if handler else True
         except BotApiError as e:
             call.error = e.description
-            return _error(e.error_code, e.description)
+            return _error(e.error_code, e.description, e.parameters)
+        call.result = result
+        if (fault := self._take_fault(key, after=True)) is not None:
+            call.fault = f"{fault.kind} after"  # done, but the bot never hears of it
+            return _answer_fault(request, fault)
+        if key == "getupdates":
+            self.delivered += [u["update_id"] for u in result]
         return web.json_response({"ok": True, "result": result})
 
     async def _download(self, request: web.Request) -> web.Response:
@@ -362,6 +482,24 @@ class FakeTelegram:
 
     async def _get_me(self, call: Call) -> dict[str, Any]:
         return self.bot_user
+
+    async def _delete_webhook(self, call: Call) -> bool:
+        return True  # there is never a webhook: polling it is
+
+    async def _send_chat_action(self, call: Call) -> bool:
+        self._chat(call.params.get("chat_id"))
+        if call.params.get("action") not in _CHAT_ACTIONS:
+            raise BotApiError(400, "Bad Request: wrong parameter action in request")
+        return True
+
+    async def _set_my_commands(self, call: Call) -> bool:
+        commands = call.params.get("commands")
+        if not isinstance(commands, list) or not all(
+            isinstance(c, dict) and c.keys() >= {"command", "description"} for c in commands
+        ):
+            raise BotApiError(400, "Bad Request: can't parse commands JSON object")
+        self.commands = commands
+        return True
 
     async def _get_updates(self, call: Call) -> list[dict[str, Any]]:
         offset = int(call.params.get("offset") or 0)
@@ -425,10 +563,10 @@ class FakeTelegram:
         return message
 
     def _chat(self, chat_id: Any) -> dict[str, Any]:
-        for chat in (self.private_chat, self.group_chat):
-            if str(chat["id"]) == str(chat_id):
-                return chat
-        raise BotApiError(400, "Bad Request: chat not found")
+        try:
+            return self.chats[int(chat_id)]
+        except (KeyError, TypeError, ValueError):
+            raise BotApiError(400, "Bad Request: chat not found") from None
 
     def _next_message_id(self, chat_id: int) -> int:
         return next(self._message_ids.setdefault(chat_id, itertools.count(1)))
@@ -452,8 +590,33 @@ def _with_caption(caption: str | None, fields: dict[str, Any]) -> dict[str, Any]
     return fields
 
 
-def _error(code: int, description: str) -> web.Response:
-    return web.json_response({"ok": False, "error_code": code, "description": description}, status=code)
+def _error(code: int, description: str, parameters: dict[str, Any] | None = None) -> web.Response:
+    body: dict[str, Any] = {"ok": False, "error_code": code, "description": description}
+    if parameters:
+        body["parameters"] = parameters
+    return web.json_response(body, status=code)
+
+
+def _flood_error(retry_after: int) -> BotApiError:
+    return BotApiError(429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after})
+
+
+def _fault_description(fault: Fault) -> str:
+    if fault.error is not None:
+        return fault.error.description
+    return {"bad_gateway": "502 Bad Gateway", "drop": "connection dropped"}[fault.kind]
+
+
+def _answer_fault(request: web.Request, fault: Fault) -> web.Response:
+    """The response a fault gives: a Bot API error, a proxy's HTML 502, or none at all (a dropped connection)."""
+    if fault.error is not None:
+        return _error(fault.error.error_code, fault.error.description, fault.error.parameters)
+    if fault.kind == "bad_gateway":
+        return web.Response(status=502, text=_BAD_GATEWAY_PAGE, content_type="text/html")
+    # A closed transport sends nothing: the client reads "server disconnected" (aiohttp skips the response).
+    assert request.transport is not None
+    request.transport.close()
+    return web.Response(status=499)
 
 
 def _decode(name: str, value: str) -> Any:

@@ -32,8 +32,9 @@ def test_json_answers_every_photo_in_order(exported, tmp_path) -> None:
     assert group["error"] is None
     assert [f["label"] for f in group["faces"]] == ["Eileen", "Twin", "Eileen"]
     for face in group["faces"]:
-        assert set(face) == {"box", "label", "confidence", "sure", "probabilities"}
-        assert len(face["box"]) == 4 and face["sure"] is True
+        assert set(face) == {"box", "label", "confidence", "sure", "known", "distance", "probabilities"}
+        assert len(face["box"]) == 4 and face["sure"] is True and face["known"] is True
+        assert 0 <= face["distance"] < 0.4
         assert set(face["probabilities"]) == {"Eileen", "Twin"}
         assert face["confidence"] == max(face["probabilities"].values())
     assert results[1]["faces"] == [] and results[1]["error"] is None

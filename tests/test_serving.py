@@ -42,7 +42,7 @@ def test_all_faces_of_several_photos_share_one_forward_pass(classifier) -> None:
         answers = classifier.classify_many([jpeg(scene(4)), jpeg(scene(1)), jpeg(noise_image()), b"junk"])
     finally:
         hook.remove()
-    assert calls == [5]
+    assert calls == [10]  # five faces and their mirror images (for the "someone else" distance)
     assert [a.outcome for a in answers] == ["ok", "ok", "no_face", "error"]
     assert [len(a.faces) for a in answers] == [4, 1, 0, 0]
 
@@ -100,3 +100,27 @@ def test_answers_carry_a_time_per_stage(classifier) -> None:
 def test_missing_model_says_how_to_make_one(tmp_path) -> None:
     with pytest.raises(ModelNotFound, match="python -m training"):
         FaceClassifier.load(tmp_path / "export.pkl")
+
+
+def _summary(answers) -> list:
+    return [(a.outcome, a.error_kind, [(f.box, f.label, f.known) for f in a.faces]) for a in answers]
+
+
+def test_a_pool_of_processes_finds_the_same_faces_and_survives_a_dead_worker(exported) -> None:
+    from model.search import FacePool
+
+    photos = [jpeg(scene(4, twins=(True, False))), jpeg(scene(1)), jpeg(noise_image()), b"junk"]
+    alone = FaceClassifier.load(exported)
+    pool = FacePool(2)
+    try:
+        pooled = FaceClassifier.load(exported, pool=pool)
+        expected = _summary(alone.classify_many(photos))
+        assert _summary(pooled.classify_many(photos)) == expected
+        assert [a[0] for a in expected] == ["ok", "ok", "no_face", "error"]
+        for process in list(pool._executor._processes.values()):
+            process.kill()  # a worker that dies (say, a library crashing on a photo) ...
+            process.join()
+        assert _summary(pooled.classify_many(photos)) == expected  # ... costs no answer
+        assert _summary(pooled.classify_many(photos)) == expected  # and new workers take over
+    finally:
+        pool.close()

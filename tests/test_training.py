@@ -66,13 +66,19 @@ def test_from_folder_to_a_model_that_python_m_model_loads(tmp_path: Path) -> Non
     assert kept >= 20 and metadata["n_valid"] + metadata["n_train"] == kept
     assert metadata["accuracy"] >= 0.8
     assert set(metadata["per_class"]) == set(CLASSES)
+    # The "someone else" line is drawn from every kept face and travels in the metadata and the model.
+    assert "Strangers: someone else beyond distance" in summary
+    strangers = metadata["strangers"]
+    assert strangers["references"] == metadata["cleaning"]["kept"]
+    assert 0.4 <= strangers["stranger_distance"] < 0.7 and strangers["known"] >= 0.95
     for plot in ("confusion_matrix.png", "top_losses.png"):
         assert Image.open(tmp_path / "work" / "plots" / plot).size[0] > 100
 
     (tmp_path / "new.jpg").write_bytes(jpeg(scene(2, twins=(False, True))))
     answered = run_module("model", "new.jpg", "--json", "--model", str(out), cwd=tmp_path)
     assert answered.returncode == 0, answered.stderr
-    assert [f["label"] for f in json.loads(answered.stdout)[0]["faces"]] == list(CLASSES)
+    faces = json.loads(answered.stdout)[0]["faces"]
+    assert [f["label"] for f in faces] == list(CLASSES) and all(f["known"] for f in faces)
 
 
 def web_photos(web: FakeWeb, rng: np.random.Generator) -> dict[str, list[str]]:

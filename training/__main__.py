@@ -2,4 +2,6 @@
 
 from .cli import main
 
-raise SystemExit(main())
+# Guarded: processes started by `spawn` import this module under another name.
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from model.resources import DEFAULT_MODEL_PATH
+from model.strangers import DEFAULT_QUANTILE
 
 from .config import load_classes
 from .train import ARCHS, TrainOptions
@@ -38,6 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     recipe.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default {d.lr})")
     recipe.add_argument("--valid-pct", type=float, default=d.valid_pct, help="validation share (default 0.2)")
     recipe.add_argument("--seed", type=int, default=d.seed, help="split and training seed (default 42)")
+    recipe.add_argument(
+        "--stranger-quantile",
+        type=float,
+        default=DEFAULT_QUANTILE,
+        help=f"share of the kept faces within the 'someone else' distance (default {DEFAULT_QUANTILE})",
+    )
     out = p.add_argument_group("output")
     out.add_argument("--out", type=Path, default=DEFAULT_MODEL_PATH, help="model file (default model/export.pkl)")
     out.add_argument("--force", action="store_true", help="replace a model that scored better on the same data")
@@ -98,6 +105,7 @@ def run(args) -> int:
     from .clean import CleanOptions, clean_photos
     from .evaluate import evaluate
     from .publish import publish
+    from .strangers import fit_gallery
     from .train import chip_dataloaders, make_learner, seeded, train
 
     options = TrainOptions(
@@ -147,6 +155,11 @@ def run(args) -> int:
     )
     summary.append("Evaluated: " + evaluation.summary())
     summary.append("Plots: " + ", ".join(evaluation.plots.values()))
+    gallery = fit_gallery(learn, args.stranger_quantile)
+    summary.append(
+        "Strangers: "
+        + (gallery.summary() if gallery else f"not measured by the {options.arch} learner (no face encoder)")
+    )
 
     metadata = {
         "classes": evaluation.classes,
@@ -164,6 +177,7 @@ def run(args) -> int:
             "valid_pct": options.valid_pct,
         },
         "cleaning": {"kept": dict(report.kept), "dropped": dict(report.dropped)},
+        "strangers": gallery.to_json() if gallery else None,
     }
     published = publish(learn, args.out, metadata, force=args.force)
     summary.append(f"Model: {published.message}")

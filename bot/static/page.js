@@ -1,0 +1,217 @@
+// The page: send one photo to /api/classify, then draw a numbered box on each face and list the answers.
+// Every answer's words come from the server (the bot's core); this script only lays them out.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+let inFlight = null; // the AbortController of the upload being answered: a newer photo replaces it
+let photoUrl = null; // the object URL of the photo on show, revoked when the next one comes
+
+function say(id, text) {
+  const element = $(id);
+  element.textContent = text || "";
+  element.hidden = !text;
+}
+
+function percent(p) {
+  return `${Math.round(p * 100)}%`;
+}
+
+function capitalised(text) {
+  return text ? text[0].toUpperCase() + text.slice(1) : "";
+}
+
+// "unknown" when the model says the face is neither person (older models send no `known` at all).
+function kind(face) {
+  if (face.known === false) return "unknown";
+  return face.sure ? "sure" : "unsure";
+}
+
+async function loadAbout() {
+  try {
+    const about = await (await fetch("api/about")).json();
+    $("model").textContent = about.about;
+    say("problem", about.ready ? "" : about.message);
+  } catch {
+    $("model").textContent = "I can't reach the bot: is `python -m bot --web` still running?";
+  }
+}
+
+async function showPhoto(file) {
+  if (photoUrl) URL.revokeObjectURL(photoUrl);
+  photoUrl = URL.createObjectURL(file);
+  const img = $("photo");
+  img.src = photoUrl;
+  try {
+    await img.decode();
+    return true;
+  } catch {
+    return false; // a format this browser can't show (TIFF, say): the answers still come
+  }
+}
+
+async function ask(file, signal) {
+  const form = new FormData();
+  form.append("image", file, file.name || "pasted-image");
+  let response;
+  try {
+    response = await fetch("api/classify", { method: "POST", body: form, signal });
+  } catch (error) {
+    if (signal.aborted) throw error;
+    return { outcome: "refused", message: "I can't reach the bot: is `python -m bot --web` still running?" };
+  }
+  try {
+    return await response.json();
+  } catch {
+    return { outcome: "refused", message: `Sorry, something went wrong on my side (HTTP ${response.status}).` };
+  }
+}
+
+function drawBoxes(faces, lines) {
+  const img = $("photo");
+  const boxes = $("boxes");
+  boxes.replaceChildren();
+  const width = img.naturalWidth;
+  const height = img.naturalHeight;
+  faces.forEach((face, i) => {
+    const [left, top, right, bottom] = face.box;
+    const box = document.createElement("div");
+    box.className = `box ${kind(face)}`;
+    box.dataset.face = String(i + 1);
+    box.title = lines[i];
+    // Boxes are in the upright photo's pixels, which is also how the browser shows it (EXIF applied).
+    box.style.left = `${(100 * left) / width}%`;
+    box.style.top = `${(100 * top) / height}%`;
+    box.style.width = `${(100 * (right - left)) / width}%`;
+    box.style.height = `${(100 * (bottom - top)) / height}%`;
+    const tag = document.createElement("span");
+    tag.className = "tag";
+    tag.textContent = String(i + 1);
+    box.append(tag);
+    boxes.append(box);
+  });
+}
+
+function faceItem(face, line, number) {
+  const item = document.createElement("li");
+  item.className = `face ${kind(face)}`;
+  item.dataset.face = String(number);
+  const title = document.createElement("p");
+  title.className = "line";
+  const num = document.createElement("span");
+  num.className = "num";
+  num.textContent = String(number);
+  const words = document.createElement("span");
+  words.className = "words";
+  words.textContent = line;
+  title.append(num, words);
+  const bars = document.createElement("div");
+  bars.className = "bars";
+  for (const [name, p] of Object.entries(face.probabilities || {})) {
+    const row = document.createElement("div");
+    row.className = "bar-row";
+    const label = document.createElement("span");
+    label.className = "class";
+    label.textContent = name;
+    const bar = document.createElement("span");
+    bar.className = "bar";
+    bar.setAttribute("role", "meter");
+    bar.setAttribute("aria-label", name);
+    bar.setAttribute("aria-valuemin", "0");
+    bar.setAttribute("aria-valuemax", "100");
+    bar.setAttribute("aria-valuenow", String(Math.round(p * 100)));
+    const fill = document.createElement("span");
+    fill.className = "fill";
+    fill.style.width = percent(p);
+    bar.append(fill);
+    const value = document.createElement("span");
+    value.className = "value";
+    value.textContent = percent(p);
+    row.append(label, bar, value);
+    bars.append(row);
+  }
+  item.append(title, bars);
+  return item;
+}
+
+function render(answer, shown) {
+  const ok = answer.outcome === "ok";
+  const faces = ok ? answer.faces : [];
+  const lines = faces.map((face, i) => capitalised(answer.reply?.faces?.[i] ?? face.label));
+  say("message", ok ? "" : answer.reply?.text || answer.message || "Sorry, something went wrong on my side.");
+  say("summary", ok ? `${faces.length} face${faces.length === 1 ? "" : "s"}` : "");
+  $("faces").replaceChildren(...faces.map((face, i) => faceItem(face, lines[i], i + 1)));
+  // The photo stays on show when it was read (with or without faces), not for a refused file.
+  $("figure").hidden = !shown || !(ok || answer.outcome === "no_face");
+  if (shown && ok) drawBoxes(faces, lines);
+}
+
+async function send(file) {
+  inFlight?.abort();
+  const controller = new AbortController();
+  inFlight = controller;
+  document.body.dataset.state = "asking";
+  $("result").hidden = false;
+  $("boxes").replaceChildren();
+  $("faces").replaceChildren();
+  say("message", "");
+  say("summary", "");
+  say("status", "Looking at the photo…");
+  try {
+    const [shown, answer] = await Promise.all([showPhoto(file), ask(file, controller.signal)]);
+    if (inFlight !== controller) return;
+    render(answer, shown);
+    document.body.dataset.state = "answered";
+  } catch (error) {
+    if (!controller.signal.aborted) throw error;
+  } finally {
+    if (inFlight === controller) say("status", "");
+  }
+}
+
+function firstFile(files) {
+  return files && files.length ? files[0] : null;
+}
+
+function highlight(face, on) {
+  for (const element of document.querySelectorAll(`[data-face="${face}"]`)) element.classList.toggle("hot", on);
+}
+
+function setUp() {
+  const drop = $("drop");
+  $("file").addEventListener("change", (event) => {
+    const file = firstFile(event.target.files);
+    event.target.value = ""; // choosing the same file again still sends it
+    if (file) send(file);
+  });
+  // The whole window takes drops, so a near miss does not make the browser open the photo instead.
+  document.addEventListener("dragover", (event) => {
+    event.preventDefault();
+    drop.classList.add("over");
+  });
+  document.addEventListener("dragleave", (event) => {
+    if (!event.relatedTarget) drop.classList.remove("over");
+  });
+  document.addEventListener("drop", (event) => {
+    event.preventDefault();
+    drop.classList.remove("over");
+    const file = firstFile(event.dataTransfer?.files);
+    if (file) send(file);
+    else say("status", "That wasn't a file. Save the photo first, then drop the file here.");
+  });
+  document.addEventListener("paste", (event) => {
+    const file = firstFile(event.clipboardData?.files);
+    if (!file) return; // pasting text into the page is none of our business
+    event.preventDefault();
+    send(file);
+  });
+  for (const type of ["mouseover", "mouseout"]) {
+    document.addEventListener(type, (event) => {
+      const face = event.target.closest?.("[data-face]")?.dataset.face;
+      if (face) highlight(face, type === "mouseover");
+    });
+  }
+  document.body.dataset.state = "ready";
+  loadAbout();
+}
+
+setUp();

@@ -1,0 +1,227 @@
+"""The web adapter (aiohttp): a local page to try the model, and `POST /api/classify` for scripts.
+
+A third adapter on the same `ChatCore` as Telegram and Discord: the same queue, rate limit and
+wording. Uploads are read into memory under a cap (never `request.post()`, which spools large
+files to a temporary file) and are never written anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import BodyPartReader, hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from .core import ChatCore, Request, face_line
+
+__all__ = ["STATIC_DIR", "build_web_app", "run_web", "start_web"]
+
+log = logging.getLogger("doppelbot.web")
+
+STATIC_DIR = Path(__file__).with_name("static")
+_CHUNK = 64 * 1024
+# A form upload wraps the photo in boundaries and part headers: a few hundred bytes, capped generously.
+_FORM_SLACK = 64 * 1024
+# Past the cap, a body without a Content-Length is still counted (not kept) this far, to say its size.
+_COUNT_PAST_CAP = 4
+# Image types browsers and scripts send; octet-stream is what an unknown file name gets. The decoder checks the bytes.
+_OCTET = "application/octet-stream"
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff")
+# The page is one HTML file, one script and one style sheet, all our own; photos are shown from blob: URLs.
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+ModelProblem = Callable[[], str | None]
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class _Refusal(Exception):
+    """An upload refused before the model sees it: an HTTP status, a reason for programs, words for people."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.reason, self.message = status, reason, message
+
+
+def _refused(status: int, reason: str, message: str) -> web.Response:
+    return web.json_response({"outcome": "refused", "reason": reason, "message": message}, status=status)
+
+
+def _is_image(content_type: str, filename: str | None = None) -> bool:
+    content_type = content_type.split(";")[0].strip().lower()
+    if content_type.startswith("image/") or content_type in ("", _OCTET):
+        return True
+    return bool(filename) and filename.lower().endswith(_IMAGE_SUFFIXES)
+
+
+class _Handlers:
+    """The routes, holding the chat core they answer with."""
+
+    def __init__(self, core: ChatCore, model_problem: ModelProblem) -> None:
+        self.core = core
+        self.model_problem = model_problem
+
+    async def index(self, request: web.Request) -> web.FileResponse:
+        """The page."""
+        return web.FileResponse(STATIC_DIR / "index.html")
+
+    async def about(self, request: web.Request) -> web.Response:
+        """Which model answers, or why none does yet."""
+        info = self.core.model_info()
+        problem = self.model_problem()
+        return web.json_response(
+            {
+                "ready": problem is None,
+                "message": problem,
+                "about": self.core.about_text(),
+                "model": dataclasses.asdict(info) if info else None,
+                "max_bytes": self.core.max_bytes,
+            }
+        )
+
+    async def classify(self, request: web.Request) -> web.Response:
+        """One photo in (the body, or the form field `image`), `python -m model --json`'s object for it out."""
+        if (problem := self.model_problem()) is not None:
+            return _refused(503, "no_model", problem)
+        origin = request.headers.get(hdrs.ORIGIN)
+        if origin is not None and origin != f"{request.scheme}://{request.host}":
+            # Any web site could post to a page on 127.0.0.1; only this page (and scripts) may.
+            return _refused(403, "cross_site", "Photos can only be sent from this page.")
+        try:
+            data, name = await self._read_photo(request)
+        except _Refusal as refusal:
+            return _refused(refusal.status, refusal.reason, refusal.message)
+        except (ConnectionError, HttpProcessingError) as e:
+            # The sender went away or broke the transfer encoding mid-upload: routine, not our failure.
+            log.info("an upload was cut off: %s", e)
+            return _refused(400, "cut_off", "The upload was cut off; please send the photo again.")
+
+        reply = await self.core.answer_photo(data, Request("web", "page", request.remote or "local"))
+        if reply.answer is None:
+            status = {"busy": 503, "too_large": 413}.get(reply.refused or "", 429)
+            return _refused(status, reply.refused or "rate_limited", reply.text)
+        answer = reply.answer
+        body = answer.to_json(name)
+        body["reply"] = {"text": reply.text, "faces": [face_line(face) for face in answer.faces]}
+        return web.json_response(body, status=422 if answer.outcome == "error" else 200)
+
+    async def _read_photo(self, request: web.Request) -> tuple[bytes, str | None]:
+        """The photo's bytes and file name, read into memory and never past the cap."""
+        limit = self.core.max_bytes
+        announced = request.content_length
+        form = request.content_type.startswith("multipart/")
+        if announced is not None and announced > limit + (_FORM_SLACK if form else 0):
+            raise self._too_large(announced)  # refused before a byte of the body is read
+        if not form:
+            if not _is_image(request.headers.get(hdrs.CONTENT_TYPE, "")):
+                raise _Refusal(415, "not_an_image", self.core.not_an_image().text)
+            return await self._capped(_chunks(request.content), limit, announced), None
+        try:
+            reader = await request.multipart()
+            while (part := await reader.next()) is not None:
+                if not isinstance(part, BodyPartReader) or part.name != "image":
+                    await part.release()
+                    continue
+                if not _is_image(part.headers.get(hdrs.CONTENT_TYPE, _OCTET), part.filename):
+                    raise _Refusal(415, "not_an_image", self.core.not_an_image().text)
+                return await self._capped(_part_chunks(part), limit, announced), part.filename
+        except (ValueError, AssertionError, RuntimeError) as e:  # aiohttp's words for a malformed form
+            log.info("a malformed form upload: %s", e)
+            raise _Refusal(400, "bad_request", "That upload was garbled; please send the photo again.") from None
+        raise _Refusal(400, "no_photo", "Send the photo as the request body, or as the form field `image`.")
+
+    async def _capped(self, chunks: AsyncIterator[bytes], limit: int, announced: int | None) -> bytes:
+        kept: list[bytes] = []
+        size = 0
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > limit:
+                if announced is None:
+                    # Counted, not kept, so the refusal can say how large the file is.
+                    async for more in chunks:
+                        size += len(more)
+                        if size > _COUNT_PAST_CAP * limit:
+                            break
+                raise self._too_large(announced or size)
+            kept.append(chunk)
+        return b"".join(kept)
+
+    def _too_large(self, size: int) -> _Refusal:
+        reply = self.core.refuse_size(max(size, self.core.max_bytes + 1))
+        return _Refusal(413, "too_large", reply.text if reply else "")
+
+
+async def _chunks(stream) -> AsyncIterator[bytes]:
+    async for chunk in stream.iter_chunked(_CHUNK):
+        yield chunk
+
+
+async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
+    while chunk := await part.read_chunk(_CHUNK):
+        yield chunk
+
+
+def _middleware(core: ChatCore):
+    @web.middleware
+    async def guard(request: web.Request, handler: _Handler) -> web.StreamResponse:
+        """Security headers on every response; a plain answer, not a stack trace, when a handler fails."""
+        try:
+            response = await handler(request)
+        except web.HTTPException as e:  # aiohttp's own answers: not found, method not allowed
+            e.headers.update(_SECURITY_HEADERS)
+            raise
+        except Exception:
+            log.exception("the web page's %s %s failed", request.method, request.path)
+            response = _refused(500, "failed", core.failed().text)
+        response.headers.update(_SECURITY_HEADERS)
+        return response
+
+    return guard
+
+
+def build_web_app(core: ChatCore, model_problem: ModelProblem = lambda: None) -> web.Application:
+    """The one place the web app is put together: the page, its files, and the API."""
+    # Our handlers read bodies under the core's cap themselves; aiohttp's own cap guards any other reader.
+    app = web.Application(client_max_size=core.max_bytes + _FORM_SLACK, middlewares=[_middleware(core)])
+    handlers = _Handlers(core, model_problem)
+    app.router.add_get("/", handlers.index)
+    app.router.add_get("/api/about", handlers.about)
+    app.router.add_post("/api/classify", handlers.classify)
+    # aiohttp resolves each path and refuses any outside this folder (and, by default, symlinks out of it).
+    app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
+    return app
+
+
+async def start_web(app: web.Application, host: str, port: int) -> web.AppRunner:
+    """Start serving `app` on `host:port` (0: any free port); the runner's `addresses` say where."""
+    # No access log: the core logs one line per photo, and the page's own requests say nothing useful.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=60.0)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as e:
+        await runner.cleanup()
+        raise RuntimeError(f"can't serve the web page on {host}:{port} ({e.strerror}); set WEB_PORT") from None
+    return runner
+
+
+async def run_web(app: web.Application, host: str, port: int, stop: asyncio.Event) -> None:
+    """Serve `app` until `stop` is set; answers in progress are sent before it returns."""
+    runner = await start_web(app, host, port)
+    try:
+        for address in runner.addresses:
+            log.info("web page at http://%s:%d/", *address[:2])
+        await stop.wait()
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,273 @@
+"""End to end: `python -m bot` as a real subprocess, configured only through its environment, against
+FakeTelegram and FakeDiscord on 127.0.0.1.
+
+A bot process starts in seconds, not milliseconds, so a `LiveBot` serves a whole test module: the fakes
+run on an event loop in a background thread, tests hand it coroutines with `live.run(...)`, and the bot
+process lives until the module is done. Used by the tests/test_e2e_*.py modules and by bench/load.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from fake_discord import FakeDiscord, RestCall
+from fake_telegram import Call, FakeTelegram
+
+__all__ = [
+    "DISCORD_TOKEN",
+    "LiveBot",
+    "discord_replies_to",
+    "memory_kb",
+    "model_folder",
+    "telegram_replies_to",
+    "telegram_text",
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+DISCORD_TOKEN = "discord-e2e-secret.never-logged"
+# Replies to a photo take well under a second on an idle machine; two shared cores under load need more.
+REPLY_TIMEOUT = 90.0
+START_TIMEOUT = 120.0
+# The settings of .env.example but the cache (shared with the test session, which fills it).
+BOT_PREFIXES = ("TELEGRAM_", "DISCORD_", "WEB_")
+BOT_SETTINGS = frozenset(
+    {
+        "MODEL_PATH",
+        "CONFIDENCE_THRESHOLD",
+        "STRANGER_DISTANCE",
+        "MAX_PHOTO_MB",
+        "RATE_LIMIT_PER_MINUTE",
+        "QUEUE_SIZE",
+        "BATCH_WINDOW_MS",
+        "MODEL_RELOAD_SECONDS",
+        "TORCH_THREADS",
+        "FACE_WORKERS",
+    }
+)
+
+T = TypeVar("T")
+
+
+def model_folder(exported: Path, folder: Path, accuracy: float = 0.985) -> Path:
+    """A copy of an exported learner with the `export.json` that `python -m training` writes beside it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model = folder / "export.pkl"
+    model.write_bytes(exported.read_bytes())
+    meta = {"classes": ["Eileen", "Twin"], "accuracy": accuracy, "n_valid": 200, "trained_at": "2025-01-31T12:00:00"}
+    model.with_suffix(".json").write_text(json.dumps(meta))
+    return model
+
+
+def memory_kb(pid: int) -> dict[str, int]:
+    """VmRSS (resident now) and VmHWM (the peak so far) of a process, in KiB, from /proc."""
+    found = {}
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/status") as status:
+        for line in status:
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                found[name] = int(value.split()[0])
+    return found
+
+
+def telegram_replies_to(fake: FakeTelegram, message: dict[str, Any]) -> list[Call]:
+    """The messages the bot delivered in answer to `message` (text or photo)."""
+    chat_id = message["chat"]["id"]
+    return [c for c in fake.replies if c.reply_to == message["message_id"] and str(c.params["chat_id"]) == str(chat_id)]
+
+
+def telegram_text(call: Call) -> str:
+    return call.params.get("text") or call.params.get("caption") or ""
+
+
+def discord_replies_to(fake: FakeDiscord, message: dict[str, Any]) -> list[RestCall]:
+    """The messages the bot posted in the channel as replies to `message`."""
+    return fake.calls_where(
+        lambda call: call.is_message_to(fake.channel_id) and call.reply_to == int(message["id"]) and call.status == 200
+    )
+
+
+class LiveBot:
+    """One `python -m bot` process and the fake servers it talks to, for as long as a test module needs.
+
+    `env` adds settings (RATE_LIMIT_PER_MINUTE, QUEUE_SIZE, ...) to the bot's environment; the process runs
+    in `workdir`, so no `.env` of the checkout is read, and its log goes to `workdir/bot.log`.
+    """
+
+    def __init__(
+        self,
+        model: Path,
+        workdir: Path,
+        *,
+        telegram: bool = True,
+        discord: bool = True,
+        env: dict[str, str] | None = None,
+        heartbeat_interval_ms: int = 41_250,
+    ) -> None:
+        self.model = model
+        self.workdir = workdir
+        self.extra_env = env or {}
+        self.telegram = FakeTelegram() if telegram else None
+        self.discord = (
+            FakeDiscord(token=DISCORD_TOKEN, heartbeat_interval_ms=heartbeat_interval_ms) if discord else None
+        )
+        self.log_path = workdir / "bot.log"
+        self.process: subprocess.Popen | None = None
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="fake-servers", daemon=True)
+        self._stack = contextlib.AsyncExitStack()
+        self._log_file = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> LiveBot:
+        """Start the fakes, then the bot; return once it polls Telegram and is READY on Discord."""
+        self._thread.start()
+        self.run(self._serve(), timeout=30)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._log_file = open(self.log_path, "wb")  # noqa: SIM115 - open for the process's whole life
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bot"],
+            cwd=self.workdir,
+            env=self.environment(),
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
+        self.run(self._until_up(), timeout=START_TIMEOUT + 10)
+        return self
+
+    def environment(self) -> dict[str, str]:
+        """The bot's whole configuration: where the model is, where "Telegram" and "Discord" are, and tokens."""
+        # The developer's own bot settings (a real token, a web port, a rate limit) must not leak in.
+        env = {k: v for k, v in os.environ.items() if k not in BOT_SETTINGS and not k.startswith(BOT_PREFIXES)}
+        env.update({"PYTHONPATH": str(ROOT), "MODEL_PATH": str(self.model), "PYTHONUNBUFFERED": "1"})
+        if self.telegram is not None:
+            env.update(
+                TELEGRAM_TOKEN=self.telegram.token,
+                TELEGRAM_BASE_URL=self.telegram.base_url,
+                TELEGRAM_BASE_FILE_URL=self.telegram.base_file_url,
+            )
+        if self.discord is not None:
+            env.update(
+                DISCORD_TOKEN=DISCORD_TOKEN,
+                DISCORD_API_BASE=self.discord.api_base,
+                DISCORD_GATEWAY_URL=self.discord.gateway_url,
+            )
+        env.update(self.extra_env)
+        return env
+
+    def close(self) -> int | None:
+        """Stop the bot (SIGTERM, then SIGKILL if it hangs) and the fakes; the bot's exit status."""
+        code = None
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.send_signal(signal.SIGTERM)
+            try:
+                code = self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                code = self.process.wait(10)
+        if self._log_file is not None:
+            self._log_file.close()
+        if self._thread.is_alive():
+            with contextlib.suppress(Exception):
+                self.run(self._stack.aclose(), timeout=30)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+        return code
+
+    def __enter__(self) -> LiveBot:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- for tests ----------------------------------------------------------------------------
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 300) -> T:
+        """Run `coroutine` on the fakes' event loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+    def call(self, function: Callable[[], T]) -> T:
+        """Call `function` on the fakes' loop (their state is only touched there)."""
+
+        async def call() -> T:
+            return function()
+
+        return self.run(call(), timeout=30)
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def log_lines(self, pattern: str) -> list[str]:
+        return [line for line in self.log.splitlines() if re.search(pattern, line)]
+
+    def memory_kb(self) -> dict[str, int]:
+        assert self.process is not None
+        return memory_kb(self.process.pid)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    async def stop_and_wait(self, sig: int = signal.SIGTERM, timeout: float = 90) -> int:
+        """Send `sig` to the bot and wait (without blocking the fakes) until it exits; its exit status."""
+        assert self.process is not None
+        self.process.send_signal(sig)
+        deadline = time.monotonic() + timeout
+        while (code := self.process.poll()) is None:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the bot did not exit within {timeout}s of signal {sig}")
+            await asyncio.sleep(0.1)
+        return code
+
+    async def eventually(
+        self, condition: Callable[[], bool], timeout: float = REPLY_TIMEOUT, what: str = "", interval: float = 0.05
+    ) -> None:
+        """Until `condition()` holds (checked every `interval` s); fails at once if the bot process dies meanwhile."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if not self.alive():
+                raise AssertionError(
+                    f"the bot exited ({self.process.returncode}) waiting for {what}:\n{self.log[-4000:]}"
+                )
+            if time.monotonic() > deadline:
+                raise AssertionError(f"waited {timeout}s for {what}; the bot's log ends:\n{self.log[-3000:]}")
+            await asyncio.sleep(interval)
+
+    async def quiet(self, seconds: float = 1.5) -> None:
+        """Let a reply that should not come have the time to come (a negative check needs one)."""
+        await asyncio.sleep(seconds)
+
+    # -- inside -------------------------------------------------------------------------------
+
+    async def _serve(self) -> None:
+        if self.telegram is not None:
+            await self._stack.enter_async_context(self.telegram)
+        if self.discord is not None:
+            await self._stack.enter_async_context(self.discord)
+
+    async def _until_up(self) -> None:
+        telegram, discord = self.telegram, self.discord
+
+        def up() -> bool:
+            polling = telegram is None or bool(telegram.called("getUpdates"))
+            ready = discord is None or discord.is_ready
+            return polling and ready
+
+        await self.eventually(up, START_TIMEOUT, "the bot to poll Telegram and be READY on Discord")

@@ -1,0 +1,87 @@
+"""What a Discord user sees, through the real `python -m bot` process and a fake Discord (REST and gateway)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from e2e import DISCORD_TOKEN, LiveBot, discord_replies_to, model_folder
+from fake_discord import RestCall
+from imagery import jpeg, scene
+
+EILEEN = re.compile(r"Eileen, (9\d|100)% sure")
+TWIN = re.compile(r"Twin, (9\d|100)% sure")
+
+
+@pytest.fixture(scope="module")
+def live(exported: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBot]:
+    """The bot with Discord only; a one-second heartbeat, so the module sees many beats and ACKs."""
+    folder = tmp_path_factory.mktemp("e2e_discord")
+    with LiveBot(model_folder(exported, folder / "model"), folder, telegram=False, heartbeat_interval_ms=1000) as bot:
+        yield bot
+        # The connection stayed up all along: beats were answered, so the bot never had to reconnect.
+        ops = bot.call(lambda: bot.discord.gateway_ops)
+        assert ops.count("IDENTIFY") == 1 and "RESUME" not in ops, ops
+        assert ops.count("HEARTBEAT") >= 2, ops
+    assert DISCORD_TOKEN not in bot.log, "the bot logged its token"
+
+
+def reply(live: LiveBot, message: dict) -> RestCall:
+    """The one reply to `message`; fails if there are two."""
+    fake = live.discord
+    live.run(live.eventually(lambda: bool(discord_replies_to(fake, message)), what="a reply"))
+    replies = live.call(lambda: discord_replies_to(fake, message))
+    assert len(replies) == 1, [r.content for r in replies]
+    return replies[0]
+
+
+def test_a_mention_with_a_photo_gets_one_reply_naming_the_right_person(live: LiveBot) -> None:
+    fake = live.discord
+    photo = live.call(lambda: fake.attachment(jpeg(scene(1, twins=(True,))), "her.jpg"))
+    message = live.run(fake.send_message(fake.user("ana"), "who is this?", attachments=[photo]))
+    answer = reply(live, message)
+    assert TWIN.fullmatch(answer.content), answer.content
+    # The channel showed "doppelbot is typing..." before the answer.
+    typing = live.call(lambda: fake.calls_where(lambda c: c.path == f"/api/v10/channels/{fake.channel_id}/typing"))
+    assert typing and live.call(lambda: fake.calls.index(typing[0]) < fake.calls.index(answer))
+
+
+def test_a_mention_replying_to_a_photo_answers_about_that_photo(live: LiveBot) -> None:
+    fake = live.discord
+    photo = live.call(lambda: fake.attachment(jpeg(scene(1))))
+    posted = live.run(fake.send_message(fake.user("ben"), "look at her", mention_bot=False, attachments=[photo]))
+    question = live.run(fake.send_message(fake.user("cat"), "who is that?", reply_to=posted))
+    answer = reply(live, question)
+    assert EILEEN.fullmatch(answer.content), answer.content
+    assert live.call(lambda: discord_replies_to(fake, posted)) == []
+    assert len(live.call(lambda: fake.downloads(photo))) == 1
+
+
+def test_the_whois_slash_command_thinks_then_answers(live: LiveBot) -> None:
+    fake = live.discord
+    assert [c["name"] for c in live.call(lambda: fake.commands)] == ["whois"]  # synced at start
+    photo = live.call(lambda: fake.attachment(jpeg(scene(1))))
+    interaction = live.run(fake.slash_command(fake.user("dan"), "whois", {"photo": photo}))
+    followup_path = f"/api/v10/webhooks/{fake.application_id}/{interaction['token']}"
+    callback_path = f"/api/v10/interactions/{interaction['id']}/{interaction['token']}/callback"
+    live.run(live.eventually(lambda: bool(fake.calls_where(lambda c: c.path == followup_path)), what="the followup"))
+    [callback] = live.call(lambda: fake.calls_where(lambda c: c.path == callback_path))
+    [followup] = live.call(lambda: fake.calls_where(lambda c: c.path == followup_path))
+    assert callback.json["type"] == 5, "the bot should show it is thinking first"
+    assert EILEEN.fullmatch(followup.content), followup.content
+
+
+def test_a_message_without_a_mention_gets_no_reply(live: LiveBot) -> None:
+    fake = live.discord
+    photo = live.call(lambda: fake.attachment(jpeg(scene(1))))
+    chatter = live.run(fake.send_message(fake.user("eva"), "nice photo", mention_bot=False, attachments=[photo]))
+    # Gateway events are handled in order: once a later mention is answered, the earlier message was passed over.
+    later = live.run(
+        fake.send_message(fake.user("eva"), attachments=[live.call(lambda: fake.attachment(jpeg(scene(1))))])
+    )
+    assert EILEEN.fullmatch(reply(live, later).content)
+    live.run(live.quiet())
+    assert live.call(lambda: discord_replies_to(fake, chatter)) == []
+    assert live.call(lambda: fake.downloads(photo)) == []

@@ -1,0 +1,165 @@
+"""What a Telegram user sees, through the real `python -m bot` process and a fake Bot API (one process per module)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from e2e import LiveBot, model_folder, telegram_replies_to, telegram_text
+from fake_telegram import FakeTelegram
+from imagery import encode, jpeg, scene
+
+from bot.core import ChatCore, RateLimiter, read_model_info
+
+EILEEN = re.compile(r"Eileen, (9\d|100)% sure")
+TWIN = re.compile(r"Twin, (9\d|100)% sure")
+
+
+@pytest.fixture(scope="module")
+def live(exported: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveBot]:
+    """The bot with Telegram only, default settings (rate limit included)."""
+    folder = tmp_path_factory.mktemp("e2e_telegram")
+    with LiveBot(model_folder(exported, folder / "model"), folder, discord=False) as bot:
+        yield bot
+    assert FakeTelegram().token not in bot.log, "the bot logged its token"
+
+
+@pytest.fixture(scope="module")
+def wording(live: LiveBot) -> ChatCore:
+    """The chat core's sentences for this model, to compare the replies with."""
+    return ChatCore(None, RateLimiter(1), lambda: read_model_info(live.model))
+
+
+def answer(live: LiveBot, *messages: dict) -> list[str]:
+    """The one reply to each message, once all have come; fails if any message got two."""
+    fake = live.telegram
+
+    async def wait() -> None:
+        await live.eventually(lambda: all(telegram_replies_to(fake, m) for m in messages), what="a reply to each")
+
+    live.run(wait())
+    texts = []
+    for m in messages:
+        sent = live.call(lambda m=m: telegram_replies_to(fake, m))
+        assert len(sent) == 1, f"message {m['message_id']} got {len(sent)} replies: {[telegram_text(c) for c in sent]}"
+        texts.append(telegram_text(sent[0]))
+    return texts
+
+
+def downloaded(fake: FakeTelegram, file_id: str) -> bool:
+    return fake.files[file_id].file_path in fake.downloads
+
+
+def test_a_photo_gets_one_reply_naming_the_right_person(live: LiveBot) -> None:
+    fake = live.telegram
+    ada, ada_chat = live.call(lambda: fake.new_user("Ada"))
+    bea, bea_chat = live.call(lambda: fake.new_user("Bea"))
+    eileen = live.call(lambda: fake.push_photo(jpeg(scene(1)), ada_chat, sender=ada))
+    twin = live.call(lambda: fake.push_photo(jpeg(scene(1, twins=(True,))), bea_chat, sender=bea))
+    first, second = answer(live, eileen, twin)
+    assert EILEEN.fullmatch(first), first
+    assert TWIN.fullmatch(second), second
+    # "typing..." showed in the asker's chat while the bot looked, and the command menu was set at start.
+    actions = live.call(lambda: [c.params for c in fake.called("sendChatAction")])
+    assert {"chat_id": ada_chat["id"], "action": "typing"} in actions
+    assert [c["command"] for c in live.call(lambda: fake.commands)] == ["start", "help", "about", "whois"]
+
+
+def test_two_faces_come_back_as_the_boxed_photo_with_a_numbered_list(live: LiveBot) -> None:
+    fake = live.telegram
+    user, chat = live.call(lambda: fake.new_user("Cy"))
+    sent = live.call(lambda: fake.push_photo(jpeg(scene(2, twins=(False, True))), chat, sender=user))
+    (caption,) = answer(live, sent)
+    assert caption.splitlines()[0] == "I found 2 faces:"
+    assert [line.split(",")[0] for line in caption.splitlines()[1:]] == ["1. Eileen", "2. Twin"]
+    (reply,) = live.call(lambda: telegram_replies_to(fake, sent))
+    assert reply.method == "sendPhoto" and reply.files["photo"][:3] == b"\xff\xd8\xff"
+
+
+def test_an_image_sent_as_a_file_is_answered(live: LiveBot) -> None:
+    fake = live.telegram
+    user, chat = live.call(lambda: fake.new_user("Dee"))
+    portrait = encode(scene(1, twins=(True,)), "PNG")
+    png = live.call(lambda: fake.push_document(portrait, "portrait.png", "image/png", chat=chat, sender=user))
+    # Uncompressed JPEGs often come as application/octet-stream: the name says image.
+    octets = "application/octet-stream"
+    unnamed = live.call(lambda: fake.push_document(jpeg(scene(1)), "IMG_0001.JPG", octets, chat=chat, sender=user))
+    texts = answer(live, png, unnamed)
+    assert TWIN.fullmatch(texts[0]) and EILEEN.fullmatch(texts[1]), texts
+
+
+def test_a_file_that_is_not_an_image_is_refused_unread(live: LiveBot, wording: ChatCore) -> None:
+    fake = live.telegram
+    user, chat = live.call(lambda: fake.new_user("Eve"))
+    notes = b"%PDF-1.7\n%minutes"
+    pdf = live.call(lambda: fake.push_document(notes, "minutes.pdf", "application/pdf", chat=chat, sender=user))
+    assert answer(live, pdf) == [wording.not_an_image().text]
+    assert "isn't an image" in wording.not_an_image().text
+    assert not live.call(lambda: downloaded(fake, pdf["document"]["file_id"]))
+
+
+def test_an_oversized_file_is_refused_before_download(live: LiveBot) -> None:
+    fake = live.telegram
+    user, chat = live.call(lambda: fake.new_user("Fay"))
+    huge = 30 * 1024 * 1024  # announced by Telegram; the fake holds three bytes
+    big = live.call(lambda: fake.push_document(b"\xff\xd8\xff", "huge.jpg", file_size=huge, chat=chat, sender=user))
+    assert answer(live, big) == ["That file is 30 MB; I can look at files up to 20 MB."]
+    assert not live.call(lambda: downloaded(fake, big["document"]["file_id"]))
+
+
+def test_a_corrupt_jpeg_gets_a_plain_answer_and_the_bot_carries_on(live: LiveBot) -> None:
+    fake = live.telegram
+    user, chat = live.call(lambda: fake.new_user("Gus"))
+    whole = jpeg(scene(1))
+    truncated = live.call(lambda: fake.push_photo(whole[: len(whole) // 3], chat, sender=user))
+    scrambled = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8  # a JPEG's first bytes, then nonsense
+    garbage = live.call(lambda: fake.push_document(scrambled, "x.jpg", chat=chat, sender=user))
+    after = live.call(lambda: fake.push_photo(whole, chat, sender=user))
+    texts = answer(live, truncated, garbage, after)
+    assert texts[0] == "This image file is cut short or damaged, so I can't read it.", texts
+    assert "damaged" in texts[1] or "isn't an image" in texts[1], texts
+    assert EILEEN.fullmatch(texts[2]), texts
+
+
+def test_in_a_group_only_a_photo_that_mentions_the_bot_is_answered(live: LiveBot) -> None:
+    fake = live.telegram
+    user, _ = live.call(lambda: fake.new_user("Hal"))
+    photo = jpeg(scene(1))
+    unaddressed = live.call(lambda: fake.push_group_photo(photo, caption="look who I met", sender=user))
+    addressed = live.call(lambda: fake.push_group_photo(photo, caption="@doppel_test_bot who is it?", sender=user))
+    (text,) = answer(live, addressed)
+    assert EILEEN.fullmatch(text), text
+    live.run(live.quiet())
+    assert live.call(lambda: telegram_replies_to(fake, unaddressed)) == []
+    assert not live.call(lambda: downloaded(fake, unaddressed["photo"][-1]["file_id"]))
+    assert len(live.log_lines(r"request adapter=telegram chat=supergroup ")) == 1
+
+
+def test_start_help_and_about_answer_with_the_bots_texts(live: LiveBot, wording: ChatCore) -> None:
+    fake = live.telegram
+    chats = [live.call(lambda n=n: fake.new_user(n))[1] for n in ("Ivy", "Jay", "Kit")]
+    for command, chat in zip(("/start", "/help", "/about"), chats, strict=True):
+        live.call(lambda command=command, chat=chat: fake.push_command(command, chat))
+
+    def in_chat(chat: dict) -> list[str]:  # a private chat's command is answered without quoting it
+        return [telegram_text(c) for c in fake.replies if str(c.params["chat_id"]) == str(chat["id"])]
+
+    live.run(live.eventually(lambda: all(in_chat(c) for c in chats), what="an answer to each command"))
+    live.run(live.quiet(0.5))
+    [start], [help_], [about] = (live.call(lambda c=c: in_chat(c)) for c in chats)
+    assert start == wording.start_text() and "Eileen or Twin" in start
+    assert help_ == wording.help_text() and "mention me" in help_
+    assert about == wording.about_text()
+    assert "Validation accuracy: 98.5% on 200 faces" in about and "Trained: 2025-01-31." in about
+
+
+def test_more_photos_than_the_rate_limit_get_one_polite_refusal(live: LiveBot) -> None:
+    fake = live.telegram
+    user, chat = live.call(lambda: fake.new_user("Jo"))  # the default limit: 10 photos a minute
+    photo = jpeg(scene(1))
+    sent = [live.call(lambda: fake.push_photo(photo, chat, sender=user)) for _ in range(11)]
+    texts = answer(live, *sent)
+    refused = [t for t in texts if t.startswith("You're sending photos faster than I can look at them")]
+    assert len(refused) == 1 and sum(bool(EILEEN.fullmatch(t)) for t in texts) == 10, texts

@@ -1,0 +1,486 @@
+"""The web page in a real browser (Debian's Chromium, driven by Playwright), and its API, for real.
+
+The page is served by the real aiohttp adapter on the real core and inference worker, on a free
+port; one test starts `python -m bot --web` itself. Set DOPPELBOT_SCREENSHOT=docs/web-page.png to
+save the README's screenshot while the tests run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import pytest
+from imagery import encode, jpeg, noise_image, scene, stranger
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from processes import ROOT, run_python
+
+from bot.core import ChatCore, ModelInfo, RateLimiter
+from bot.settings import SettingsError, load_settings
+from bot.web_adapter import build_web_app, start_web
+
+CHROMIUM = "/usr/bin/chromium"
+# What this machine (a container, no GPU, no network) needs; the last four keep Chromium off the network.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+MODEL_INFO = ModelInfo(["Eileen", "Twin"], 0.975, "2025-06-01T10:00:00+00:00", 40)
+T = TypeVar("T")
+ANSWER_TIMEOUT_MS = 60_000  # a cold first photo on two busy cores; answers normally take well under a second
+
+
+class Site:
+    """The real web adapter on its own event loop thread, as `python -m bot` runs it beside the chat adapters."""
+
+    def __init__(self, core: ChatCore, model_problem=lambda: None) -> None:
+        self.app = build_web_app(core, model_problem)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="web", daemon=True)
+
+    def __enter__(self) -> Site:
+        self.thread.start()
+        self.runner = asyncio.run_coroutine_threadsafe(start_web(self.app, "127.0.0.1", 0), self.loop).result(30)
+        host, self.port = self.runner.addresses[0][:2]
+        self.url = f"http://{host}:{self.port}/"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(60)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def site(worker) -> Iterator[Site]:
+    """The page on the session's model, with a rate limit no test reaches by accident."""
+    core = ChatCore(worker, RateLimiter(1000), lambda: MODEL_INFO)
+    with Site(core) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1200, "height": 760})
+    yield context.new_page()
+    context.close()
+
+
+def open_page(page: Page, url: str) -> None:
+    page.goto(url)
+    expect(page.locator("body")).to_have_attribute("data-state", "ready")
+
+
+def upload(page: Page, name: str, data: bytes, mime: str = "image/jpeg") -> None:
+    """Pick a file with the page's file button, as a user does, and wait for the answer."""
+    forget_answer(page)
+    page.set_input_files("#file", files=[{"name": name, "mimeType": mime, "buffer": data}])
+    wait_for_answer(page)
+
+
+def forget_answer(page: Page) -> None:
+    """Mark the page as not answered, so that waiting for an answer waits for the next one."""
+    page.evaluate("document.body.dataset.state = 'ready'")
+
+
+def wait_for_answer(page: Page) -> None:
+    page.wait_for_selector("body[data-state=answered]", timeout=ANSWER_TIMEOUT_MS)
+
+
+def face_lines(page: Page) -> list[str]:
+    return page.locator(".face .words").all_inner_texts()
+
+
+def box_centres(page: Page) -> list[tuple[float, float]]:
+    """Each drawn box's centre, as a fraction of the photo's width and height on screen."""
+    photo = page.locator("#photo").bounding_box()
+    centres = []
+    for box in page.locator(".box").all():
+        b = box.bounding_box()
+        centres.append(
+            (
+                (b["x"] + b["width"] / 2 - photo["x"]) / photo["width"],
+                (b["y"] + b["height"] / 2 - photo["y"]) / photo["height"],
+            )
+        )
+    return centres
+
+
+# -- the page -----------------------------------------------------------------------------------
+
+
+def test_a_one_face_photo_shows_the_name_and_a_box_on_the_face(site: Site, page: Page) -> None:
+    open_page(page, site.url)
+    model = page.locator("#model")
+    expect(model).to_contain_text("Eileen or Twin")
+    expect(model).to_contain_text("Validation accuracy: 97.5%")
+    expect(model).to_contain_text("Trained: 2025-06-01")
+
+    upload(page, "eileen.jpg", jpeg(scene(1)))
+
+    (line,) = face_lines(page)
+    assert re.fullmatch(r"Eileen, \d+% sure", line), line
+    assert page.locator(".face .bar-row .class").all_inner_texts() == ["Eileen", "Twin"]
+    values = page.locator(".face .bar-row .value").all_inner_texts()
+    assert all(re.fullmatch(r"\d+%", v) for v in values) and int(values[0][:-1]) > int(values[1][:-1])
+    expect(page.locator("#message")).to_be_hidden()
+    # The scene pastes the face over x 490-790 and y 271-582 of a 1280x853 photo.
+    assert page.locator(".box .tag").all_inner_texts() == ["1"]
+    ((x, y),) = box_centres(page)
+    assert 490 / 1280 < x < 790 / 1280 and 271 / 853 < y < 582 / 853, (x, y)
+
+
+def test_someone_else_is_said_so_in_words_and_a_grey_box(site: Site, page: Page) -> None:
+    open_page(page, site.url)
+    upload(page, "hopper.jpg", jpeg(stranger()))
+
+    (line,) = face_lines(page)
+    assert re.fullmatch(r"Someone who doesn't look like either of them \(closest: (Eileen|Twin)\)", line), line
+    (box,) = page.locator(".box").all()
+    assert "unknown" in (box.get_attribute("class") or "").split()
+
+
+def test_several_faces_get_numbered_boxes_that_match_the_list(site: Site, page: Page) -> None:
+    open_page(page, site.url)
+    upload(page, "three.jpg", jpeg(scene(3, twins=(False, True, False))))
+
+    expect(page.locator("#summary")).to_have_text("3 faces")
+    lines = face_lines(page)
+    assert sorted(line.split(",")[0] for line in lines) == ["Eileen", "Eileen", "Twin"], lines
+    assert page.locator(".box .tag").all_inner_texts() == ["1", "2", "3"]
+    # The box numbered like the list's "Twin" is the middle face, where the scene put her.
+    twin = next(i for i, line in enumerate(lines) if line.startswith("Twin"))
+    centres = box_centres(page)
+    assert 1 / 3 < centres[twin][0] < 2 / 3, centres
+    assert all(not 1 / 3 < x < 2 / 3 for i, (x, _) in enumerate(centres) if i != twin), centres
+
+    if target := os.environ.get("DOPPELBOT_SCREENSHOT"):
+        page.locator(".face").first.hover()  # shows how a face's box and its answer light up together
+        page.screenshot(path=target, full_page=True)
+
+
+def test_files_that_are_not_photos_get_plain_answers(site: Site, page: Page) -> None:
+    open_page(page, site.url)
+    upload(page, "notes.txt", b"shopping: eggs, milk\n", mime="text/plain")
+    expect(page.locator("#message")).to_have_text(re.compile(r"^That file isn't an image\. Send me a photo"))
+    expect(page.locator("#figure")).to_be_hidden()
+    assert page.locator(".face").count() == 0
+
+    # Named and typed like a photo, but not one: the decoder says so.
+    upload(page, "holiday.jpg", b"<html>not a photo</html>")
+    expect(page.locator("#message")).to_have_text(re.compile(r"^That file isn't an image I can read \(I take JPEG"))
+
+    truncated = jpeg(scene(1))
+    upload(page, "cut.jpg", truncated[: len(truncated) // 2])
+    expect(page.locator("#message")).to_contain_text("cut short or damaged")
+
+
+def dispatch_file(page: Page, how: str, name: str, data: bytes, mime: str) -> None:
+    """Drop a file on the page, or paste one, as the browser delivers them (a DataTransfer with a File)."""
+    forget_answer(page)
+    page.evaluate(
+        """([how, name, data, mime]) => {
+            const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+            const files = new DataTransfer();
+            files.items.add(new File([bytes], name, { type: mime }));
+            const init = { bubbles: true, cancelable: true };
+            if (how === "drop") {
+                document.getElementById("drop").dispatchEvent(new DragEvent("drop", { ...init, dataTransfer: files }));
+            } else {
+                document.dispatchEvent(new ClipboardEvent("paste", { ...init, clipboardData: files }));
+            }
+        }""",
+        [how, name, base64.b64encode(data).decode(), mime],
+    )
+    wait_for_answer(page)
+
+
+def test_dropped_and_pasted_photos_are_answered(site: Site, page: Page) -> None:
+    open_page(page, site.url)
+    dispatch_file(page, "drop", "landscape.png", encode(noise_image(), "PNG"), "image/png")
+    expect(page.locator("#message")).to_have_text("I can't find a face in this photo.")
+    expect(page.locator("#photo")).to_be_visible()  # the photo is shown, with no boxes on it
+    assert page.locator(".box").count() == 0
+
+    dispatch_file(page, "paste", "image.png", encode(scene(1, twins=(True,)), "PNG"), "image/png")
+    (line,) = face_lines(page)
+    assert line.startswith("Twin, "), line
+    expect(page.locator("#message")).to_be_hidden()
+    assert page.locator(".box").count() == 1
+
+
+def test_a_50_mb_upload_is_refused_with_its_size(site: Site, page: Page, tmp_path: Path) -> None:
+    big = tmp_path / "huge.jpg"
+    with big.open("wb") as f:
+        f.write(jpeg(scene(1)))
+        f.truncate(50 * 1024 * 1024)
+    open_page(page, site.url)
+    forget_answer(page)
+    page.set_input_files("#file", str(big))
+    wait_for_answer(page)
+    expect(page.locator("#message")).to_have_text("That file is 50 MB; I can look at files up to 20 MB.")
+
+    # The refusal comes from the announced size, before the body is sent.
+    with socket.create_connection(("127.0.0.1", site.port), timeout=10) as s:
+        s.sendall(
+            b"POST /api/classify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+            b"Content-Length: 52428800\r\n\r\n"
+        )
+        status = s.recv(4096).split(b"\r\n")[0]
+    assert status.startswith(b"HTTP/1.1 413"), status
+
+
+# -- the API ------------------------------------------------------------------------------------
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A tiny PNG that declares a huge size: a decompression bomb's calling card."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(64))) + chunk(b"IEND", b"")
+    )
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run` on a thread of its own: Playwright's sync API keeps an event loop running on this one."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+async def post(url: str, data: bytes, content_type: str = "image/jpeg", **headers: str) -> tuple[int, dict]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url + "api/classify", data=data, headers={"Content-Type": content_type, **headers}) as r,
+    ):
+        return r.status, await r.json()
+
+
+async def post_form(url: str, fields: list[tuple[str, str, bytes, str]]) -> tuple[int, dict]:
+    form = aiohttp.FormData()
+    for field, name, data, mime in fields:
+        form.add_field(field, data, filename=name, content_type=mime)
+    async with aiohttp.ClientSession() as session, session.post(url + "api/classify", data=form) as r:
+        return r.status, await r.json()
+
+
+def test_the_api_answers_bad_requests_in_plain_words(site: Site) -> None:
+    async def scenario() -> None:
+        status, body = await post(site.url, b"hello", content_type="text/plain")
+        assert (status, body["reason"]) == (415, "not_an_image")
+        assert body["message"].startswith("That file isn't an image.")
+
+        status, body = await post_form(site.url, [("caption", "a.txt", b"hi", "text/plain")])
+        assert (status, body["reason"]) == (400, "no_photo") and "image" in body["message"]
+
+        status, body = await post(site.url, jpeg(scene(1)), Origin="http://evil.example")
+        assert (status, body["reason"]) == (403, "cross_site")
+
+        status, body = await post(site.url, png_bomb(50_000, 50_000), content_type="image/png")
+        assert status == 422 and body["outcome"] == "error" and "pixels" in body["message"], body
+        assert body["reply"]["text"] == body["message"]
+
+        # Every request above was refused or answered in words, and the page still answers photos.
+        status, body = await post(site.url, jpeg(scene(1)))
+        assert status == 200 and body["outcome"] == "ok" and body["reply"]["text"].startswith("Eileen, ")
+
+    run(scenario())
+
+
+def raw_get(port: int, path: str) -> bytes:
+    """A GET exactly as written: HTTP clients would tidy the dots away before sending."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_static_files_cannot_be_read_outside_their_folder(site: Site) -> None:
+    assert raw_get(site.port, "/static/page.js").startswith(b"HTTP/1.1 200")
+    for path in (
+        "/static/../web_adapter.py",
+        "/static/%2e%2e/web_adapter.py",
+        "/static/..%2fweb_adapter.py",
+        "/static/%2e%2e%2f%2e%2e%2fpyproject.toml",
+        "/static//etc/passwd",
+    ):
+        response = raw_get(site.port, path)
+        assert not response.startswith(b"HTTP/1.1 200"), (path, response[:200])
+        assert b"ChatCore" not in response and b"[project]" not in response and b"root:" not in response
+
+
+def test_a_full_queue_answers_busy_and_a_fast_sender_is_told_to_wait(classifier) -> None:
+    from bot.worker import InferenceWorker
+
+    small = InferenceWorker(classifier, queue_size=2)
+    try:
+        busy_core = ChatCore(small, RateLimiter(1000))
+        with Site(busy_core) as busy:
+
+            async def burst() -> list[tuple[int, dict]]:
+                photo = jpeg(scene(1))
+                return await asyncio.gather(*(post(busy.url, photo) for _ in range(20)))
+
+            answers = run(burst())
+        statuses = [status for status, _ in answers]
+        assert set(statuses) == {200, 503} and statuses.count(200) >= 2, statuses
+        busy_words = {body["message"] for status, body in answers if status == 503}
+        assert busy_words == {"I'm busy with a lot of photos right now; please try again in a minute."}
+
+        with Site(ChatCore(small, RateLimiter(3))) as limited:
+
+            async def five() -> list[tuple[int, dict]]:
+                return [await post(limited.url, jpeg(scene(1))) for _ in range(5)]
+
+            answers = run(five())
+        assert [status for status, _ in answers] == [200, 200, 200, 429, 429]
+        assert answers[-1][1]["message"].startswith("You're sending photos faster than I can look at them")
+    finally:
+        small.close(timeout=30)
+
+
+def test_uploads_are_never_written_to_disk(site: Site) -> None:
+    """No file is opened for writing while photos are uploaded, in a body or a form, and answered."""
+    written: list[tuple] = []
+    watching = threading.Event()
+    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT
+
+    def audit(event: str, args: tuple) -> None:
+        if watching.is_set() and event == "open":
+            _, mode, flags = args
+            if (isinstance(flags, int) and flags & write_flags) or (mode and set(str(mode)) & set("wax+")):
+                written.append(args)
+
+    sys.addaudithook(audit)  # audit hooks cannot be removed: this one goes quiet when the test ends
+
+    async def uploads() -> None:
+        photo = jpeg(scene(2))
+        # Megabytes: past what aiohttp's own form parser (`request.post()`) keeps in memory before spooling to disk.
+        large = photo * (4 * 1024 * 1024 // len(photo))
+        answers = [await post(site.url, large), await post_form(site.url, [("image", "a.jpg", large, "image/jpeg")])]
+        assert [status for status, _ in answers] == [200, 200], answers
+
+    watching.set()
+    try:
+        run(uploads())
+    finally:
+        watching.clear()
+    assert written == []
+
+
+def test_web_settings() -> None:
+    settings = load_settings({})
+    assert settings.web_port is None and settings.web_host == "127.0.0.1"
+    settings = load_settings({"WEB_PORT": "0", "WEB_HOST": "0.0.0.0"})
+    assert settings.web_port == 0 and settings.web_host == "0.0.0.0"
+    for bad in ("http", "70000", "-1"):
+        with pytest.raises(SettingsError, match="WEB_PORT"):
+            load_settings({"WEB_PORT": bad})
+
+
+# -- python -m bot --web --------------------------------------------------------------------------
+
+
+def start_web_process(model: Path, cwd: Path) -> tuple[subprocess.Popen, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("TELEGRAM_TOKEN", "DISCORD_TOKEN", "WEB_HOST")}
+    env.update(PYTHONPATH=str(ROOT), MODEL_PATH=str(model), WEB_PORT="0", MODEL_RELOAD_SECONDS="0.5")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot", "--web"], cwd=cwd, env=env, stderr=subprocess.PIPE, text=True
+    )
+    lines: list[str] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        if match := re.search(r"web page at (http://\S+/)", line):
+            return process, match.group(1)
+    process.kill()
+    raise AssertionError("python -m bot --web did not say where its page is:\n" + "".join(lines))
+
+
+def test_python_m_bot_web_without_a_model_says_how_to_make_one_then_answers_like_the_cli(
+    exported: Path, browser: Browser, tmp_path: Path
+) -> None:
+    model = tmp_path / "model" / "export.pkl"
+    process, url = start_web_process(model, tmp_path)
+    log: list[str] = []
+    # Keep reading the log, so the process never blocks on a full pipe.
+    reader = threading.Thread(target=lambda: log.extend(iter(process.stderr.readline, "")), daemon=True)
+    reader.start()
+    try:
+        page = browser.new_page()
+        open_page(page, url)
+        expect(page.locator("#problem")).to_contain_text("python -m training")
+        upload(page, "photo.jpg", jpeg(scene(1)))
+        expect(page.locator("#message")).to_contain_text("make one with `python -m training`")
+        page.close()
+
+        # The model appears (as `python -m training` writes it) and the page answers without a restart.
+        model.parent.mkdir()
+        shutil.copy(exported, model)
+        photo = tmp_path / "photo.jpg"
+        photo.write_bytes(jpeg(scene(2, twins=(False, True))))
+
+        async def answers() -> tuple[dict, dict]:
+            async with aiohttp.ClientSession() as session:
+                deadline = time.monotonic() + 120
+                while not (await (await session.get(url + "api/about")).json())["ready"]:
+                    assert time.monotonic() < deadline, "the new model was never served"
+                    await asyncio.sleep(0.3)
+            form = await post_form(url, [("image", "photo.jpg", photo.read_bytes(), "image/jpeg")])
+            body = await post(url, photo.read_bytes())
+            return form, body
+
+        (form_status, form), (body_status, body) = run(answers())
+        cli = run_python("-m", "model", "--json", "photo.jpg", cwd=tmp_path, env={"MODEL_PATH": str(model)})
+        assert cli.returncode == 0, cli.stderr
+        (expected,) = json.loads(cli.stdout)
+        assert form_status == body_status == 200
+        assert form.pop("reply")["faces"] and body.pop("reply")
+        assert form == expected
+        assert body == {**expected, "path": None}
+
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        reader.join(10)
+    text = "".join(log)
+    assert "request adapter=web chat=page faces=2 outcome=ok" in text, text[-3000:]
