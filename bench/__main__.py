@@ -208,7 +208,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model", type=Path, help="our exported learner (default: build one from generated chips)")
     p.add_argument("--runs", type=int, help="timed runs per latency figure (default 30; 8 with --quick)")
     p.add_argument("--burst", type=int, help="photos in the burst (default 64; 16 with --quick)")
-    p.add_argument("--batch", type=int, default=16, help="photos per classify_many call in the burst (default 16)")
+    p.add_argument(
+        "--batch", type=int, help="photos per classify_many call in the burst (default: the whole burst at once)"
+    )
     p.add_argument(
         "--threads",
         type=int,
@@ -219,6 +221,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.runs = args.runs or (8 if args.quick else 30)
     args.burst = args.burst or (16 if args.quick else 64)
+    args.batch = args.batch or args.burst
     return args
 
 
@@ -245,7 +248,8 @@ def measure(args: argparse.Namespace, folder: Path) -> Figures:
     # The bot's set-up: one photo is answered in-process, photos that come together also use the
     # face-finding processes.
     pool = FacePool(default_workers())
-    pool.start()
+    if not pool.start():
+        raise RuntimeError("the face-finding processes could not start")
     classifier = FaceClassifier.load(ours_path, pool=pool)
     book, ours_learn = load_quietly(book_path), load_quietly(ours_path)
     chip = face_chip(finder, photo(1))

@@ -119,7 +119,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
 
         # Photos that arrive together have their faces found in parallel; every loaded model shares it.
         pool = FacePool(settings.face_workers)
-        await asyncio.to_thread(pool.start)
+        if not await asyncio.to_thread(pool.start):
+            pool = None
     classifier = await asyncio.to_thread(_load_classifier, settings, pool)
     worker = InferenceWorker(classifier, queue_size=settings.queue_size, batch_window=settings.batch_window_ms / 1000)
     watcher = ModelWatcher(settings.model_path, worker, lambda p: _load_classifier(settings, pool))

@@ -11,7 +11,7 @@ import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -75,20 +75,32 @@ class FacePool:
             self._executor = ProcessPoolExecutor(self.workers, mp_context=context)
         return self._executor
 
-    def start(self, options: FaceOptions | None = None) -> None:
-        """Start every worker now (about a second each), so that the first burst does not wait."""
-        options = options or FaceOptions()
-        list(self._pool().map(_warm_up, [options] * self.workers))
+    def start(self, options: FaceOptions | None = None) -> bool:
+        """Start every worker now (about a second each), so that the first burst does not wait.
 
-    def search_all(self, photos: Sequence[bytes], finder: FaceFinder, limits: DecodeLimits) -> list[Found] | None:
-        """Each photo's faces, found as `finder` finds them; None when a worker died (search in-process then)."""
-        n = len(photos)
+        False when they cannot start (say, no way to spawn processes here): then serve without the pool.
+        """
+        options = options or FaceOptions()
         try:
-            return list(self._pool().map(_search_in_worker, photos, [finder.options] * n, [limits] * n))
-        except BrokenProcessPool:
-            log.error("a face-finding worker died; new ones start with the next photos")
+            list(self._pool().map(_warm_up, [options] * self.workers))
+        except (BrokenProcessPool, OSError) as e:
+            log.warning("the face-finding processes could not start (%s); finding faces in one process", e)
             self.close()
-            return None
+            return False
+        return True
+
+    def search_in_parts(
+        self, photos: Sequence[bytes], finder: FaceFinder, limits: DecodeLimits, parts: int = 4
+    ) -> Iterator[list[Found]]:
+        """The photos' faces, found as `finder` finds them, in up to `parts` runs of photos, each as soon as done.
+
+        All photos are handed out at once; a dead worker shows as `BrokenProcessPool` from the iterator
+        (the caller closes the pool and searches in-process; new workers start with the next photos).
+        """
+        futures = [self._pool().submit(_search_in_worker, data, finder.options, limits) for data in photos]
+        size = -(-len(futures) // max(1, parts))
+        for start in range(0, len(futures), size):
+            yield [f.result() for f in futures[start : start + size]]
 
     def close(self) -> None:
         """Stop the workers; a later search starts new ones."""

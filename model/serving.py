@@ -7,9 +7,11 @@ prints a progress bar for every item).
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from collections.abc import Sequence
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,8 @@ from .faces import Face, FaceFinder, FaceOptions, FaceSearch
 from .resources import DEFAULT_MODEL_PATH
 from .search import FacePool, search_photo
 from .strangers import Gallery
+
+log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_MODEL_PATH", "DEFAULT_THRESHOLD", "FaceClassifier", "ModelNotFound"]
 
@@ -210,10 +214,22 @@ class FaceClassifier:
         )
 
     def classify_many(self, photos: Sequence[bytes]) -> list[PhotoAnswer]:
-        """Answer several photos; every face of every photo shares one forward pass."""
-        searches = self.pool.search_all(photos, self.finder, self.limits) if self.pool and len(photos) > 1 else None
-        if searches is None:
-            searches = [search_photo(data, self.finder, self.limits) for data in photos]
+        """Answer several photos; every face of every photo shares one forward pass.
+
+        With a pool, the faces of the first photos go through the network while the pool's processes
+        still look for the next ones' (a pass per quarter of the photos), so that no core waits.
+        """
+        if self.pool is not None and len(photos) > 1:
+            parts = self.pool.search_in_parts(photos, self.finder, self.limits)
+            try:
+                return [answer for part in parts for answer in self._answer(part)]
+            except BrokenProcessPool:
+                self.pool.close()
+                log.error("a face-finding process died; finding these photos' faces here instead")
+        return self._answer([search_photo(data, self.finder, self.limits) for data in photos])
+
+    def _answer(self, searches: Sequence[FaceSearch | PhotoAnswer]) -> list[PhotoAnswer]:
+        """Each photo's answer from its faces, all faces in one forward pass."""
         chips = [f.chip for s in searches if isinstance(s, FaceSearch) for f in s.faces]
         probs, distances, batch_timings = self.identify(chips)
         answers, row = [], 0
