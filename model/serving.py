@@ -177,14 +177,14 @@ class FaceClassifier:
         probs, _, timings = self._forward(chips, mirrored=False)
         return probs, timings
 
-    def descriptors(self, chips: Sequence[np.ndarray]) -> np.ndarray:
-        """The encoder's descriptors of aligned chips, each averaged with its mirror image's, (N, 128)."""
+    def describe(self, chips: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities, and the encoder's descriptors each averaged with its mirror image's (N, 128)."""
         if not self.has_encoder:
-            raise TypeError("Only face learners (encoder + head) give face descriptors.")
+            raise TypeError("Only face learners (dlib's encoder as the body) give face descriptors.")
         if not len(chips):
-            return np.zeros((0, 128), dtype=np.float32)
-        _, descriptors, _ = self._forward(chips, mirrored=True)
-        return descriptors
+            return np.zeros((0, len(self.classes)), dtype=np.float32), np.zeros((0, 128), dtype=np.float32)
+        probs, descriptors, _ = self._forward(chips, mirrored=True)
+        return probs, descriptors
 
     def identify(self, chips: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None, dict[str, float]]:
         """Probabilities and, where the model has a gallery, each face's distance to its closest class."""

@@ -37,9 +37,9 @@ def fit_gallery(learn: Learner, quantile: float = DEFAULT_QUANTILE, with_valid: 
     labels = np.array([parent_label(p) for p in paths])
     descriptors, probs = [], []
     for start in range(0, len(paths), _BATCH):
-        chips = _chips(paths[start : start + _BATCH])
-        descriptors.append(classifier.descriptors(chips))
-        probs.append(classifier.probabilities(chips)[0])
+        batch_probs, batch_descriptors = classifier.describe(_chips(paths[start : start + _BATCH]))
+        probs.append(batch_probs)
+        descriptors.append(batch_descriptors)
     desc = np.concatenate(descriptors)
     gallery = Gallery.fit(desc, labels, classifier.classes, quantile=quantile)
     valid = np.arange(len(train_items), len(paths))
