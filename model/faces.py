@@ -24,12 +24,13 @@ class FaceOptions:
 
     min_face: int = 40  # faces narrower than this, in the user's pixels, are too small to name
     # The detector looks at the photo resized to this long side first (so its cost is bounded, about
-    # 20 ms here, whatever the photo's size); it finds faces from 80 px at that scale, so from 180 px
+    # 20 ms here, whatever the photo's size); it finds faces from 80 px at that scale, so from 200 px
     # in a 1280 px photo. Only when that finds nothing does it look again at up to twice that size
     # (and small photos at twice their own), for photos whose faces are all small.
-    detect_side: int = 576
-    # The detector on grey levels: one channel's HOG features instead of the best of three.
-    detect_in_grey: bool = True
+    detect_side: int = 512
+    # Grey levels would make detection about 20% cheaper, but the chips that follow named the harder
+    # pins pair less well (5-fold accuracy 97.7% against 98.7 to 99.0% in colour): kept in colour.
+    detect_in_grey: bool = False
     # A tight face crop leaves the HOG detector no margin around the face; when nothing is found in
     # a roughly square image, look again with a plain border added and a slightly lower threshold.
     crop_fallback: bool = True
