@@ -51,19 +51,22 @@ def default_workers() -> int:
 _finders: dict[FaceOptions, FaceFinder] = {}
 
 
+def _finder(options: FaceOptions) -> FaceFinder:
+    if options not in _finders:
+        _finders[options] = FaceFinder(options)
+    return _finders[options]
+
+
 def _search_in_worker(data: bytes, options: FaceOptions, limits: DecodeLimits) -> Found:
-    finder = _finders.get(options)
-    if finder is None:
-        finder = _finders[options] = FaceFinder(options)
-    return search_photo(data, finder, limits)
+    return search_photo(data, _finder(options), limits)
 
 
 def _warm_up(options: FaceOptions) -> None:
-    _finders.setdefault(options, FaceFinder(options))
+    _finder(options)  # the finder stays in the worker: dlib's objects do not pickle
 
 
 class FacePool:
-    """Finds the faces of several photos in parallel; `search_all` answers in the photos' order."""
+    """Finds the faces of several photos in parallel; `search_in_parts` answers in the photos' order."""
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
