@@ -1,4 +1,5 @@
-"""Photos to face chips: drop what does not decode, keep each photo's one clear face, drop near-duplicates.
+"""Photos to face chips: drop what does not decode, keep each photo's one clear face, drop near-duplicates,
+and set aside faces that are not the person their class was asked for (`identity.py`).
 
 Near-duplicates are found by encoder distance, so the same face (the same photo resized, cropped
 or re-compressed) cannot sit in both training and validation and flatter the accuracy.
@@ -21,14 +22,18 @@ from model.decode import DecodeLimits, ImageError, decode_image
 from model.encoder import FaceEncoder
 from model.faces import Face, FaceFinder
 
+from .identity import ANOTHER_PERSON, IdentityOptions, set_aside_faces
+
 __all__ = [
     "IMAGE_SUFFIXES",
     "CleanOptions",
     "CleanReport",
+    "SetAsideFace",
     "class_folders",
     "clean_photos",
     "descriptors",
     "near_duplicates",
+    "read_keep_list",
     "subject_chip",
 ]
 
@@ -46,22 +51,95 @@ class CleanOptions:
     # Re-compressed or resized copies of one photo land within about 0.2 of each other (median
     # 0.11 on the pins crops); two different photos of one person are usually 0.3 or more apart.
     duplicate_distance: float = 0.2
+    # Who each class's faces are; None keeps every clear face, whoever it shows (--keep-all-faces).
+    identity: IdentityOptions | None = field(default_factory=IdentityOptions)
+
+
+@dataclass(frozen=True)
+class SetAsideFace:
+    """A face identity cleaning left out, for the contact sheet."""
+
+    path: Path
+    name: str  # its class
+    reason: str
+    distance: float  # from its class's person
+    chip: np.ndarray
+
+
+def _counted(reason: str, n: int) -> str:
+    if reason == ANOTHER_PERSON:
+        return f"{n} of another person"
+    if reason.startswith("looks like "):
+        return f"{n} that {'looks' if n == 1 else 'look'} like {reason.removeprefix('looks like ')}"
+    if reason == "near-duplicate":
+        return f"{n} near-duplicate{'s' if n != 1 else ''}"
+    if reason == "same face in two classes":
+        return f"{n} also filed under another class"
+    return f"{n} {reason}"
 
 
 @dataclass
 class CleanReport:
-    """What cleaning kept per class, and what it dropped and why."""
+    """What cleaning kept per class, and what it dropped or set aside and why."""
 
     photos: Counter = field(default_factory=Counter)  # class -> photos looked at
+    faces: Counter = field(default_factory=Counter)  # class -> clear faces found
     kept: Counter = field(default_factory=Counter)  # class -> face chips kept
-    dropped: Counter = field(default_factory=Counter)  # reason -> count
+    dropped: Counter = field(default_factory=Counter)  # reason -> count, every class
+    set_aside: dict[str, Counter] = field(default_factory=dict)  # class -> reason -> faces found but not kept
+    set_aside_faces: list[SetAsideFace] = field(default_factory=list)  # those set aside by identity
+    identity: bool = True  # whether faces were checked against their class's person
+    listed: int = 0  # photos keep.txt lists
+    kept_by_hand: int = 0  # faces listed in keep.txt that identity cleaning would have set aside
     fingerprint: str = ""  # identifies the kept data, so models trained on it can be compared
 
     def summary(self) -> str:
         total, kept = sum(self.photos.values()), sum(self.kept.values())
         per_class = ", ".join(f"{c} {n}" for c, n in sorted(self.kept.items()))
-        why = ", ".join(f"{n} {reason}" for reason, n in self.dropped.most_common()) or "none"
-        return f"{total} photos -> {kept} faces kept ({per_class}); dropped: {why}"
+        photo_level = self.dropped - sum(self.set_aside.values(), Counter())  # the rest is told per class
+        why = ", ".join(f"{n} {reason}" for reason, n in photo_level.most_common()) or "none"
+        lines = [f"{total} photos -> {kept} faces kept ({per_class}); photos without one clear face: {why}"]
+        for name in sorted(self.photos):
+            aside = self.set_aside.get(name, Counter())
+            detail = ", ".join(_counted(reason, n) for reason, n in aside.most_common()) or "nothing"
+            lines.append(f"  {name}: {self.faces[name]} faces, kept {self.kept[name]}; set aside {detail}")
+        if not self.identity:
+            lines.append("  every clear face kept, whoever it shows (--keep-all-faces)")
+        if self.listed:
+            lines.append(
+                f"  keep.txt lists {self.listed} photos: {self.kept_by_hand} of their faces kept that would "
+                "otherwise be set aside"
+            )
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        return {
+            "kept": dict(self.kept),
+            "dropped": dict(self.dropped),
+            "set_aside": {name: dict(reasons) for name, reasons in self.set_aside.items()},
+            "identity": self.identity,
+            "kept_by_hand": self.kept_by_hand,
+        }
+
+
+def read_keep_list(path: Path, photos_dir: Path) -> set[Path]:
+    """The photos a person has vouched for: `keep.txt` holds one path a line, as the set-aside list names them.
+
+    Paths are absolute, relative to the working directory, or relative to `photos_dir`; blank lines,
+    lines starting with # and the rest of a line after " #" are skipped. No file: nothing vouched for.
+    """
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return set()
+    kept = set()
+    for line in lines:
+        line = line.split(" #", 1)[0].strip()  # the set-aside list's lines carry a comment
+        if line and not line.startswith("#"):
+            listed = Path(line)
+            found = next((p for p in (listed, photos_dir / listed) if p.is_file()), listed)
+            kept.add(found.resolve())
+    return kept
 
 
 def class_folders(root: Path) -> dict[str, list[Path]]:
@@ -139,11 +217,15 @@ def clean_photos(
     options: CleanOptions | None = None,
     limits: DecodeLimits | None = None,
     progress: Callable[[int, int], None] | None = None,
+    keep: set[Path] | frozenset[Path] = frozenset(),
 ) -> CleanReport:
-    """Read every class folder under `source`, write one aligned chip per usable photo to `chips_dir/CLASS/`."""
+    """Read every class folder under `source`, write one aligned chip per usable photo to `chips_dir/CLASS/`.
+
+    `keep` holds resolved photo paths that identity cleaning must not set aside (`read_keep_list`).
+    """
     options = options or CleanOptions()
-    report = CleanReport()
-    faces: list[tuple[str, np.ndarray]] = []
+    report = CleanReport(identity=options.identity is not None, listed=len(keep))
+    faces: list[tuple[str, Path, np.ndarray]] = []
     classes = class_folders(source)
     todo = [(name, path) for name, paths in classes.items() for path in paths]
     for done, (name, path) in enumerate(todo, start=1):
@@ -152,19 +234,23 @@ def clean_photos(
         if isinstance(chip, str):
             report.dropped[chip] += 1
         else:
-            faces.append((name, chip))
+            faces.append((name, path, chip))
+            report.faces[name] += 1
         if progress:
             progress(done, len(todo))
 
-    desc = descriptors(encoder, [chip for _, chip in faces])
-    drop = near_duplicates(desc, [name for name, _ in faces], options.duplicate_distance)
-    for reason in drop.values():
+    desc = descriptors(encoder, [chip for _, _, chip in faces])
+    drop = near_duplicates(desc, [name for name, _, _ in faces], options.duplicate_distance)
+    if options.identity is not None:
+        drop.update(_identity(faces, desc, drop, options.identity, keep, report))
+    for i, reason in drop.items():
         report.dropped[reason] += 1
+        report.set_aside.setdefault(faces[i][0], Counter())[reason] += 1
 
     if chips_dir.exists():
         shutil.rmtree(chips_dir)  # chips of an earlier run must not mix with this one's
     names = []
-    for i, (name, chip) in enumerate(faces):
+    for i, (name, _, chip) in enumerate(faces):
         if i in drop:
             continue
         digest = hashlib.sha256(chip.tobytes()).hexdigest()[:16]
@@ -174,5 +260,32 @@ def clean_photos(
         names.append(f"{name}/{digest}")
     for name in classes:
         report.kept.setdefault(name, 0)
+        report.faces.setdefault(name, 0)
     report.fingerprint = hashlib.sha256("\n".join(sorted(names)).encode()).hexdigest()[:16]
     return report
+
+
+def _identity(
+    faces: list[tuple[str, Path, np.ndarray]],
+    desc: np.ndarray,
+    dropped: dict[int, str],
+    options: IdentityOptions,
+    keep: set[Path] | frozenset[Path],
+    report: CleanReport,
+) -> dict[int, str]:
+    """Index -> reason for each face, among those not dropped yet, that is not its class's person."""
+    rows = [i for i in range(len(faces)) if i not in dropped]
+    if not rows:
+        return {}
+    vouched = np.array([faces[i][1].resolve() in keep for i in rows], dtype=bool)
+    labels = [faces[i][0] for i in rows]
+    found = set_aside_faces(desc[rows], labels, options, keep=vouched)
+    if vouched.any():  # what the list changed: the faces it holds that would be set aside without it
+        unvouched = set_aside_faces(desc[rows], labels, options)
+        report.kept_by_hand = sum(bool(vouched[s.index]) for s in unvouched)
+    aside = {}
+    for s in found:
+        name, path, chip = faces[rows[s.index]]
+        aside[rows[s.index]] = s.reason
+        report.set_aside_faces.append(SetAsideFace(path, name, s.reason, s.distance, chip))
+    return aside

@@ -7,6 +7,7 @@ import hashlib
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,6 +31,11 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--work", type=Path, default=Path("data"), help="photos, chips and plots (default data/)")
     source.add_argument(
         "--dedupe-distance", type=float, default=0.2, help="faces nearer than this are one face (default 0.2)"
+    )
+    source.add_argument(
+        "--keep-all-faces",
+        action="store_true",
+        help="train on every clear face, whoever it shows (default: set aside faces of other people)",
     )
     recipe = p.add_argument_group("recipe")
     recipe.add_argument("--arch", choices=ARCHS, default=d.arch, help="face (default) or resnet18 (the book's)")
@@ -102,9 +108,10 @@ def run(args) -> int:
     from model.encoder import load_face_encoder
     from model.faces import FaceFinder
 
-    from .clean import CleanOptions, clean_photos
+    from .clean import CleanOptions, clean_photos, read_keep_list
     from .evaluate import evaluate
     from .publish import publish
+    from .sheet import write_set_aside
     from .strangers import fit_gallery
     from .train import chip_dataloaders, make_learner, seeded, train
 
@@ -132,15 +139,26 @@ def run(args) -> int:
         summary += ["Gathered:"] + [f"  {line}" for line in _gather(args, photos_dir)]
 
     encoder = load_face_encoder().eval()
+    keep_list = args.work / "keep.txt"
+    clean_options = CleanOptions(duplicate_distance=args.dedupe_distance)
+    if args.keep_all_faces:
+        clean_options = replace(clean_options, identity=None)
     report = clean_photos(
         photos_dir,
         args.work / "chips",
         FaceFinder(),
         encoder,
-        CleanOptions(duplicate_distance=args.dedupe_distance),
+        clean_options,
         progress=_progress("finding faces"),
+        keep=read_keep_list(keep_list, photos_dir),
     )
     summary.append(f"Cleaned: {report.summary()}")
+    written = write_set_aside(report.set_aside_faces, args.work / "plots", args.work / "set_aside.txt")
+    if written:
+        summary.append(
+            f"Set aside: {len(report.set_aside_faces)} faces shown in {written[0]} and listed in {written[1]}; "
+            f"copy a line into {keep_list} to train on that face after all"
+        )
 
     seeded(options)
     dls = chip_dataloaders(args.work / "chips", options)
@@ -176,7 +194,7 @@ def run(args) -> int:
             "seed": options.seed,
             "valid_pct": options.valid_pct,
         },
-        "cleaning": {"kept": dict(report.kept), "dropped": dict(report.dropped)},
+        "cleaning": report.to_json(),
         "strangers": gallery.to_json() if gallery else None,
     }
     published = publish(learn, args.out, metadata, force=args.force)
