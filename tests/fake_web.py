@@ -25,6 +25,7 @@ class _Route:
     fail_times: int
     send_length: bool
     trickle: float
+    location: str | None = None  # the Location header of a redirect
 
 
 class FakeWeb:
@@ -34,6 +35,7 @@ class FakeWeb:
         self.base_url = ""
         self.search_results: dict[str, list[str]] = {}
         self.hits: Counter[str] = Counter()
+        self.hosts: dict[str, str] = {}  # path -> the Host header of its last request
         self._routes: dict[str, _Route] = {}
         self._lock = threading.Lock()
         # Set on exit so that delayed and trickling answers stop at once instead of outliving the test.
@@ -77,10 +79,17 @@ class FakeWeb:
             self._routes[path] = _Route(body, content_type, status, delay, fail_times, send_length, trickle)
         return self.url(path)
 
-    def _answer(self, path: str) -> _Route | None:
+    def redirect(self, path: str, location: str, status: int = 302) -> str:
+        """Answer `path` with a redirect to `location` (absolute, or relative to `path`); its URL."""
+        with self._lock:
+            self._routes[path] = _Route(b"", "text/html", status, 0.0, 0, True, 0.0, location)
+        return self.url(path)
+
+    def _answer(self, path: str, host: str = "") -> _Route | None:
         """The route's answer to this request, counting the request and its planned failures."""
         with self._lock:
             self.hits[path] += 1
+            self.hosts[path] = host
             route = self._routes.get(path)
             if route is None or route.fail_times <= 0:
                 return route
@@ -110,7 +119,7 @@ class _Handler(BaseHTTPRequestHandler):
             web._answer(parts.path)
             self._send(_Route(_search_body(web, parts.query), "application/json", 200, 0.0, 0, True, 0.0))
             return
-        route = web._answer(parts.path)
+        route = web._answer(parts.path, self.headers.get("Host", ""))
         self._send(route or _Route(b"not found", "text/plain", 404, 0.0, 0, True, 0.0))
 
     def _send(self, route: _Route) -> None:
@@ -120,6 +129,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(route.status)
         if route.content_type is not None:
             self.send_header("Content-Type", route.content_type)
+        if route.location is not None:
+            self.send_header("Location", route.location)
         if route.send_length:
             self.send_header("Content-Length", str(len(route.body)))
         self.send_header("Connection", "close")

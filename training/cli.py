@@ -11,6 +11,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from fastprogress.fastprogress import ConsoleProgressBar
+
 from model.resources import DEFAULT_MODEL_PATH
 from model.strangers import DEFAULT_QUANTILE
 
@@ -58,26 +60,51 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _progress(label: str) -> Callable[[int, int], None]:
-    """A one-line text progress bar on stderr."""
-
-    shown = -1
+    """A `progress(done, total)` callback that draws fastprogress's console bar, as fastai's training does."""
+    bar: _Bar | None = None
 
     def update(done: int, total: int) -> None:
-        nonlocal shown
-        filled = round(30 * done / max(total, 1))
-        if filled == shown and done < total:
-            return  # redraw only when the bar grows: logs of runs without a terminal stay short
-        shown = filled
-        end = "\n" if done >= total else ""
-        print(f"\r{label:<28} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total}", end=end, file=sys.stderr)
+        nonlocal bar
+        if total <= 0:
+            return
+        if bar is None or bar.total != total:
+            bar = _Bar(label, total)
+        bar.update(done)
 
     return update
 
 
+class _Bar(ConsoleProgressBar):
+    """fastprogress's console bar (on stdout, beside fastai's epoch bars), labelled like fastai's epochs.
+
+    In a terminal it is redrawn in place, as fastprogress does. Written to a file or a pipe, those
+    redraws would pile up into one endless line, so there it prints a whole line at each quarter.
+    """
+
+    def __init__(self, label: str, total: int) -> None:
+        super().__init__(range(total), total=total)
+        self.prefix = label
+        self.live = sys.stdout.isatty()
+        self.quarters = 0  # quarters printed as lines, without a terminal
+        self.update(0)  # starts fastprogress's clock, for the elapsed and remaining times
+
+    def on_update(self, val: int, text: str) -> None:
+        quarter = 4 * val // self.total
+        if not self.live and quarter <= self.quarters:
+            return
+        self.quarters = quarter
+        super().on_update(val, text)
+        if not self.live or val >= self.total:
+            print(flush=True)  # a finished bar stays; what comes next starts on a line of its own
+
+
 def _gather(args, photos_dir: Path) -> list[str]:
-    from .gather import DdgsSearch, JsonSearch, SearchError, gather_class
+    from .gather import DdgsSearch, DownloadPolicy, JsonSearch, SearchError, gather_class
 
     search = JsonSearch(args.search_url) if args.search_url else DdgsSearch()
+    # A self-hosted search is a server the user named: the photos it serves may be on a private address
+    # (the tests serve both from 127.0.0.1). Every other server, redirects included, must be public.
+    policy = DownloadPolicy(trusted=(args.search_url,)) if args.search_url else DownloadPolicy()
     lines = []
     for name, queries in load_classes(args.config).items():
         report = gather_class(
@@ -87,11 +114,12 @@ def _gather(args, photos_dir: Path) -> list[str]:
             search,
             per_query=args.per_query,
             progress=_progress(f"gathering {name}"),
+            policy=policy,
         )
-        if report.kept() == 0:
-            why = report.search_errors[0] if report.search_errors else "no photo could be downloaded"
-            raise SearchError(f"No photos of {name}: {why}")
         failed = ", ".join(f"{n} {why}" for why, n in report.failed.most_common()) or "none"
+        if report.kept() == 0:
+            why = report.search_errors[0] if report.search_errors else f"no photo could be downloaded ({failed})"
+            raise SearchError(f"No photos of {name}: {why}")
         lines.append(
             f"{name}: {report.kept()} photos ({report.downloaded} new, {report.already_had} from earlier runs, "
             f"{report.duplicates} duplicates; failed: {failed})"

@@ -8,14 +8,10 @@ A `sources.json` manifest in each folder makes a re-run fetch only what it has n
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import os
 import tempfile
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -23,10 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import httpx
+
+from .download import HEADERS, DownloadError, DownloadLimits, DownloadPolicy, download_image, image_suffix
+
 __all__ = [
     "DdgsSearch",
     "DownloadError",
     "DownloadLimits",
+    "DownloadPolicy",
     "GatherReport",
     "ImageSearch",
     "JsonSearch",
@@ -35,29 +36,22 @@ __all__ = [
     "gather_class",
 ]
 
-# Some image hosts refuse Python's default User-Agent.
-_HEADERS = {
-    "User-Agent": ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"),
-    "Accept": "image/webp,image/png,image/jpeg,image/*;q=0.8,*/*;q=0.5",
-}
-_CHUNK = 64 * 1024
-_URL_SAFE = ":/?#[]@!$&'()*+,;=%~"
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp")
 _MANIFEST = "sources.json"
 # Failures that would fail the same way again; a re-run skips their URLs unless the manifest says
 # "retry" (an HTTP 5xx or 429 is an "http error" too, but the server may be back next time).
-_PERMANENT = frozenset({"http error", "not an image", "too large", "bad url"})
-
-
-@dataclass(frozen=True)
-class DownloadLimits:
-    """How much one download may cost before it is given up."""
-
-    max_bytes: int = 20 * 1024 * 1024
-    timeout: float = 10.0  # seconds for connecting and for each read
-    deadline: float = 30.0  # total seconds for one URL, retries included: a trickling server cannot stall us
-    attempts: int = 3  # tries per URL for connection errors, timeouts and HTTP 5xx/429 (never for 4xx)
-    backoff: float = 0.5  # seconds before the 2nd try, doubled after each
+_PERMANENT = frozenset(
+    {
+        "http error",
+        "not an image",
+        "too large",
+        "bad url",
+        "private address",
+        "redirect to a bad url",
+        "redirect to a private address",
+        "too many redirects",
+    }
+)
 
 
 class SearchError(RuntimeError):
@@ -99,14 +93,14 @@ class JsonSearch:
         url = f"{self.base_url}{sep}{urllib.parse.urlencode({'q': query, 'max_results': n})}"
         fail = f"Image search failed for {query!r} at {self.base_url}"
         try:
-            with _open(url, self.timeout) as r:
-                body = r.read()
-        except urllib.error.HTTPError as e:
-            raise SearchError(f"{fail}: HTTP {e.code} {e.reason}") from e
-        except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as e:
+            # The user named this server, so it is trusted: its redirects are followed as they come.
+            response = httpx.get(url, headers=HEADERS, timeout=self.timeout, follow_redirects=True)
+        except (httpx.HTTPError, httpx.InvalidURL, OSError) as e:
             raise SearchError(f"{fail}: could not reach it ({e})") from e
+        if response.is_error:
+            raise SearchError(f"{fail}: HTTP {response.status_code} {response.reason_phrase}")
         try:
-            results = json.loads(body)
+            results = response.json()
         except ValueError as e:
             raise SearchError(f"{fail}: the answer is not JSON") from e
         if not isinstance(results, list):
@@ -114,117 +108,9 @@ class JsonSearch:
         return _image_field(results)[:n]
 
 
-def _open(url: str, timeout: float) -> http.client.HTTPResponse:
-    return urllib.request.urlopen(urllib.request.Request(url, headers=_HEADERS), timeout=timeout)
-
-
 def _image_field(results: list) -> list[str]:
     """The "image" URL of each ddgs-shaped result, skipping malformed ones."""
     return [r["image"] for r in results if isinstance(r, dict) and isinstance(r.get("image"), str)]
-
-
-class DownloadError(Exception):
-    """A URL that gave no image; `reason` is one of a few short phrases, for counting."""
-
-    transient = False  # whether a later try might succeed (a timeout, a server error)
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-
-
-class _Transient(DownloadError):
-    """A failure worth another try: the network or the server may do better in a moment."""
-
-    transient = True
-
-
-def download_image(url: str, limits: DownloadLimits = DownloadLimits()) -> bytes:
-    """The bytes of the image at `url`, or DownloadError saying why not."""
-    _check_url(url)
-    # Search results may hold spaces or non-ASCII letters, which http.client refuses to send as they are.
-    url = urllib.parse.quote(url, safe=_URL_SAFE)
-    deadline = time.monotonic() + limits.deadline
-    wait, attempt = limits.backoff, 1
-    while True:
-        try:
-            return _fetch_once(url, limits, deadline)
-        except _Transient:
-            if attempt >= limits.attempts or time.monotonic() + wait >= deadline:
-                raise
-        time.sleep(wait)
-        wait, attempt = wait * 2, attempt + 1
-
-
-def _check_url(url: str) -> None:
-    try:
-        parts = urllib.parse.urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-    except ValueError as e:
-        raise DownloadError("bad url", url) from e
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise DownloadError("bad url", url)
-
-
-def _fetch_once(url: str, limits: DownloadLimits, deadline: float) -> bytes:
-    timeout = min(limits.timeout, deadline - time.monotonic())
-    if timeout <= 0:
-        raise DownloadError("timeout", f"over {limits.deadline}s for {url}")
-    try:
-        with _open(url, timeout) as r:
-            _check_headers(r.headers, url, limits)
-            body = _read_capped(r, url, limits, deadline)
-    except urllib.error.HTTPError as e:
-        e.close()
-        error = _Transient if e.code >= 500 or e.code == 429 else DownloadError
-        raise error("http error", f"HTTP {e.code} for {url}") from e
-    except (http.client.InvalidURL, ValueError) as e:
-        raise DownloadError("bad url", url) from e
-    except (TimeoutError, urllib.error.URLError, OSError, http.client.HTTPException) as e:
-        # urllib wraps a timeout while connecting in URLError; one while reading comes bare.
-        cause = e.reason if isinstance(e, urllib.error.URLError) else e
-        reason = "timeout" if isinstance(cause, TimeoutError) else "connection failed"
-        raise _Transient(reason, f"{cause} for {url}") from e
-    if _image_suffix(body) is None:
-        raise DownloadError("not an image", f"unknown content for {url}")
-    return body
-
-
-def _check_headers(headers: http.client.HTTPMessage, url: str, limits: DownloadLimits) -> None:
-    length = headers.get("Content-Length", "")
-    if length.strip().isdigit() and int(length) > limits.max_bytes:
-        raise DownloadError("too large", f"{length} bytes at {url}")
-    kind = headers.get_content_type() if headers.get("Content-Type") else ""
-    if kind and not kind.startswith("image/") and kind != "application/octet-stream":
-        raise DownloadError("not an image", f"{kind} at {url}")
-
-
-def _read_capped(response: http.client.HTTPResponse, url: str, limits: DownloadLimits, deadline: float) -> bytes:
-    # read1 returns after one socket read, so the cap and the deadline are checked at least once per
-    # `timeout` seconds; read(n) would block until n bytes came, however slowly.
-    body = bytearray()
-    while chunk := response.read1(_CHUNK):
-        body += chunk
-        if len(body) > limits.max_bytes:
-            raise DownloadError("too large", f"over {limits.max_bytes} bytes at {url}")
-        if time.monotonic() > deadline:
-            raise DownloadError("timeout", f"over {limits.deadline}s for {url}")
-    return bytes(body)
-
-
-def _image_suffix(data: bytes) -> str | None:
-    """The file extension that the first bytes of `data` call for, or None if not a known image."""
-    if data.startswith(b"\xff\xd8\xff"):
-        return ".jpg"
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return ".png"
-    if data.startswith((b"GIF87a", b"GIF89a")):
-        return ".gif"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return ".webp"
-    if data.startswith(b"BM"):
-        return ".bmp"
-    return None
 
 
 @dataclass
@@ -251,11 +137,16 @@ def gather_class(
     folder: Path,
     search: ImageSearch,
     per_query: int = 50,
-    limits: DownloadLimits = DownloadLimits(),
+    limits: DownloadLimits | None = None,
     workers: int = 8,
     progress: Callable[[int, int], None] | None = None,
+    policy: DownloadPolicy | None = None,
 ) -> GatherReport:
-    """Search for each query and download the images found into `folder`, resuming an earlier run."""
+    """Search for each query and download the images found into `folder`, resuming an earlier run.
+
+    Downloads reach only public addresses unless `policy` trusts the server (see `download_image`).
+    """
+    limits, policy = limits or DownloadLimits(), policy or DownloadPolicy()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     report = GatherReport(name)
@@ -270,7 +161,7 @@ def gather_class(
     by_hash = {hashlib.sha256(p.read_bytes()).hexdigest(): p.name for p in images}
     pool = ThreadPoolExecutor(max_workers=workers)
     try:
-        futures = {pool.submit(download_image, url, limits): url for url in todo}
+        futures = {pool.submit(download_image, url, limits, policy): url for url in todo}
         for done, future in enumerate(as_completed(futures), 1):
             url = futures[future]
             try:
@@ -316,7 +207,7 @@ def _settled(entry: object, folder: Path) -> bool:
 def _keep(data: bytes, folder: Path, by_hash: dict[str, str], report: GatherReport) -> str:
     """Save `data` under its content hash unless the folder has it already; the file's name."""
     digest = hashlib.sha256(data).hexdigest()
-    file = f"{digest[:16]}{_image_suffix(data)}"
+    file = f"{digest[:16]}{image_suffix(data)}"
     if digest in by_hash or (folder / file).exists():
         report.duplicates += 1
         return by_hash.get(digest, file)
