@@ -10,8 +10,9 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from .core import ChatCore, RateLimiter, read_model_info
+from .core import ChatCore, ModelInfo, RateLimiter, read_model_info
 from .settings import Settings, SettingsError, load_settings
 
 __all__ = ["DEFAULT_WEB_PORT", "main", "serve"]
@@ -47,6 +48,8 @@ def _problems(settings: Settings) -> list[str]:
 class _MissingModel:
     """Serves until a model file appears: every photo is answered with how to make a model."""
 
+    model_info = None  # no model, nothing to say about it
+
     def __init__(self, problem: str) -> None:
         self.problem = problem
 
@@ -57,15 +60,40 @@ class _MissingModel:
 
 
 def _load_classifier(settings: Settings, pool=None):
+    """The classifier for `settings.model_path`, with the metadata that describes it as `model_info`.
+
+    `/about` and the web page read the metadata from the classifier being served, so a model file that
+    fails to load later leaves them describing the model that still answers.
+    """
     if not settings.model_path.is_file():
         return _MissingModel(_no_model(settings))
     import torch
 
+    from model.decode import DecodeLimits
     from model.serving import FaceClassifier
 
     torch.set_num_threads(settings.torch_threads)
-    return FaceClassifier.load(
-        settings.model_path, threshold=settings.threshold, stranger_distance=settings.stranger_distance, pool=pool
+    classifier = FaceClassifier.load(
+        settings.model_path,
+        threshold=settings.threshold,
+        stranger_distance=settings.stranger_distance,
+        pool=pool,
+        # The decoder's own size cap is MAX_PHOTO_MB too, or photos the chat core took would be refused.
+        limits=DecodeLimits(max_bytes=settings.max_bytes),
+    )
+    # Read after the model, not before: publishing renames the model file first and its metadata second,
+    # and loading takes seconds, so the metadata read now is the one written with this model.
+    classifier.model_info = read_model_info(settings.model_path)
+    return classifier
+
+
+def _unloadable(path: Path, error: Exception) -> str:
+    """One line saying that the model file at `path` is unusable, and what to do."""
+    # Its first sentence: torch's zip errors go on for lines about what the user could do in Python.
+    reason = (str(error).strip().splitlines() or [""])[0].split(". ")[0].rstrip(".")[:200]
+    return (
+        f"The model at {path} could not be loaded ({type(error).__name__}: {reason}); it is damaged or not an "
+        "exported learner. Make it again with `python -m training`, or set MODEL_PATH to a good one."
     )
 
 
@@ -114,14 +142,26 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows, nor off the main thread
             loop.add_signal_handler(sig, stop.set)
     pool = None
-    if settings.face_workers > 1:
+    if settings.face_workers > 0:
         from model.search import FacePool
 
-        # Photos that arrive together have their faces found in parallel; every loaded model shares it.
+        # Photos that arrive together have their faces found in other processes (even one lets the
+        # network answer the first photos meanwhile); every loaded model shares the pool.
         pool = FacePool(settings.face_workers)
         if not await asyncio.to_thread(pool.start):
             pool = None
-    classifier = await asyncio.to_thread(_load_classifier, settings, pool)
+    if pool is None:
+        log.info("faces are found on the inference thread (FACE_WORKERS=%d)", settings.face_workers)
+    else:
+        processes = "1 process" if pool.workers == 1 else f"{pool.workers} processes"
+        log.info("faces of photos that arrive together are found by %s", processes)
+    try:
+        classifier = await asyncio.to_thread(_load_classifier, settings, pool)
+    except Exception as e:  # a damaged file: say so in one line, as the reload path logs and carries on
+        print(_unloadable(settings.model_path, e), file=sys.stderr)
+        if pool is not None:
+            await asyncio.to_thread(pool.close)
+        return 2
     worker = InferenceWorker(classifier, queue_size=settings.queue_size, batch_window=settings.batch_window_ms / 1000)
     watcher = ModelWatcher(settings.model_path, worker, lambda p: _load_classifier(settings, pool))
 
@@ -130,9 +170,11 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
         missing = worker.classifier
         return missing.problem if isinstance(missing, _MissingModel) else None
 
-    core = ChatCore(
-        worker, RateLimiter(settings.rate_limit), lambda: read_model_info(settings.model_path), settings.max_bytes
-    )
+    def model_info() -> ModelInfo | None:
+        """What is recorded about the model answering now: read when it was loaded, swapped with it."""
+        return getattr(worker.classifier, "model_info", None)
+
+    core = ChatCore(worker, RateLimiter(settings.rate_limit), model_info, settings.max_bytes)
     watching = asyncio.create_task(watcher.watch(settings.reload_seconds))
     code = 0
     try:

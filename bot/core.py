@@ -60,7 +60,11 @@ class Request:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What `/about` says of the model, from `export.json`."""
+    """What `/about` says of the model, from `export.json`.
+
+    Read once, when the model is loaded, and kept with it (bot/app.py's loader): a newer model file that
+    fails to load never has `/about` describing another model than the one answering.
+    """
 
     classes: list[str]
     accuracy: float | None
@@ -69,7 +73,7 @@ class ModelInfo:
 
 
 def read_model_info(model_path: Path) -> ModelInfo | None:
-    """The metadata the training script wrote beside the model, or None."""
+    """The metadata the training script wrote beside the model, or None; the bot's loader calls it."""
     try:
         meta = json.loads(model_path.with_suffix(".json").read_text())
     except (OSError, ValueError):

@@ -1,7 +1,12 @@
-"""Settings, read once at start-up from the environment and `.env`; the shell wins over the file."""
+"""Settings, read once at start-up from the environment and `.env`; the shell wins over the file.
+
+Every number has its range declared once, in `RANGES`: the check, the error message and the test that
+`.env.example` documents it all read that one declaration, so they cannot disagree.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,11 +15,62 @@ from model.answers import DEFAULT_THRESHOLD
 from model.environment import environment
 from model.resources import DEFAULT_MODEL_PATH
 
-__all__ = ["Settings", "SettingsError", "load_settings"]
+__all__ = ["RANGES", "Range", "Settings", "SettingsError", "load_settings"]
 
 
 class SettingsError(ValueError):
-    """A setting has a value we cannot use; the message names it."""
+    """A setting has a value we cannot use; the message names it and the values it may take."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric setting may take: finite, from `low` (or above it) to `high`."""
+
+    low: float
+    high: float
+    whole: bool = False  # a whole number, such as a count or a port
+    above_low: bool = False  # `low` itself is not allowed (a size or a distance of 0 means nothing)
+
+    def __str__(self) -> str:
+        kind = "a whole number" if self.whole else "a number"
+        if self.above_low:
+            return f"{kind} above {self.low:g}, up to {self.high:g}"
+        return f"{kind} from {self.low:g} to {self.high:g}"
+
+    def holds(self, value: float) -> bool:
+        """Whether `value` is allowed; nan and the infinities never are."""
+        if not math.isfinite(value) or value > self.high:
+            return False
+        return value > self.low if self.above_low else value >= self.low
+
+    def parse(self, name: str, raw: str) -> float | int:
+        """`raw` as this range's kind of number, or a `SettingsError` naming `name` and the range."""
+        try:
+            value = int(raw) if self.whole else float(raw)
+        except ValueError:
+            value = math.nan
+        if not self.holds(value):
+            raise SettingsError(f"{name}={raw!r} is not allowed: {name} must be {self} (see .env.example)")
+        return value
+
+
+# Each limit keeps a typo from turning into a failure that shows only later, or never: 0 photos a minute
+# refused every photo, a queue of 0 had no bound, a reload every 0 s spun a core, an infinite batching
+# window killed the inference thread. Upper bounds are generous, but each waiting photo holds memory.
+RANGES: dict[str, Range] = {
+    "CONFIDENCE_THRESHOLD": Range(0, 1),
+    # dlib's descriptors lie well within 2 of each other; its own same-person line is 0.6.
+    "STRANGER_DISTANCE": Range(0, 10, above_low=True),
+    # Telegram serves files up to 20 MB; 50 MB bounds the memory a queue of waiting photos holds.
+    "MAX_PHOTO_MB": Range(0, 50, above_low=True),
+    "RATE_LIMIT_PER_MINUTE": Range(1, 10_000, whole=True),
+    "QUEUE_SIZE": Range(1, 10_000, whole=True),
+    "BATCH_WINDOW_MS": Range(0, 1_000),
+    "MODEL_RELOAD_SECONDS": Range(0.1, 86_400),
+    "TORCH_THREADS": Range(1, 256, whole=True),
+    "FACE_WORKERS": Range(0, 64, whole=True),
+    "WEB_PORT": Range(0, 65_535, whole=True),
+}
 
 
 @dataclass(frozen=True)
@@ -35,7 +91,7 @@ class Settings:
     # loop; with two, any other busy process made each forward pass 10-50x slower (OpenMP spinning).
     torch_threads: int = 1
     # Processes that find faces when several photos arrive together (dlib's detector uses one core
-    # and holds Python's lock, so threads would not help); 0 or 1: the inference thread does it.
+    # and holds Python's lock, so threads would not help); 0: none, the inference thread does it.
     face_workers: int = 2
     telegram_base_url: str | None = None  # e.g. http://127.0.0.1:8081/bot (the token is appended)
     telegram_base_file_url: str | None = None
@@ -50,53 +106,46 @@ class Settings:
         return int(self.max_photo_mb * 1024 * 1024)
 
 
-def _number(env: Mapping[str, str], name: str, default: float, kind=float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number") from None
-    if value < 0:
-        raise SettingsError(f"{name} must not be negative")
-    return value
-
-
-def _port(env: Mapping[str, str], name: str) -> int | None:
-    if not env.get(name, "").strip():
-        return None
-    port = int(_number(env, name, 0, int))
-    if port > 65535:
-        raise SettingsError(f"{name} must be a port number, 0 to 65535")
-    return port
+# Which attribute of `Settings` each setting of `RANGES` fills.
+_NUMBER_ATTRIBUTES = {
+    "CONFIDENCE_THRESHOLD": "threshold",
+    "STRANGER_DISTANCE": "stranger_distance",
+    "MAX_PHOTO_MB": "max_photo_mb",
+    "RATE_LIMIT_PER_MINUTE": "rate_limit",
+    "QUEUE_SIZE": "queue_size",
+    "BATCH_WINDOW_MS": "batch_window_ms",
+    "MODEL_RELOAD_SECONDS": "reload_seconds",
+    "TORCH_THREADS": "torch_threads",
+    "FACE_WORKERS": "face_workers",
+    "WEB_PORT": "web_port",
+}
 
 
 def load_settings(env: Mapping[str, str] | None = None, dotenv: str | Path | None = None) -> Settings:
-    """Settings from `env` (default: `.env` in the working folder, overridden by the process environment)."""
+    """Settings from `env` (default: `.env` in the working folder, overridden by the process environment).
+
+    Raises `SettingsError` for the first number outside its range in `RANGES`.
+    """
     if env is None:
         env = environment(dotenv)
 
     def text(name: str) -> str | None:
         return env.get(name, "").strip() or None
 
+    # Unset numbers keep the defaults declared on `Settings`.
+    numbers = {
+        attribute: RANGES[name].parse(name, raw)
+        for name, attribute in _NUMBER_ATTRIBUTES.items()
+        if (raw := text(name)) is not None
+    }
     return Settings(
         telegram_token=text("TELEGRAM_TOKEN"),
         discord_token=text("DISCORD_TOKEN"),
         model_path=Path(text("MODEL_PATH") or DEFAULT_MODEL_PATH),
-        threshold=_number(env, "CONFIDENCE_THRESHOLD", DEFAULT_THRESHOLD),
-        stranger_distance=_number(env, "STRANGER_DISTANCE", None) if text("STRANGER_DISTANCE") else None,
-        max_photo_mb=_number(env, "MAX_PHOTO_MB", 20.0),
-        rate_limit=int(_number(env, "RATE_LIMIT_PER_MINUTE", 10, int)),
-        queue_size=int(_number(env, "QUEUE_SIZE", 32, int)),
-        batch_window_ms=_number(env, "BATCH_WINDOW_MS", 30.0),
-        reload_seconds=_number(env, "MODEL_RELOAD_SECONDS", 5.0),
-        torch_threads=max(1, int(_number(env, "TORCH_THREADS", 1, int))),
-        face_workers=int(_number(env, "FACE_WORKERS", 2, int)),
         telegram_base_url=text("TELEGRAM_BASE_URL"),
         telegram_base_file_url=text("TELEGRAM_BASE_FILE_URL"),
         discord_api_base=text("DISCORD_API_BASE"),
         discord_gateway_url=text("DISCORD_GATEWAY_URL"),
         web_host=text("WEB_HOST") or "127.0.0.1",
-        web_port=_port(env, "WEB_PORT"),
+        **numbers,
     )

@@ -43,3 +43,20 @@ def test_settings_from_the_environment_win_over_dotenv(tmp_path: Path, monkeypat
     assert settings.discord_token == "abc" and "abc" not in repr(settings)
     with pytest.raises(SettingsError, match="QUEUE_SIZE"):
         load_settings({"QUEUE_SIZE": "many"})
+
+
+@pytest.mark.parametrize("damage", ["not a model", "half of one"])
+def test_a_corrupt_model_at_start_is_one_line_saying_what_to_do_and_exit_2(
+    damage: str, exported: Path, tmp_path: Path
+) -> None:
+    model = tmp_path / "export.pkl"
+    good = exported.read_bytes()
+    model.write_bytes(b"not a model" if damage == "not a model" else good[: len(good) // 2])
+    # A token, so that start-up gets as far as loading the model; the default face-finding processes
+    # for the garbage file, so they are seen to be stopped too (the process would not exit otherwise).
+    workers = {"FACE_WORKERS": "0"} if damage == "half of one" else {}
+    done = run_bot(tmp_path, MODEL_PATH=str(model), TELEGRAM_TOKEN="123:abc", **workers)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if str(model) in line]
+    assert line.startswith(f"The model at {model} could not be loaded") and "python -m training" in line
