@@ -14,6 +14,7 @@ import numpy as np
 
 __all__ = [
     "ACCURACY_HEADING",
+    "NOISE_HEADING",
     "Figures",
     "Series",
     "machine_line",
@@ -24,6 +25,7 @@ __all__ = [
 ]
 
 ACCURACY_HEADING = "## Accuracy"
+NOISE_HEADING = "## Web noise"
 
 
 @dataclass(frozen=True)
@@ -190,24 +192,26 @@ def summary_json(f: Figures) -> str:
     )
 
 
-def _kept_accuracy(path: Path) -> str | None:
-    """The accuracy section of an earlier results file, when it holds a measured table."""
+def _kept_section(path: Path, heading: str) -> str | None:
+    """The section under `heading` (to the next top-level section) of an earlier results file, if it has a table."""
     if not path.is_file():
         return None
     text = path.read_text()
-    start = text.find(ACCURACY_HEADING)
+    start = text.find(f"{heading}\n")
     if start < 0:
         return None
-    section = text[start:].strip()
+    end = text.find("\n## ", start + len(heading))
+    section = text[start : end if end >= 0 else len(text)].strip()
     return section if "\n|" in section else None
 
 
 def write_results(path: Path, command: str, table: str, accuracy: str | None, skipped_note: str) -> None:
-    """Rewrite the results file with this run; an earlier accuracy table stays unless this run made one."""
-    accuracy_section = accuracy or _kept_accuracy(path) or f"{ACCURACY_HEADING}\n\n{skipped_note}"
+    """Rewrite the results file with this run; earlier accuracy and web-noise tables stay unless this run made one."""
+    accuracy_section = accuracy or _kept_section(path, ACCURACY_HEADING) or f"{ACCURACY_HEADING}\n\n{skipped_note}"
+    noise_section = _kept_section(path, NOISE_HEADING)  # written by bench/noise.py
     text = (
         "# Benchmarks: doppelbot against the fastai book's serving path\n\n"
         f"Latest run of `{command}` (rewritten by each full run; `--quick` writes nothing).\n\n"
-        f"{table}\n\n{accuracy_section}\n"
+        f"{table}\n\n{accuracy_section}\n" + (f"\n{noise_section}\n" if noise_section else "")
     )
     path.write_text(text)

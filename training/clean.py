@@ -22,7 +22,7 @@ from model.decode import DecodeLimits, ImageError, decode_image
 from model.encoder import FaceEncoder
 from model.faces import Face, FaceFinder
 
-from .identity import ANOTHER_PERSON, IdentityOptions, set_aside_faces
+from .identity import ANOTHER_PERSON, IdentityOptions, is_identity_reason, set_aside_faces
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -69,7 +69,7 @@ class SetAsideFace:
 def _counted(reason: str, n: int) -> str:
     if reason == ANOTHER_PERSON:
         return f"{n} of another person"
-    if reason.startswith("looks like "):
+    if is_identity_reason(reason) and reason != ANOTHER_PERSON:
         return f"{n} that {'looks' if n == 1 else 'look'} like {reason.removeprefix('looks like ')}"
     if reason == "near-duplicate":
         return f"{n} near-duplicate{'s' if n != 1 else ''}"
@@ -114,6 +114,7 @@ class CleanReport:
 
     def to_json(self) -> dict:
         return {
+            "faces": dict(self.faces),
             "kept": dict(self.kept),
             "dropped": dict(self.dropped),
             "set_aside": {name: dict(reasons) for name, reasons in self.set_aside.items()},

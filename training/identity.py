@@ -27,7 +27,15 @@ from sklearn.cluster import AgglomerativeClustering
 
 from model.strangers import Gallery, leave_one_out
 
-__all__ = ["ANOTHER_PERSON", "IdentityOptions", "NoDominantPerson", "SetAside", "looks_like", "set_aside_faces"]
+__all__ = [
+    "ANOTHER_PERSON",
+    "IdentityOptions",
+    "NoDominantPerson",
+    "SetAside",
+    "is_identity_reason",
+    "looks_like",
+    "set_aside_faces",
+]
 
 ANOTHER_PERSON = "another person"
 
@@ -35,6 +43,11 @@ ANOTHER_PERSON = "another person"
 def looks_like(name: str) -> str:
     """The reason given for a face nearer another class's person than its own class's."""
     return f"looks like {name}"
+
+
+def is_identity_reason(reason: str) -> bool:
+    """Whether a face was set aside for who it shows (not, say, as a near-duplicate)."""
+    return reason == ANOTHER_PERSON or reason.startswith(looks_like(""))
 
 
 class NoDominantPerson(ValueError):
