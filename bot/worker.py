@@ -3,20 +3,25 @@
 Photos that arrive within `batch_window` seconds of each other share one forward pass. A full
 queue refuses at once (the caller tells the user to retry) instead of letting waits grow without
 bound. The model can be swapped while running: requests already taken finish on the old one.
+Nothing one photo or one caller does stops the thread, and a thread that stops anyway is replaced:
+every photo taken is answered, with an error if it must be.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from model.answers import PhotoAnswer
+from model.decode import DecodedImage
 
 __all__ = ["Busy", "InferenceWorker", "ModelWatcher", "Result"]
 
@@ -24,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 class Busy(Exception):
-    """The queue is full: try again later."""
+    """The queue is full, or the worker is stopping: try again later."""
 
 
 @dataclass
@@ -35,11 +40,14 @@ class Result:
     annotated: bytes | None = None  # JPEG
 
 
+_Answered = tuple[PhotoAnswer, DecodedImage | None]  # an answer, and the decoded photo when its boxes are drawn
+
+
 @dataclass
 class _Job:
     data: bytes
     loop: asyncio.AbstractEventLoop
-    future: asyncio.Future
+    future: asyncio.Future  # of an `_Answered`
 
 
 _STOP = object()
@@ -61,28 +69,60 @@ class InferenceWorker:
         self.max_batch = max_batch
         self.annotate_from = annotate_from  # faces from which the photo is sent back with boxes
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
-        self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
         self.batches: list[int] = []  # sizes of the last batches run, for tests and logs
+        self._lock = threading.Lock()  # closing, and starting a thread, against taking a photo
+        self._closing = False
+        self._in_hand: list[_Job] = []  # the batch the thread is on, answered by whoever stops it
+        self._start_thread()
+
+    def _start_thread(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
         self._thread.start()
 
     async def classify(self, data: bytes) -> Result:
-        """The answer for one photo; raises `Busy` at once when the queue is full."""
+        """The answer for one photo; raises `Busy` at once when the queue is full or the worker is stopping."""
         loop = asyncio.get_running_loop()
         job = _Job(data, loop, loop.create_future())
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
-            raise Busy from None
-        return await job.future
+        with self._lock:
+            if self._closing:
+                raise Busy
+            if not self._thread.is_alive():  # should never be needed: a dying thread starts its successor
+                log.error("the inference thread had stopped; starting a new one")
+                self._start_thread()
+            try:
+                self._queue.put_nowait(job)
+            except queue.Full:
+                raise Busy from None
+        answer, image = await job.future
+        if len(answer.faces) < self.annotate_from:
+            return Result(answer)
+        # Drawn here, off the inference thread, which is already on the next photos.
+        limits = getattr(self.classifier, "limits", None)
+        return Result(answer, await asyncio.to_thread(_boxed_jpeg, data, answer, image, limits))
 
     def swap(self, classifier) -> None:
         """Serve the next batches with `classifier`; the batch in progress finishes on the old one."""
         self.classifier = classifier
 
     def close(self, timeout: float | None = None) -> None:
-        """Finish every queued photo, then stop the thread."""
-        self._queue.put(_STOP)
-        self._thread.join(timeout)
+        """Finish the queued photos, then stop the thread; within `timeout` seconds if given.
+
+        Photos not answered by then (the thread is stuck on one) are answered with `Busy`, so no
+        caller waits for ever; new photos get `Busy` at once.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            self._closing = True
+        with contextlib.suppress(queue.Full):  # full: the thread is stuck, and the photos are answered below
+            self._queue.put(_STOP, timeout=timeout)
+        self._thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        left = [*self._in_hand, *_drain(self._queue)]
+        if left:
+            log.warning("stopping with %d photos unanswered; telling their senders to try again", len(left))
+        for job in left:
+            _deliver(job, None, Busy())
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(_STOP)  # the thread stops if it ever comes back
 
     def _take_batch(self) -> list[_Job] | None:
         first = self._queue.get()
@@ -93,50 +133,89 @@ class InferenceWorker:
         while len(batch) < self.max_batch:
             remaining = deadline - time.monotonic()
             try:
-                job = self._queue.get(timeout=max(remaining, 0)) if remaining > 0 else self._queue.get_nowait()
+                job = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
             except queue.Empty:
                 break
             if job is _STOP:
-                self._queue.put(_STOP)  # stop after this batch
+                with contextlib.suppress(queue.Full):
+                    self._queue.put_nowait(_STOP)  # stop after this batch
                 break
             batch.append(job)
         return batch
 
     def _run(self) -> None:
-        while (batch := self._take_batch()) is not None:
-            classifier = self.classifier
-            try:
-                answers = classifier.classify_many([job.data for job in batch])
-                results = [self._result(classifier, job.data, a) for job, a in zip(batch, answers, strict=True)]
-            except Exception as e:  # the thread must outlive any one bad batch
-                log.exception("inference failed for a batch of %d", len(batch))
-                for job in batch:
-                    job.loop.call_soon_threadsafe(_settle, job.future, None, e)
-                continue
-            self.batches = [*self.batches[-99:], len(batch)]
-            for job, result in zip(batch, results, strict=True):
-                job.loop.call_soon_threadsafe(_settle, job.future, result, None)
+        try:
+            while (batch := self._take_batch()) is not None:
+                self._in_hand = batch
+                self._serve(batch)
+                self._in_hand = []
+        except BaseException:  # beyond one batch's handling (a library's SystemExit, say): this thread ends
+            log.exception("the inference thread was stopped")
+        finally:
+            # The photos in hand are answered, and unless the worker is closing, a new thread takes the queue on.
+            for job in self._in_hand:
+                _deliver(job, None, RuntimeError("the inference thread stopped while on this photo"))
+            self._in_hand = []
+            with self._lock:
+                if not self._closing:
+                    log.error("the inference thread stopped; starting a new one")
+                    self._start_thread()
 
-    def _result(self, classifier, data: bytes, answer: PhotoAnswer) -> Result:
-        if len(answer.faces) < self.annotate_from:
-            return Result(answer)
-        from model.annotate import annotate
+    def _serve(self, batch: list[_Job]) -> None:
+        classifier = self.classifier
+        try:
+            found = _classify(classifier, [job.data for job in batch], self.annotate_from)
+        except Exception as e:  # the thread must outlive any one bad batch
+            log.exception("inference failed for a batch of %d", len(batch))
+            for job in batch:
+                _deliver(job, None, e)
+            return
+        self.batches = [*self.batches[-99:], len(batch)]
+        for job, result in zip(batch, found, strict=True):
+            _deliver(job, result, None)
 
-        image = annotate(data, answer, classifier.limits)
-        out = _jpeg(image)
-        return Result(answer, out)
+
+def _classify(classifier, photos: Sequence[bytes], images_from: int) -> list[_Answered]:
+    keeping = getattr(classifier, "classify_keeping_images", None)
+    if keeping is None:  # stand-ins (no model yet, tests' fakes) only answer
+        return [(answer, None) for answer in classifier.classify_many(photos)]
+    return keeping(photos, images_from)
 
 
-def _jpeg(image) -> bytes:
-    import io
+def _boxed_jpeg(data: bytes, answer: PhotoAnswer, image: DecodedImage | None, limits) -> bytes | None:
+    """The photo with its boxes, as JPEG; None when they cannot be drawn (the answer goes without them)."""
+    from model.annotate import annotate, draw_faces
 
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=88)
+    try:
+        boxed = draw_faces(image, answer) if image is not None else annotate(data, answer, limits)
+        buffer = io.BytesIO()
+        boxed.save(buffer, "JPEG", quality=88)
+    except Exception:
+        log.exception("could not draw the boxes on a photo; answering without them")
+        return None
     return buffer.getvalue()
 
 
-def _settle(future: asyncio.Future, result: Result | None, error: BaseException | None) -> None:
-    if future.cancelled():
+def _drain(jobs: queue.Queue) -> list[_Job]:
+    taken = []
+    with contextlib.suppress(queue.Empty):
+        while True:
+            job = jobs.get_nowait()
+            if job is not _STOP:
+                taken.append(job)
+    return taken
+
+
+def _deliver(job: _Job, result: _Answered | None, error: BaseException | None) -> None:
+    """Hand an answer to its caller's event loop; a caller whose loop has closed is gone, which stops nothing."""
+    try:
+        job.loop.call_soon_threadsafe(_settle, job.future, result, error)
+    except RuntimeError:  # the loop is closed
+        log.info("a photo's caller left before its answer")
+
+
+def _settle(future: asyncio.Future, result: _Answered | None, error: BaseException | None) -> None:
+    if future.done():  # cancelled, or already answered (when stopping)
         return
     if error is not None:
         future.set_exception(error)

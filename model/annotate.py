@@ -5,9 +5,9 @@ from __future__ import annotations
 from PIL import Image, ImageDraw, ImageFont
 
 from .answers import FaceAnswer, PhotoAnswer
-from .decode import DecodeLimits, decode_image
+from .decode import DecodedImage, DecodeLimits, decode_image
 
-__all__ = ["BOX_COLOURS", "annotate", "face_caption"]
+__all__ = ["BOX_COLOURS", "annotate", "draw_faces", "face_caption"]
 
 # Sure answers in green, unsure in amber, someone else in grey: readable on most photos and to
 # most colour-blind eyes.
@@ -25,7 +25,11 @@ def face_caption(number: int, face: FaceAnswer) -> str:
 
 def annotate(data: bytes, answer: PhotoAnswer, limits: DecodeLimits | None = None) -> Image.Image:
     """The photo, upright and at working size, with a numbered box and caption on each face."""
-    image = decode_image(data, limits)
+    return draw_faces(decode_image(data, limits), answer)
+
+
+def draw_faces(image: DecodedImage, answer: PhotoAnswer) -> Image.Image:
+    """`annotate` for a photo already decoded (as the face search keeps it): no second decode."""
     im = Image.fromarray(image.pixels).copy()
     draw = ImageDraw.Draw(im)
     line = max(2, round(max(im.size) / 400))

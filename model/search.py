@@ -1,45 +1,80 @@
-"""Photo bytes to faces: in this process, or for several photos at once in a pool of processes.
+"""Photo bytes to faces: in this process, or in a pool of processes that no photo can take down.
 
 dlib's detector holds Python's GIL, so threads cannot find faces in two photos at once (tried:
 0.78x); processes can. The pool's workers import dlib, NumPy and Pillow, never torch, and are
-started with `spawn`, which is safe beside torch's threads.
+started with `spawn`, which is safe beside torch's threads. A photo that hangs a worker past the
+deadline, or kills it, costs that photo alone: its worker is replaced and the others are run again.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
 import time
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from functools import partial
+from typing import NamedTuple
 
 from .answers import PhotoAnswer
-from .decode import DecodeLimits, ImageError, decode_image
+from .decode import DecodedImage, DecodeLimits, ImageError, decode_image
 from .faces import FaceFinder, FaceOptions, FaceSearch
 
-__all__ = ["FacePool", "default_workers", "search_photo"]
+__all__ = ["DEFAULT_PHOTO_TIMEOUT", "FacePool", "Searched", "default_workers", "search_photo"]
 
 log = logging.getLogger(__name__)
 
 Found = FaceSearch | PhotoAnswer
 
+# Seconds a photo may take in the pool: finding faces takes well under a second even in a 40 MP photo,
+# and a fresh worker starts in one or two, so only a photo that hangs a library gets near this.
+DEFAULT_PHOTO_TIMEOUT = 20.0
 
-def search_photo(data: bytes, finder: FaceFinder, limits: DecodeLimits) -> Found:
-    """The faces in one photo, or the answer that says why it cannot be read."""
+
+class Searched(NamedTuple):
+    """One photo's faces (or the answer that says why there are none), and its image when kept for drawing."""
+
+    found: Found
+    image: DecodedImage | None = None  # the decoded photo, so that its boxes are drawn without decoding it again
+
+
+def _failed() -> PhotoAnswer:
+    return PhotoAnswer("error", error="Something went wrong reading this photo.", error_kind="Internal")
+
+
+def _too_long() -> PhotoAnswer:
+    return PhotoAnswer(
+        "error", error="This photo took too long to look at, so I gave up on it.", error_kind="PhotoTimeout"
+    )
+
+
+def _crashed() -> PhotoAnswer:
+    return PhotoAnswer(
+        "error", error="This photo made my face finder crash, so I can't answer it.", error_kind="PhotoCrashed"
+    )
+
+
+def search_photo(data: bytes, finder: FaceFinder, limits: DecodeLimits, images_from: int | None = None) -> Searched:
+    """The faces in one photo, or the answer that says why it cannot be read.
+
+    The decoded image comes along when the photo has at least `images_from` faces (None: never).
+    """
     start = time.perf_counter()
     try:
         image = decode_image(data, limits)
         decode_s = time.perf_counter() - start
         search = finder.find(image)
     except ImageError as e:
-        return PhotoAnswer("error", error=str(e), error_kind=type(e).__name__)
+        return Searched(PhotoAnswer("error", error=str(e), error_kind=type(e).__name__))
     except Exception:  # a photo that breaks a library must not take the others down
         log.exception("unexpected failure reading a photo")
-        return PhotoAnswer("error", error="Something went wrong reading this photo.", error_kind="Internal")
+        return Searched(_failed())
     search.decode_s = decode_s
-    return search
+    keep = images_from is not None and len(search.faces) >= images_from
+    return Searched(search, image if keep else None)
 
 
 def default_workers() -> int:
@@ -47,32 +82,44 @@ def default_workers() -> int:
     return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
-# Each worker's face finders, by options: made once, on the first photo that needs them.
-_finders: dict[FaceOptions, FaceFinder] = {}
+# Each worker's face finders, by kind and options: made once, on the first photo that needs them.
+_finders: dict[tuple[type[FaceFinder], FaceOptions], FaceFinder] = {}
 
 
-def _finder(options: FaceOptions) -> FaceFinder:
-    if options not in _finders:
-        _finders[options] = FaceFinder(options)
-    return _finders[options]
+def _finder(kind: type[FaceFinder], options: FaceOptions) -> FaceFinder:
+    if (kind, options) not in _finders:
+        _finders[kind, options] = kind(options)
+    return _finders[kind, options]
 
 
-def _search_in_worker(data: bytes, options: FaceOptions, limits: DecodeLimits) -> Found:
-    return search_photo(data, _finder(options), limits)
+def _search_in_worker(
+    kind: type[FaceFinder], options: FaceOptions, limits: DecodeLimits, images_from: int | None, data: bytes
+) -> Searched:
+    return search_photo(data, _finder(kind, options), limits, images_from)
 
 
 def _warm_up(options: FaceOptions) -> None:
-    _finder(options)  # the finder stays in the worker: dlib's objects do not pickle
+    _finder(FaceFinder, options)  # the finder stays in the worker: dlib's objects do not pickle
 
 
 class FacePool:
-    """Finds the faces of several photos in parallel; `search_in_parts` answers in the photos' order."""
+    """Finds the faces of several photos in parallel; `search_in_parts` answers in the photos' order.
 
-    def __init__(self, workers: int) -> None:
+    `photo_timeout`: seconds a photo may take from the moment it is handed to the pool.
+    """
+
+    def __init__(self, workers: int, photo_timeout: float = DEFAULT_PHOTO_TIMEOUT) -> None:
+        if not (math.isfinite(photo_timeout) and photo_timeout > 0):
+            raise ValueError(f"photo_timeout must be a positive number of seconds, not {photo_timeout!r}")
         self.workers = workers
+        self.photo_timeout = photo_timeout
         self._executor: ProcessPoolExecutor | None = None
+        self._closed = False
 
     def _pool(self) -> ProcessPoolExecutor:
+        if self._closed:
+            # After close, no new processes: one started now could outlive the bot's shutdown.
+            raise RuntimeError("the face-finding processes were closed")
         if self._executor is None:
             context = multiprocessing.get_context("spawn")
             self._executor = ProcessPoolExecutor(self.workers, mp_context=context)
@@ -93,20 +140,135 @@ class FacePool:
         return True
 
     def search_in_parts(
-        self, photos: Sequence[bytes], finder: FaceFinder, limits: DecodeLimits, parts: int = 4
-    ) -> Iterator[list[Found]]:
+        self,
+        photos: Sequence[bytes],
+        finder: FaceFinder,
+        limits: DecodeLimits,
+        parts: int = 4,
+        images_from: int | None = None,
+    ) -> Iterator[list[Searched]]:
         """The photos' faces, found as `finder` finds them, in up to `parts` runs of photos, each as soon as done.
 
-        All photos are handed out at once; a dead worker shows as `BrokenProcessPool` from the iterator
-        (the caller closes the pool and searches in-process; new workers start with the next photos).
+        All photos are handed out at once. Every photo is answered: one that takes longer than
+        `photo_timeout` is answered "took too long", one that crashes its worker "crashed"; either way the
+        workers are replaced and the other photos run again (never in this process). `images_from`: as
+        for `search_photo`.
         """
-        futures = [self._pool().submit(_search_in_worker, data, finder.options, limits) for data in photos]
-        size = -(-len(futures) // max(1, parts))
-        for start in range(0, len(futures), size):
-            yield [f.result() for f in futures[start : start + size]]
+        batch = _Batch(self, photos, partial(_search_in_worker, type(finder), finder.options, limits, images_from))
+        size = max(1, -(-len(photos) // max(1, parts)))
+        for start in range(0, len(photos), size):
+            yield [batch.result(i) for i in range(start, min(start + size, len(photos)))]
 
-    def close(self) -> None:
-        """Stop the workers; a later search starts new ones."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
+    def _replace(self) -> None:
+        """Kill the workers now (one may be stuck on a photo for good); the next photo starts new ones."""
+        self._stop(grace=0.0)
+
+    def _stop(self, grace: float) -> None:
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        # Taken before shutdown, which forgets them; a worker stuck on a photo never exits by itself.
+        processes = list((executor._processes or {}).values())
+        manager = executor._executor_manager_thread
+        executor.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + grace
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+        for process in processes:
+            if process.is_alive():
+                process.kill()
+                process.join()
+        if manager is not None:
+            manager.join(10)  # it settles every future of the old workers, then ends
+
+    def close(self, grace: float = 5.0) -> None:
+        """Stop the workers (killed after `grace` seconds); no process starts after this, photos get errors."""
+        self._closed = True
+        self._stop(grace)
+
+
+class _Batch:
+    """One call's photos in the pool, each answered whatever another photo does to the workers.
+
+    When the pool breaks, nobody says which photo broke it: every photo then unfinished becomes a
+    suspect and runs again alone, so that a photo that breaks the pool while alone is the one.
+    A suspect that comes through (its worker was killed from outside, say) is answered as usual.
+    """
+
+    def __init__(self, pool: FacePool, photos: Sequence[bytes], task: Callable[[bytes], Searched]) -> None:
+        self.pool, self.photos, self.task = pool, photos, task
+        self.done: dict[int, Searched] = {}
+        self.running: dict[int, tuple[Future, float]] = {}  # photo → its future and deadline
+        self.suspects: set[int] = set()
+        self._submit(range(len(photos)))
+
+    def result(self, i: int) -> Searched:
+        """Photo `i`'s faces, or its error answer; waits no longer than its deadline (and any re-runs')."""
+        while i not in self.done:
+            if i not in self.running:
+                self._submit([i])  # a suspect's turn: alone in the pool
+                continue
+            future, deadline = self.running[i]
+            try:
+                found = future.result(timeout=max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                log.error("a photo took over %.0f s; replacing the face-finding processes", self.pool.photo_timeout)
+                self._lost(i, _too_long())
+            except BrokenProcessPool:
+                if i in self.suspects:
+                    log.error("a photo crashed a face-finding process on its own; answering it with an error")
+                    self._lost(i, _crashed())
+                else:
+                    log.error("a face-finding process died; running its batch's unfinished photos again, one by one")
+                    self._lost(i, None)
+            except CancelledError:  # the pool was closed or replaced under this photo: not its doing
+                self._lost(i, None, suspect=False)
+            except Exception:  # the search itself failed in the worker (search_photo catches what it can)
+                log.exception("unexpected failure finding faces in a photo")
+                self._finish(i, Searched(_failed()))
+            else:
+                self._finish(i, found)
+        return self.done[i]
+
+    def _finish(self, i: int, searched: Searched) -> None:
+        self.done[i] = searched
+        self.running.pop(i, None)
+
+    def _lost(self, i: int, answer: PhotoAnswer | None, suspect: bool = True) -> None:
+        """The pool is replaced; photo `i` is answered with `answer` (None: it runs again), the others are settled."""
+        self.pool._replace()  # every future of the old workers is settled once it returns
+        if answer is not None:
+            self._finish(i, Searched(answer))
+        broke = answer is None and suspect  # the pool broke with no culprit known
+        again = []
+        for j, (future, _) in list(self.running.items()):
+            if future.done() and not future.cancelled() and future.exception() is None:
+                self._finish(j, future.result())  # finished before the pool went
+                continue
+            del self.running[j]
+            if broke:
+                self.suspects.add(j)
+            elif j not in self.suspects:
+                again.append(j)  # cut short by the replacement, through no fault of its own
+        self._submit(again)
+
+    def _submit(self, indices: Sequence[int]) -> None:
+        for attempt in range(2):
+            try:
+                pool = self.pool._pool()
+                for i in indices:
+                    if i not in self.running:
+                        deadline = time.monotonic() + self.pool.photo_timeout
+                        self.running[i] = (pool.submit(self.task, self.photos[i]), deadline)
+                return
+            except BrokenProcessPool:  # it broke before these photos came (a worker died while idle)
+                for i in indices:
+                    self.running.pop(i, None)
+                if attempt == 0:
+                    self.pool._replace()
+            except (OSError, RuntimeError):  # no process can start, or the pool is closed
+                log.exception("the face-finding processes are unavailable")
+                break
+        for i in indices:
+            self.running.pop(i, None)
+            self._finish(i, Searched(_failed()))

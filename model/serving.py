@@ -7,11 +7,9 @@ prints a progress bar for every item).
 
 from __future__ import annotations
 
-import logging
 import time
 import warnings
 from collections.abc import Sequence
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -25,14 +23,12 @@ with warnings.catch_warnings():
     from fastai.vision.core import PILImage, TensorImage
 
 from .answers import DEFAULT_THRESHOLD, FaceAnswer, PhotoAnswer
-from .decode import DecodeLimits
+from .decode import DecodedImage, DecodeLimits
 from .encoder import FaceEncoder
 from .faces import Face, FaceFinder, FaceOptions, FaceSearch
 from .resources import DEFAULT_MODEL_PATH
-from .search import FacePool, search_photo
+from .search import FacePool, Searched, search_photo
 from .strangers import Gallery
-
-log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_MODEL_PATH", "DEFAULT_THRESHOLD", "FaceClassifier", "ModelNotFound"]
 
@@ -219,14 +215,26 @@ class FaceClassifier:
         With a pool, the faces of the first photos go through the network while the pool's processes
         still look for the next ones' (a pass per quarter of the photos), so that no core waits.
         """
-        if self.pool is not None and len(photos) > 1:
-            parts = self.pool.search_in_parts(photos, self.finder, self.limits)
-            try:
-                return [answer for part in parts for answer in self._answer(part)]
-            except BrokenProcessPool:
-                self.pool.close()
-                log.error("a face-finding process died; finding these photos' faces here instead")
-        return self._answer([search_photo(data, self.finder, self.limits) for data in photos])
+        return [answer for answer, _ in self.classify_keeping_images(photos)]
+
+    def classify_keeping_images(
+        self, photos: Sequence[bytes], images_from: int | None = None
+    ) -> list[tuple[PhotoAnswer, DecodedImage | None]]:
+        """As `classify_many`, with the decoded image of each photo that has at least `images_from` faces.
+
+        For drawing a photo's boxes without decoding it a second time (None: no images kept). With a
+        pool, every photo is searched in the pool's processes, a single one too: there a photo that
+        hangs or crashes a library costs only its own answer, never this process.
+        """
+        if self.pool is not None and photos:
+            parts = self.pool.search_in_parts(photos, self.finder, self.limits, images_from=images_from)
+        else:
+            parts = [[search_photo(data, self.finder, self.limits, images_from) for data in photos]]
+        return [pair for part in parts for pair in self._answer_keeping_images(part)]
+
+    def _answer_keeping_images(self, part: Sequence[Searched]) -> list[tuple[PhotoAnswer, DecodedImage | None]]:
+        answers = self._answer([searched.found for searched in part])
+        return [(answer, searched.image) for answer, searched in zip(answers, part, strict=True)]
 
     def _answer(self, searches: Sequence[FaceSearch | PhotoAnswer]) -> list[PhotoAnswer]:
         """Each photo's answer from its faces, all faces in one forward pass."""

@@ -48,6 +48,34 @@ def test_no_face_bad_files_and_not_sure(core: ChatCore, exported) -> None:
     assert text.startswith("Not sure (maybe Eileen, ")
 
 
+def test_a_group_photo_is_decoded_once_and_its_boxes_drawn_as_before(core: ChatCore, monkeypatch) -> None:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    import model.annotate
+    import model.search
+    from model.annotate import annotate
+    from model.decode import decode_image
+
+    decoded_on = []
+
+    def counted(data, limits=None):
+        decoded_on.append(threading.current_thread().name)
+        return decode_image(data, limits)
+
+    monkeypatch.setattr(model.search, "decode_image", counted)
+    monkeypatch.setattr(model.annotate, "decode_image", counted)
+    photo = jpeg(scene(4, twins=(True, False, False, True)))
+    reply = run(core.answer_photo(photo, USER))
+    monkeypatch.undo()
+    assert decoded_on == ["inference"]  # the face search's decode: the boxes are drawn on the image it kept
+    boxed = np.asarray(Image.open(io.BytesIO(reply.image)), dtype=float)
+    expected = np.asarray(annotate(photo, reply.answer), dtype=float)
+    assert boxed.shape == expected.shape and np.abs(boxed - expected).mean() < 2
+
+
 def test_too_large_is_refused_before_and_after_download(core: ChatCore) -> None:
     assert core.refuse_size(25 * 1024 * 1024).text.startswith("That file is 25 MB; I can look at files up to 20 MB")
     assert core.refuse_size(1000) is None
