@@ -174,7 +174,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
         """What is recorded about the model answering now: read when it was loaded, swapped with it."""
         return getattr(worker.classifier, "model_info", None)
 
-    core = ChatCore(worker, RateLimiter(settings.rate_limit), model_info, settings.max_bytes)
+    core = ChatCore(worker, RateLimiter(settings.rate_limit), model_info, settings.max_bytes, settings.max_faces_listed)
     watching = asyncio.create_task(watcher.watch(settings.reload_seconds))
     code = 0
     try:

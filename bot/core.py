@@ -1,30 +1,59 @@
 """The chat core: image bytes and a little context in, a reply out. Knows no chat service.
 
 Every sentence a user reads is written here, once, so Telegram, Discord and the web page say the
-same thing the same way.
+same thing the same way (the words for the model's answers, and how a reply is cut into messages each
+chat service accepts, are in `replies.py`). So is the one photo flow every adapter goes through
+(`ChatCore.answer`: type and announced size, rate limit, download, answer), and the one rule for what
+counts as an image.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections import defaultdict, deque
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 
-from model.answers import FaceAnswer, PhotoAnswer
+from .ratelimit import RateLimiter
+from .replies import (
+    DISCORD,
+    MAX_FACES_LISTED,
+    TELEGRAM,
+    MessageLimits,
+    Reply,
+    describe,
+    display_name,
+    face_line,
+    reply_messages,
+)
 
 __all__ = [
     "COMMAND_DESCRIPTIONS",
+    "DISCORD",
+    "IMAGE_SUFFIXES",
+    "MAX_FACES_LISTED",
+    "TELEGRAM",
     "WHOIS_PHOTO_DESCRIPTION",
     "ChatCore",
+    "Indicator",
+    "MessageLimits",
     "ModelInfo",
+    "Photo",
     "RateLimiter",
+    "Refused",
     "Reply",
     "Request",
+    "describe",
+    "display_name",
+    "face_line",
+    "is_image",
     "read_model_info",
+    "reply_messages",
+    "showing",
 ]
 
 log = logging.getLogger("doppelbot")
@@ -37,16 +66,11 @@ COMMAND_DESCRIPTIONS = {
     "whois": "Who is in this photo? I answer for every face I find.",
 }
 WHOIS_PHOTO_DESCRIPTION = "A photo with one or more faces"
-
-
-@dataclass(frozen=True)
-class Reply:
-    """What to send back: text, and a JPEG with numbered boxes when the photo has several faces."""
-
-    text: str
-    image: bytes | None = None
-    answer: PhotoAnswer | None = None  # the model's answer, for adapters that show more than words
-    refused: str | None = None  # why the model never saw the photo: "rate_limited", "too_large", "busy"
+# Names of the formats the decoder reads (model/decode.py): a file so named is looked at whatever type its
+# sender declared (phones and scripts send photos as application/octet-stream).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
+# Types that say nothing of what a file holds.
+_UNTYPED = frozenset({"", "application/octet-stream", "binary/octet-stream"})
 
 
 @dataclass(frozen=True)
@@ -81,54 +105,69 @@ def read_model_info(model_path: Path) -> ModelInfo | None:
     return ModelInfo(list(meta.get("classes", [])), meta.get("accuracy"), meta.get("trained_at"), meta.get("n_valid"))
 
 
-class RateLimiter:
-    """At most `limit` photos per user in any `period` seconds (a sliding window)."""
+@dataclass(frozen=True)
+class Indicator:
+    """A chat service's "typing..." status: `show()` puts it up for a few seconds, so it is shown every `every` s."""
 
-    def __init__(self, limit: int, period: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit, self.period, self.clock = limit, period, clock
-        self._seen: dict[str, deque[float]] = defaultdict(deque)
-
-    def wait_for(self, user: str) -> float:
-        """0 and the photo counts, or the seconds until this user may send another."""
-        now, seen = self.clock(), self._seen[user]
-        while seen and seen[0] <= now - self.period:
-            seen.popleft()
-        if len(seen) >= self.limit:
-            return seen[0] + self.period - now
-        seen.append(now)
-        return 0.0
+    show: Callable[[], Awaitable[object]]
+    every: float
 
 
-def _percent(p: float) -> str:
-    return f"{p:.0%}"
+@contextlib.asynccontextmanager
+async def showing(indicator: Indicator | None) -> AsyncIterator[None]:
+    """Keep `indicator` up while the block runs; failing to show it is logged, never raised."""
+    if indicator is None:
+        yield
+        return
+    task = asyncio.create_task(_keep_showing(indicator))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
-def _neither(face: FaceAnswer) -> str:
-    return "either of them" if len(face.probabilities) <= 2 else "any of them"
+async def _keep_showing(indicator: Indicator) -> None:
+    while True:
+        try:
+            await indicator.show()
+        except Exception as e:  # any failure: a missing "typing..." must never cost the answer
+            log.debug("could not show that the bot is working: %s", type(e).__name__)
+        await asyncio.sleep(indicator.every)
 
 
-def face_line(face: FaceAnswer) -> str:
-    """`Jessica Chastain, 97% sure`, `not sure (maybe Jessica Chastain, 55%)`, or someone else."""
-    if not face.known:
-        return f"someone who doesn't look like {_neither(face)} (closest: {face.label})"
-    if face.sure:
-        return f"{face.label}, {_percent(face.confidence)} sure"
-    return f"not sure (maybe {face.label}, {_percent(face.confidence)})"
+# -- the photo flow ------------------------------------------------------------------------------
 
 
-def describe(answer: PhotoAnswer, annotated: bytes | None = None) -> Reply:
-    """The reply for the model's answer about one photo."""
-    if answer.outcome != "ok":
-        return Reply(answer.note or "Something went wrong with this photo.", answer=answer)
-    if len(answer.faces) == 1:
-        face = answer.faces[0]
-        if not face.known:
-            return Reply(f"This doesn't look like {_neither(face)}. Closest: {face.label}.", answer=answer)
-        text = face_line(face)
-        return Reply(text[0].upper() + text[1:], answer=answer)
-    lines = [f"I found {len(answer.faces)} faces:"]
-    lines += [f"{i}. {face_line(face)}" for i, face in enumerate(answer.faces, start=1)]
-    return Reply("\n".join(lines), annotated, answer=answer)
+def is_image(content_type: str | None, name: str | None = None) -> bool:
+    """Whether a file is worth fetching as a photo, from what its sender declared: every adapter's one rule.
+
+    An image type, or a name with an image suffix, is looked at. So is a file that says nothing of itself
+    (no type or octet-stream, and no suffix): the decoder checks the bytes anyway. Another declared type (a
+    PDF, a text) or another suffix is refused unread.
+    """
+    kind = (content_type or "").split(";")[0].strip().lower()
+    suffix = PurePosixPath(name or "").suffix.lower()
+    return kind.startswith("image/") or suffix in IMAGE_SUFFIXES or (kind in _UNTYPED and not suffix)
+
+
+@dataclass(frozen=True)
+class Photo:
+    """A file a user sent, as the chat service announces it, and how to fetch it: not fetched yet."""
+
+    download: Callable[[], Awaitable[bytes]]  # raises `Refused` to answer with its reply instead
+    size: int | None = None  # as announced; None when the service does not say
+    content_type: str | None = None
+    name: str | None = None
+
+
+class Refused(Exception):
+    """Raised by a `Photo.download` that cannot or must not fetch the photo; `reply` tells the user why."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(reply.refused or reply.text)
+        self.reply = reply
 
 
 class ChatCore:
@@ -140,11 +179,13 @@ class ChatCore:
         limiter: RateLimiter,
         model_info: Callable[[], ModelInfo | None] = lambda: None,
         max_bytes: int = 20 * 1024 * 1024,
+        max_faces_listed: int = MAX_FACES_LISTED,
     ) -> None:
         self.worker = worker
         self.limiter = limiter
         self.model_info = model_info
         self.max_bytes = max_bytes
+        self.max_faces_listed = max_faces_listed
 
     # -- photos ------------------------------------------------------------------------------
 
@@ -152,14 +193,20 @@ class ChatCore:
         """A reply refusing a file by its announced size, before it is downloaded; None if it may come."""
         if size is not None and size > self.max_bytes:
             mb = self.max_bytes / (1024 * 1024)
-            return Reply(f"That file is {size / (1024 * 1024):.0f} MB; I can look at files up to {mb:.0f} MB.")
+            return Reply(
+                f"That file is {size / (1024 * 1024):.0f} MB; I can look at files up to {mb:.0f} MB.",
+                refused="too_large",
+            )
         return None
 
     def not_an_image(self) -> Reply:
-        return Reply("That file isn't an image. Send me a photo (JPEG, PNG, WebP, GIF...) with a face in it.")
+        return Reply(
+            "That file isn't an image. Send me a photo (JPEG, PNG, WebP, GIF...) with a face in it.",
+            refused="not_an_image",
+        )
 
     def download_failed(self) -> Reply:
-        return Reply("I couldn't download that file; please send it again.")
+        return Reply("I couldn't download that file; please send it again.", refused="download_failed")
 
     def whois_without_photo(self) -> Reply:
         return Reply("Reply to a photo with /whois (or a mention of me) and I'll tell you who is in it.")
@@ -173,30 +220,62 @@ class ChatCore:
     def failed(self) -> Reply:
         return Reply("Sorry, something went wrong on my side. Please try again.")
 
-    async def answer_photo(self, data: bytes, request: Request) -> Reply:
-        """Classify one photo for `request`'s user and word the answer."""
+    async def answer(self, photo: Photo, request: Request, working: Indicator | None = None) -> Reply:
+        """Every adapter's photo flow: refuse by type and announced size, rate-limit, download, then answer.
+
+        Nothing is downloaded for a photo that is refused. Only a photo the model takes counts against the
+        user's rate limit, whatever the model finds in it: one refused for its type or size, one that could not
+        be fetched, and one turned away because the bot is busy give their place back. `working` ("typing...")
+        is shown from the download to the answer.
+        """
         from .worker import Busy  # the worker module stays out of adapters' imports
 
         start = time.perf_counter()
-        wait = self.limiter.wait_for(f"{request.adapter}:{request.user}")
-        if wait > 0:
-            self._log(request, "rate-limited", 0, start)
-            return Reply(
-                f"You're sending photos faster than I can look at them; try again in {wait:.0f} seconds.",
-                refused="rate_limited",
-            )
-        if len(data) > self.max_bytes:
-            self._log(request, "too-large", 0, start)
-            return replace(self.refuse_size(len(data)), refused="too_large")
+        refused = self.not_an_image() if not is_image(photo.content_type, photo.name) else self.refuse_size(photo.size)
+        if refused is not None:
+            return self._refusal(request, refused, start)
+        user = f"{request.adapter}:{request.user}"
+        if (wait := self.limiter.wait_for(user)) > 0:
+            return self._refusal(request, self._slow_down(wait), start)
+        taken = False
         try:
-            result = await self.worker.classify(data)
+            async with showing(working):
+                data = await photo.download()
+                if (refused := self.refuse_size(len(data))) is not None:  # announced less than it held, or nothing
+                    return self._refusal(request, refused, start)
+                result = await self.worker.classify(data)
+                taken = True
+        except Refused as refusal:
+            return self._refusal(request, refusal.reply, start)
         except Busy:
-            self._log(request, "busy", 0, start)
-            return Reply("I'm busy with a lot of photos right now; please try again in a minute.", refused="busy")
+            busy = Reply("I'm busy with a lot of photos right now; please try again in a minute.", refused="busy")
+            return self._refusal(request, busy, start)
+        finally:
+            if not taken:
+                self.limiter.release(user)
         answer = result.answer
         outcome = answer.error_kind if answer.outcome == "error" else answer.outcome
         self._log(request, outcome, len(answer.faces), start)
-        return describe(answer, result.annotated)
+        return describe(answer, result.annotated, self.max_faces_listed)
+
+    async def answer_photo(self, data: bytes, request: Request) -> Reply:
+        """`answer` for a photo already in memory (scripts, benchmarks, tests): nothing left to download."""
+
+        async def in_hand() -> bytes:
+            return data
+
+        return await self.answer(Photo(in_hand, len(data)), request)
+
+    @staticmethod
+    def _slow_down(wait: float) -> Reply:
+        return Reply(
+            f"You're sending photos faster than I can look at them; try again in {wait:.0f} seconds.",
+            refused="rate_limited",
+        )
+
+    def _refusal(self, request: Request, reply: Reply, start: float) -> Reply:
+        self._log(request, (reply.refused or "refused").replace("_", "-"), 0, start)
+        return reply
 
     @staticmethod
     def _log(request: Request, outcome: str | None, faces: int, start: float) -> None:
@@ -216,7 +295,8 @@ class ChatCore:
         info = self.model_info()
         if info is None or len(info.classes) < 2:
             return "two look-alike actresses"
-        return ", ".join(info.classes[:-1]) + " or " + info.classes[-1]
+        names = [display_name(name) for name in info.classes]
+        return ", ".join(names[:-1]) + " or " + names[-1]
 
     def start_text(self) -> str:
         return (

@@ -7,8 +7,11 @@ attachments to look at, shows that the bot is working, and sends the answer back
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import aiohttp
 import discord
@@ -17,19 +20,34 @@ from discord import app_commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from .core import COMMAND_DESCRIPTIONS, WHOIS_PHOTO_DESCRIPTION, ChatCore, Reply, Request
+from .core import (
+    COMMAND_DESCRIPTIONS,
+    DISCORD,
+    WHOIS_PHOTO_DESCRIPTION,
+    ChatCore,
+    Indicator,
+    Photo,
+    Refused,
+    Reply,
+    Request,
+    reply_messages,
+)
 
 __all__ = ["build_client", "run_discord"]
 
 log = logging.getLogger("doppelbot.discord")
 
 
-# Attachments whose uploader gave no image content type still count when their name says image.
-_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff")
-_MESSAGE_LIMIT = 2000  # Discord refuses longer message content
 _ANNOTATED_NAME = "faces.jpg"
+# Discord shows "typing..." for 10 seconds; show it again a little sooner while a photo takes longer.
+_TYPING_REFRESH_S = 8.0
+# discord.py sends again by itself after a 500, 502, 504 or 524 (a few times, seconds apart), but not after a
+# 503 or a dropped connection: those are sent once more here, so one transient fault never costs the answer.
+_FAULT_PAUSE_S = 1.0
 # How long a stop waits for replies already in progress; inference takes seconds, not minutes.
 _DRAIN_SECONDS = 60.0
+
+T = TypeVar("T")
 
 
 def _intents() -> discord.Intents:
@@ -48,29 +66,28 @@ def _intents() -> discord.Intents:
     return intents
 
 
-def _is_image(attachment: discord.Attachment) -> bool:
-    content_type = (attachment.content_type or "").split(";")[0].strip().lower()
-    return content_type.startswith("image/") or attachment.filename.lower().endswith(_IMAGE_SUFFIXES)
+def _sending(send: Callable[..., Awaitable[T]], message: Reply, **extra: Any) -> Callable[[], Awaitable[T]]:
+    """What sends one message of a reply with `send`, as often as called (a new `discord.File` each time: sending
+    closes the file it was given)."""
+
+    def again() -> Awaitable[T]:
+        contents: dict[str, Any] = {"content": message.text or None, **extra}
+        if message.image is not None:
+            contents["file"] = discord.File(io.BytesIO(message.image), filename=_ANNOTATED_NAME)
+        return send(**contents)
+
+    return again
 
 
-def _pieces(text: str, limit: int = _MESSAGE_LIMIT) -> list[str]:
-    """`text` cut at line ends into messages Discord accepts (a crowd photo lists many faces)."""
-    pieces: list[str] = []
-    current = ""
-    for line in text.split("\n"):
-        while len(line) > limit:  # no line of ours is this long, but Discord would refuse the whole reply
-            pieces += [current, line[:limit]] if current else [line[:limit]]
-            current, line = "", line[limit:]
-        if current and len(current) + 1 + len(line) > limit:
-            pieces.append(current)
-            current = line
-        else:
-            current = f"{current}\n{line}" if current else line
-    return [*pieces, current]
-
-
-def _file(reply: Reply) -> discord.File | None:
-    return discord.File(io.BytesIO(reply.image), filename=_ANNOTATED_NAME) if reply.image else None
+async def _delivering(send: Callable[[], Awaitable[T]]) -> T:
+    """`send()`, once more after a 5xx or a dropped connection that discord.py did not ride out itself."""
+    try:
+        return await send()
+    except (discord.DiscordServerError, aiohttp.ClientConnectionError) as e:
+        # Not a timeout (Discord may have the message): a 5xx answer, or a connection closed before any answer.
+        log.warning("sending failed (%s); sending once more", getattr(e, "status", type(e).__name__))
+        await asyncio.sleep(_FAULT_PAUSE_S)
+        return await send()
 
 
 class _DoppelClient(discord.Client):
@@ -166,35 +183,32 @@ class _DoppelClient(discord.Client):
             await self._send(message, self.core.mention_hint())
             return
         request = Request("discord", "guild" if message.guild else "dm", str(message.author.id))
-        async with message.channel.typing():
-            for attachment in attachments:
-                await self._send(message, await self._answer(attachment, request))
+        # Typing shows while each photo is fetched and looked at, and a failure to show it is only logged:
+        # discord.py's own `async with channel.typing()` raises when its first request fails.
+        typing = Indicator(message.channel.typing, _TYPING_REFRESH_S)
+        for attachment in attachments:
+            await self._send(message, await self.core.answer(self._photo(attachment), request, typing))
 
-    async def _answer(self, attachment: discord.Attachment, request: Request) -> Reply:
-        """The reply about one attachment; too large a file is refused from its announced size, unread."""
-        if not _is_image(attachment):
-            return self.core.not_an_image()
-        refused = self.core.refuse_size(attachment.size)
-        if refused is not None:
-            return refused
+    def _photo(self, attachment: discord.Attachment) -> Photo:
+        """What Discord announces of an attachment, and how to fetch it."""
+        download = functools.partial(self._download, attachment)
+        return Photo(download, attachment.size, attachment.content_type, attachment.filename)
+
+    async def _download(self, attachment: discord.Attachment) -> bytes:
+        """The attachment's bytes from Discord's CDN; `Refused` when they cannot be had."""
         try:
-            data = await attachment.read()
+            return await attachment.read()
         except (TimeoutError, discord.HTTPException, aiohttp.ClientError) as e:
             log.warning("could not download an attachment: %s", type(e).__name__)
-            return self.core.download_failed()
-        return await self.core.answer_photo(data, request)
+            raise Refused(self.core.download_failed()) from None
 
     async def _send(self, message: discord.Message, reply: Reply) -> None:
         """`reply` as a Discord reply to `message`; still sent, unthreaded, if `message` was deleted meanwhile."""
         reference = message.to_reference(fail_if_not_exists=False)
-        first, *rest = _pieces(reply.text)
-        file = _file(reply)
-        if file is not None:
-            await message.channel.send(first, file=file, reference=reference)
-        else:
-            await message.channel.send(first, reference=reference)
-        for piece in rest:
-            await message.channel.send(piece)
+        for i, piece in enumerate(reply_messages(reply, DISCORD)):
+            # Only the first message is a reply: each reply would notify the asker again.
+            extra = {"reference": reference} if i == 0 else {}
+            await _delivering(_sending(message.channel.send, piece, **extra))
 
     async def on_error(self, event_method: str, /, *args: object, **kwargs: object) -> None:
         """Log a failed event handler (no token, no photo: only the traceback) and apologise if a user waits."""
@@ -216,17 +230,11 @@ class _DoppelClient(discord.Client):
             """Answer about the attached photo: think first, since the model takes a moment."""
             if not self._track():
                 return
-            await interaction.response.defer(thinking=True)
+            await interaction.response.defer(thinking=True)  # "thinking..." is the command's typing indicator
             request = Request("discord", "guild" if interaction.guild_id else "dm", str(interaction.user.id))
-            reply = await self._answer(photo, request)
-            first, *rest = _pieces(reply.text)
-            file = _file(reply)
-            if file is not None:
-                await interaction.followup.send(first, file=file)
-            else:
-                await interaction.followup.send(first)
-            for piece in rest:
-                await interaction.followup.send(piece)
+            reply = await self.core.answer(self._photo(photo), request)
+            for piece in reply_messages(reply, DISCORD):
+                await _delivering(_sending(interaction.followup.send, piece))
 
         return whois
 

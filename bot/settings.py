@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bot.core import MAX_FACES_LISTED
 from model.answers import DEFAULT_THRESHOLD
 from model.environment import environment
 from model.resources import DEFAULT_MODEL_PATH
@@ -70,6 +71,8 @@ RANGES: dict[str, Range] = {
     "TORCH_THREADS": Range(1, 256, whole=True),
     "FACE_WORKERS": Range(0, 64, whole=True),
     "WEB_PORT": Range(0, 65_535, whole=True),
+    # At least one face is named; past 100 lines a list is unreadable (and is sent in several messages anyway).
+    "MAX_FACES_LISTED": Range(1, 100, whole=True),
 }
 
 
@@ -93,6 +96,7 @@ class Settings:
     # Processes that find faces when several photos arrive together (dlib's detector uses one core
     # and holds Python's lock, so threads would not help); 0: none, the inference thread does it.
     face_workers: int = 2
+    max_faces_listed: int = MAX_FACES_LISTED  # faces named in a reply; the rest are "and N more"
     telegram_base_url: str | None = None  # e.g. http://127.0.0.1:8081/bot (the token is appended)
     telegram_base_file_url: str | None = None
     discord_api_base: str | None = None  # e.g. http://127.0.0.1:8082/api/v10
@@ -118,6 +122,7 @@ _NUMBER_ATTRIBUTES = {
     "TORCH_THREADS": "torch_threads",
     "FACE_WORKERS": "face_workers",
     "WEB_PORT": "web_port",
+    "MAX_FACES_LISTED": "max_faces_listed",
 }
 
 

@@ -7,30 +7,38 @@ only a photo whose caption mentions the bot, or a reply to a photo that mentions
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
+import functools
 import logging
 import traceback
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import PurePosixPath
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from telegram import Bot, BotCommand, Document, Message, MessageEntity, Update
-from telegram.constants import ChatAction, MessageLimit
-from telegram.error import RetryAfter, TelegramError
+from telegram import Bot, BotCommand, Message, MessageEntity, Update
+from telegram.constants import ChatAction
+from telegram.error import NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application, ApplicationBuilder, CommandHandler, ContextTypes, MessageHandler, filters
 from telegram.warnings import PTBDeprecationWarning
 
-from bot.core import COMMAND_DESCRIPTIONS, ChatCore, Reply, Request
+from bot.core import (
+    COMMAND_DESCRIPTIONS,
+    TELEGRAM,
+    ChatCore,
+    Indicator,
+    Photo,
+    Refused,
+    Reply,
+    Request,
+    reply_messages,
+    showing,
+)
 
 __all__ = ["build_application", "run_telegram"]
 
 log = logging.getLogger("doppelbot.telegram")
 
 
-# Uncompressed files often come as application/octet-stream; these names are images all the same.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 # Telegram shows a chat action for five seconds; refresh it a little sooner while a photo takes longer.
 ACTION_REFRESH_S = 4.5
 # A 20 MB file over a slow link needs longer than python-telegram-bot's five-second default read timeout.
@@ -39,8 +47,13 @@ DOWNLOAD_TIMEOUT_S = 60.0
 NEW = filters.UpdateType.MESSAGE
 # Flood control (429) means the message was not sent: sending it again after the wait Telegram names
 # delivers it exactly once. A few times at most, and not for waits longer than a user would sit through.
+# (python-telegram-bot's AIORateLimiter would hold every chat's requests for the whole wait, however long.)
 FLOOD_RETRIES = 3
 MAX_FLOOD_WAIT_S = 60.0
+# A proxy's 5xx or a dropped connection is sent once more, after a moment, so that one transient fault never
+# costs the answer; once only, since a fault after Telegram took the message would show the reply twice.
+FAULT_RETRIES = 1
+FAULT_PAUSE_S = 1.0
 
 T = TypeVar("T")
 
@@ -110,15 +123,15 @@ class _Handlers:
 
     async def start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Say what the bot does."""
-        await _obeying_flood_control(lambda: update.effective_message.reply_text(self.core.start_text()))
+        await _delivering(lambda: update.effective_message.reply_text(self.core.start_text()))
 
     async def help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Say how to ask, in private and in groups."""
-        await _obeying_flood_control(lambda: update.effective_message.reply_text(self.core.help_text()))
+        await _delivering(lambda: update.effective_message.reply_text(self.core.help_text()))
 
     async def about(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Describe the model."""
-        await _obeying_flood_control(lambda: update.effective_message.reply_text(self.core.about_text()))
+        await _delivering(lambda: update.effective_message.reply_text(self.core.about_text()))
 
     async def whois(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Answer about the photo this command replies to, or explain how to ask."""
@@ -132,7 +145,7 @@ class _Handlers:
 
     async def private_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Point a private chat's text (or unknown command) at what the bot does."""
-        await _obeying_flood_control(lambda: update.effective_message.reply_text(self.core.help_text()))
+        await _delivering(lambda: update.effective_message.reply_text(self.core.help_text()))
 
     async def private_other(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Tell a private chat that stickers, videos, voice notes and the like are not photos."""
@@ -171,40 +184,30 @@ class _Handlers:
         if source is None or not (source.photo or source.document):
             await _reply(ask, self.core.whois_without_photo())
             return
+        user = ask.from_user.id if ask.from_user else ask.chat.id
+        typing = Indicator(lambda: ask.reply_chat_action(ChatAction.TYPING), ACTION_REFRESH_S)
+        request = Request("telegram", ask.chat.type, str(user))
+        await _reply(ask, await self.core.answer(self._photo(source, context.bot), request, typing))
+
+    def _photo(self, source: Message, bot: Bot) -> Photo:
+        """What `source` announces of its image (a compressed photo's largest size, or a file), not yet fetched."""
         if source.photo:
             largest = max(source.photo, key=lambda size: size.width * size.height)
-            file_id, size = largest.file_id, largest.file_size
-        elif _is_image(source.document):
-            file_id, size = source.document.file_id, source.document.file_size
-        else:
-            await _reply(ask, self.core.not_an_image())
-            return
-        if refused := self.core.refuse_size(size):  # before downloading a byte of it
-            await _reply(ask, refused)
-            return
-        async with _showing(ask, ChatAction.TYPING):
-            fetched = await self._fetch(file_id, context.bot)
-            if isinstance(fetched, bytes):
-                user = ask.from_user.id if ask.from_user else ask.chat.id
-                fetched = await self.core.answer_photo(fetched, Request("telegram", ask.chat.type, str(user)))
-        await _reply(ask, fetched)
+            return Photo(functools.partial(self._download, largest.file_id, bot), largest.file_size, "image/jpeg")
+        document = source.document
+        download = functools.partial(self._download, document.file_id, bot)
+        return Photo(download, document.file_size, document.mime_type, document.file_name)
 
-    async def _fetch(self, file_id: str, bot: Bot) -> bytes | Reply:
-        """The file's bytes, or the reply that says why there are none."""
+    async def _download(self, file_id: str, bot: Bot) -> bytes:
+        """The file's bytes; `Refused` when Telegram will not serve them, or says only now that they are too many."""
         try:
             file = await bot.get_file(file_id)
             if refused := self.core.refuse_size(file.file_size):
-                return refused
+                raise Refused(refused)
             return bytes(await file.download_as_bytearray(read_timeout=DOWNLOAD_TIMEOUT_S))
         except (TelegramError, RuntimeError) as e:  # RuntimeError: Telegram gave no file_path
             log.warning("could not download a file: %s", _redact(f"{type(e).__name__}: {e}", bot.token))
-            return self.core.download_failed()
-
-
-def _is_image(document: Document) -> bool:
-    if (document.mime_type or "").startswith("image/"):
-        return True
-    return PurePosixPath(document.file_name or "").suffix.lower() in IMAGE_SUFFIXES
+            raise Refused(self.core.download_failed()) from None
 
 
 def _addresses(message: Message, bot: Bot) -> bool:
@@ -226,25 +229,28 @@ def _addresses(message: Message, bot: Bot) -> bool:
 
 
 async def _reply(ask: Message, reply: Reply) -> None:
-    """Send `reply` as an answer to `ask`: text, or the boxed photo with the text as its caption."""
-    # Still answer when the asker deleted the photo meanwhile, rather than fail on the missing reply target.
+    """Send `reply` as an answer to `ask`, in as many messages as Telegram's limits need (the boxed photo first)."""
+    for message in reply_messages(reply, TELEGRAM):
+        await _send(ask, message)
+
+
+async def _send(ask: Message, message: Reply) -> None:
+    """One message of a reply: text, or the boxed photo with its caption."""
+    # Each message quotes the question, so a long reply still reads as one answer in a busy group; and is still
+    # sent, unquoted, when the asker deleted the photo meanwhile.
     quote = {"do_quote": True, "allow_sending_without_reply": True}
-    if reply.image is None:
-        await _obeying_flood_control(lambda: ask.reply_text(reply.text, **quote))
+    if message.image is None:
+        await _delivering(lambda: ask.reply_text(message.text, **quote))
         return
-    fits = len(reply.text) <= MessageLimit.CAPTION_LENGTH
-    caption = reply.text if fits else None
-    async with _showing(ask, ChatAction.UPLOAD_PHOTO):
-        await _obeying_flood_control(
-            lambda: ask.reply_photo(reply.image, caption=caption, filename="faces.jpg", **quote)
-        )
-    if not fits:
-        await _obeying_flood_control(lambda: ask.reply_text(reply.text, **quote))
+    uploading = Indicator(lambda: ask.reply_chat_action(ChatAction.UPLOAD_PHOTO), ACTION_REFRESH_S)
+    caption = message.text or None
+    async with showing(uploading):
+        await _delivering(lambda: ask.reply_photo(message.image, caption=caption, filename="faces.jpg", **quote))
 
 
-async def _obeying_flood_control(send: Callable[[], Awaitable[T]]) -> T:
-    """`send()`, done again after the wait Telegram asks for when it answers 429 Too Many Requests."""
-    attempt = 0
+async def _delivering(send: Callable[[], Awaitable[T]]) -> T:
+    """`send()`, done again after the wait Telegram names on 429, and once more after a 5xx or a dropped connection."""
+    floods = faults = 0
     while True:
         try:
             return await send()
@@ -253,32 +259,20 @@ async def _obeying_flood_control(send: Callable[[], Awaitable[T]]) -> T:
                 warnings.simplefilter("ignore", PTBDeprecationWarning)  # an int now, a timedelta from v23
                 wait = e.retry_after
             seconds = wait.total_seconds() if isinstance(wait, datetime.timedelta) else float(wait)
-            attempt += 1
-            if attempt > FLOOD_RETRIES or seconds > MAX_FLOOD_WAIT_S:
+            floods += 1
+            if floods > FLOOD_RETRIES or seconds > MAX_FLOOD_WAIT_S:
                 raise
             log.warning("Telegram flood control: sending again in %.0f s", seconds)
             await asyncio.sleep(seconds + 0.5)  # the slack python-telegram-bot's own retry loop adds
-
-
-@contextlib.asynccontextmanager
-async def _showing(ask: Message, action: str) -> AsyncIterator[None]:
-    """Show `action` ("typing...") in the asker's chat until the block ends."""
-    task = asyncio.create_task(_keep_showing(ask, action))
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def _keep_showing(ask: Message, action: str) -> None:
-    while True:
-        try:
-            await ask.reply_chat_action(action)
-        except TelegramError as e:  # a missing "typing..." must never cost the answer
-            log.debug("could not show %s: %s", action, type(e).__name__)
-        await asyncio.sleep(ACTION_REFRESH_S)
+        except NetworkError as e:
+            # Exactly NetworkError: python-telegram-bot's word for a 5xx or a broken connection. Its subclasses
+            # say otherwise: BadRequest (sending again cannot help), TimedOut (Telegram may have the message).
+            if type(e) is not NetworkError or faults >= FAULT_RETRIES:
+                raise
+            faults += 1
+            # "Bad Gateway (502)" or "httpx.RemoteProtocolError": the kind of fault, never a URL (it holds the token).
+            log.warning("sending failed (%s); sending once more", str(e).split(":")[0].split(". ")[0][:80])
+            await asyncio.sleep(FAULT_PAUSE_S)
 
 
 def _redact(text: str, token: str | None) -> str:

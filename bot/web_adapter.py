@@ -16,7 +16,7 @@ from pathlib import Path
 from aiohttp import BodyPartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from .core import ChatCore, Request, face_line
+from .core import ChatCore, Photo, Request, face_line, is_image
 
 __all__ = ["STATIC_DIR", "build_web_app", "run_web", "start_web"]
 
@@ -28,9 +28,8 @@ _CHUNK = 64 * 1024
 _FORM_SLACK = 64 * 1024
 # Past the cap, a body without a Content-Length is still counted (not kept) this far, to say its size.
 _COUNT_PAST_CAP = 4
-# Image types browsers and scripts send; octet-stream is what an unknown file name gets. The decoder checks the bytes.
-_OCTET = "application/octet-stream"
-_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff")
+# The status of each of the core's refusals; the others (no photo, a garbled or cut-off upload) are ours.
+_REFUSAL_STATUS = {"not_an_image": 415, "too_large": 413, "rate_limited": 429, "busy": 503}
 # The page is one HTML file, one script and one style sheet, all our own; photos are shown from blob: URLs.
 _SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -56,13 +55,6 @@ class _Refusal(Exception):
 
 def _refused(status: int, reason: str, message: str) -> web.Response:
     return web.json_response({"outcome": "refused", "reason": reason, "message": message}, status=status)
-
-
-def _is_image(content_type: str, filename: str | None = None) -> bool:
-    content_type = content_type.split(";")[0].strip().lower()
-    if content_type.startswith("image/") or content_type in ("", _OCTET):
-        return True
-    return bool(filename) and filename.lower().endswith(_IMAGE_SUFFIXES)
 
 
 class _Handlers:
@@ -98,34 +90,43 @@ class _Handlers:
         if origin is not None and origin != f"{request.scheme}://{request.host}":
             # Any web site could post to a page on 127.0.0.1; only this page (and scripts) may.
             return _refused(403, "cross_site", "Photos can only be sent from this page.")
-        try:
+        names: list[str | None] = []
+
+        async def download() -> bytes:
             data, name = await self._read_photo(request)
+            names.append(name)
+            return data
+
+        # The chat adapters' flow: the announced size and type refused, then the rate limit, before the body is
+        # read. A form's photo has its type and name inside the body, and is at least its length less the slack.
+        form = request.content_type.startswith("multipart/")
+        size = request.content_length
+        if form and size is not None:
+            size = max(0, size - _FORM_SLACK)
+        content_type = None if form else request.headers.get(hdrs.CONTENT_TYPE, "")
+        try:
+            reply = await self.core.answer(
+                Photo(download, size, content_type), Request("web", "page", request.remote or "local")
+            )
         except _Refusal as refusal:
             return _refused(refusal.status, refusal.reason, refusal.message)
         except (ConnectionError, HttpProcessingError) as e:
             # The sender went away or broke the transfer encoding mid-upload: routine, not our failure.
             log.info("an upload was cut off: %s", e)
             return _refused(400, "cut_off", "The upload was cut off; please send the photo again.")
-
-        reply = await self.core.answer_photo(data, Request("web", "page", request.remote or "local"))
         if reply.answer is None:
-            status = {"busy": 503, "too_large": 413}.get(reply.refused or "", 429)
-            return _refused(status, reply.refused or "rate_limited", reply.text)
+            return _refused(_REFUSAL_STATUS.get(reply.refused or "", 400), reply.refused or "refused", reply.text)
         answer = reply.answer
-        body = answer.to_json(name)
+        body = answer.to_json(names[0] if names else None)
         body["reply"] = {"text": reply.text, "faces": [face_line(face) for face in answer.faces]}
         return web.json_response(body, status=422 if answer.outcome == "error" else 200)
 
     async def _read_photo(self, request: web.Request) -> tuple[bytes, str | None]:
-        """The photo's bytes and file name, read into memory and never past the cap."""
+        """The photo's bytes and file name, read into memory and never past the cap (its type and announced
+        size already passed the core)."""
         limit = self.core.max_bytes
         announced = request.content_length
-        form = request.content_type.startswith("multipart/")
-        if announced is not None and announced > limit + (_FORM_SLACK if form else 0):
-            raise self._too_large(announced)  # refused before a byte of the body is read
-        if not form:
-            if not _is_image(request.headers.get(hdrs.CONTENT_TYPE, "")):
-                raise _Refusal(415, "not_an_image", self.core.not_an_image().text)
+        if not request.content_type.startswith("multipart/"):
             return await self._capped(_chunks(request.content), limit, announced), None
         try:
             reader = await request.multipart()
@@ -133,7 +134,7 @@ class _Handlers:
                 if not isinstance(part, BodyPartReader) or part.name != "image":
                     await part.release()
                     continue
-                if not _is_image(part.headers.get(hdrs.CONTENT_TYPE, _OCTET), part.filename):
+                if not is_image(part.headers.get(hdrs.CONTENT_TYPE), part.filename):
                     raise _Refusal(415, "not_an_image", self.core.not_an_image().text)
                 return await self._capped(_part_chunks(part), limit, announced), part.filename
         except (ValueError, AssertionError, RuntimeError) as e:  # aiohttp's words for a malformed form

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .answers import FaceAnswer, PhotoAnswer
+from .answers import FaceAnswer, PhotoAnswer, display_name
 from .decode import DecodedImage, DecodeLimits, decode_image
 
 __all__ = ["BOX_COLOURS", "annotate", "draw_faces", "face_caption"]
@@ -18,8 +18,8 @@ STRANGER_COLOUR = (200, 200, 200)
 def face_caption(number: int, face: FaceAnswer) -> str:
     """`1. Jessica Chastain 97%`, `1. not sure (Jessica Chastain 55%)`, or `1. someone else (closest: ...)`."""
     if not face.known:
-        return f"{number}. someone else (closest: {face.label})"
-    percent = f"{face.label} {face.confidence:.0%}"
+        return f"{number}. someone else (closest: {display_name(face.label)})"
+    percent = f"{display_name(face.label)} {face.confidence:.0%}"
     return f"{number}. {percent}" if face.sure else f"{number}. not sure ({percent})"
 
 

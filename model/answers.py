@@ -5,12 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["DEFAULT_THRESHOLD", "FaceAnswer", "Outcome", "PhotoAnswer"]
+__all__ = ["DEFAULT_THRESHOLD", "FaceAnswer", "Outcome", "PhotoAnswer", "display_name"]
 
 # A face whose best class is less probable than this is answered "not sure".
 DEFAULT_THRESHOLD = 0.8
 
 Outcome = Literal["ok", "no_face", "error"]
+
+
+def display_name(label: str) -> str:
+    """A class name as people write it: training folders are named `Amber_Heard`, users read "Amber Heard"."""
+    return " ".join(label.replace("_", " ").split())
 
 
 @dataclass

@@ -8,6 +8,11 @@ Kept small on purpose, with one method per route and one per gateway opcode. The
 as Discord does: every DISPATCH is numbered within its session and kept, `disconnect` closes the bot's
 WebSocket from the server side (optionally with events the bot missed meanwhile), and a RESUME (op 6) with
 a known session id gets the events after the bot's last sequence number replayed, then RESUMED.
+
+As strict as Discord where a kinder fake would hide a lost reply: message content over 2,000 characters is
+refused (400, Invalid Form Body) wherever a message is posted. Faults are injected per route, by its handler's
+name ("create_message", "typing", "followup"): an error status (`fail_next`) or a dropped connection
+(`drop_next`), before the route is done.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ CHANNEL_MESSAGE, DEFERRED_CHANNEL_MESSAGE = 4, 5
 TEXT_CHANNEL = 0
 DEFAULT_MESSAGE, REPLY_MESSAGE = 0, 19
 ATTACHMENT_OPTION = 11
+MAX_CONTENT = 2000  # characters of a message's content
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,7 @@ class RestCall:
     files: list[Upload] = field(default_factory=list)
     status: int | None = None
     response: Any = None  # the message Discord returned, for calls that create one
+    fault: str | None = None  # the fault injected into this call ("503", "dropped"), if any
     at: float = field(default_factory=time.monotonic)  # when it arrived
 
     @property
@@ -117,6 +124,15 @@ def _error(status: int, message: str, code: int = 0) -> web.Response:
     return _json_response({"message": message, "code": code}, status)
 
 
+def _too_long(body: dict[str, Any]) -> web.Response | None:
+    """Discord's answer to message content over 2,000 characters, or None when it fits."""
+    if len(body.get("content") or "") <= MAX_CONTENT:
+        return None
+    error = {"code": "BASE_TYPE_MAX_LENGTH", "message": f"Must be {MAX_CONTENT} or fewer in length."}
+    body = {"message": "Invalid Form Body", "code": 50035, "errors": {"content": {"_errors": [error]}}}
+    return _json_response(body, 400)
+
+
 class FakeDiscord:
     """`async with FakeDiscord() as fake:` serves Discord at `fake.api_base` and `fake.gateway_url`."""
 
@@ -138,6 +154,7 @@ class FakeDiscord:
         self.messages: dict[int, dict[str, Any]] = {}  # every message we know, posted by users or the bot
         self.connections: list[_Connection] = []
         self.cdn_delay = 0.0  # seconds before an attachment download is answered
+        self._faults: dict[str, list[int | None]] = {}  # route -> statuses to answer with (None: drop)
         self._cdn: dict[str, tuple[bytes, str | None]] = {}
         self._changed = asyncio.Condition()
         self._ready = asyncio.Event()
@@ -215,6 +232,18 @@ class FakeDiscord:
 
     def calls_where(self, predicate: Callable[[RestCall], bool]) -> list[RestCall]:
         return [call for call in self.calls if predicate(call)]
+
+    def fail_next(self, route: str, status: int = 503, times: int = 1) -> None:
+        """Answer the next `times` requests to `route` (a handler's name, e.g. "typing") with `status`, undone.
+
+        discord.py itself sends again after a 500, 502, 504 or 524 (up to five tries, seconds apart); not after
+        another status.
+        """
+        self._faults.setdefault(route, []).extend([status] * times)
+
+    def drop_next(self, route: str, times: int = 1) -> None:
+        """Close the connection instead of answering the next `times` requests to `route`, undone."""
+        self._faults.setdefault(route, []).extend([None] * times)
 
     def user(self, name: str = "alice") -> dict[str, Any]:
         """A new human user."""
@@ -513,6 +542,9 @@ class FakeDiscord:
         ):
             call.status = 401
             return _error(401, "401: Unauthorized")
+        route = getattr(request.match_info.route.handler, "__name__", "").lstrip("_")
+        if faults := self._faults.get(route):
+            return self._fault(request, call, faults.pop(0))
         try:
             response = await handler(request)
         except web.HTTPException as e:
@@ -520,6 +552,17 @@ class FakeDiscord:
             raise
         call.status = response.status
         return response
+
+    @staticmethod
+    def _fault(request: web.Request, call: RestCall, status: int | None) -> web.Response:
+        if status is not None:
+            call.fault, call.status = str(status), status
+            return _error(status, f"{status}: the fake Discord failed on purpose")
+        # A closed transport sends nothing: the client reads "server disconnected".
+        call.fault = "dropped"
+        assert request.transport is not None
+        request.transport.close()
+        return web.Response(status=499)
 
     @staticmethod
     def _needs_token(request: web.Request) -> bool:
@@ -594,8 +637,8 @@ class FakeDiscord:
         body = call.json or {}
         if not body.get("content") and not call.files:
             return _error(400, "Cannot send an empty message", 50006)
-        if len(body.get("content") or "") > 2000:
-            return _error(400, "Invalid Form Body", 50035)
+        if (refused := _too_long(body)) is not None:
+            return refused
         call.response = self._posted_message(body, call.files)
         return _json_response(call.response)
 
@@ -618,6 +661,8 @@ class FakeDiscord:
             },
             "resource": {"type": kind},
         }
+        if (refused := _too_long(body.get("data") or {})) is not None:
+            return refused
         if kind == CHANNEL_MESSAGE:
             answer["resource"]["message"] = self._posted_message(body.get("data") or {}, request[_CALL].files)
         return _json_response(answer)
@@ -626,11 +671,15 @@ class FakeDiscord:
         if request.match_info["app_id"] != str(self.application_id):
             return _error(404, "Unknown Webhook", 10015)
         call: RestCall = request[_CALL]
+        if (refused := _too_long(call.json or {})) is not None:
+            return refused
         call.response = self._posted_message(call.json or {}, call.files)
         return _json_response(call.response)
 
     async def _edit_followup(self, request: web.Request) -> web.Response:
         call: RestCall = request[_CALL]
+        if (refused := _too_long(call.json or {})) is not None:
+            return refused
         return _json_response(self._posted_message(call.json or {}, call.files))
 
     async def _download(self, request: web.Request) -> web.Response:

@@ -4,6 +4,8 @@ Tests push updates (`fake.push_private_photo(...)`), the real bot fetches them w
 tests read what it answered (`await fake.wait_for("sendMessage")`). Every request is recorded as a
 `Call`. The update JSON follows the Bot API's shapes: per-chat message ids, `from`, photo sizes
 from small to large, caption entities with UTF-16 offsets, files the bot can `getFile` and download.
+It is as strict as the Bot API where a kinder fake would hide a lost reply: a text over 4,096 or a
+caption over 1,024 characters, or an empty text, is refused with the Bot API's own 400.
 
 Faults are injected per method at one dispatch point (`_api`): a Bot API error (`fail_next`), flood
 control with `retry_after` (`flood_next`), a proxy's 502 (`bad_gateway_next`), a slow answer
@@ -28,12 +30,15 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = ["DOWNLOAD", "BotApiError", "Call", "FakeTelegram", "Fault", "StoredFile"]
+__all__ = ["DOWNLOAD", "MAX_CAPTION", "MAX_TEXT", "BotApiError", "Call", "FakeTelegram", "Fault", "StoredFile"]
 
 # The method name under which a file download is recorded; no Bot API method has a space in its name.
 DOWNLOAD = "file download"
 # Telegram's Bot API serves no file over 20 MB: getFile answers "file is too big" instead.
 MAX_DOWNLOAD = 20 * 1024 * 1024
+# The Bot API's longest message text and photo caption, counted in UTF-16 code units as Telegram counts.
+MAX_TEXT = 4096
+MAX_CAPTION = 1024
 # Parameters the Bot API takes as plain strings; python-telegram-bot JSON-encodes every other value.
 _TEXT_PARAMS = frozenset({"text", "caption", "file_id", "action", "parse_mode", "emoji", "description"})
 # Long polls are capped so a test that forgets to stop its bot cannot hold the server for long.
@@ -529,11 +534,18 @@ class FakeTelegram:
         }
 
     async def _send_message(self, call: Call) -> dict[str, Any]:
+        text = str(call.params.get("text") or "")
+        if not text.strip():
+            raise BotApiError(400, "Bad Request: message text is empty")
+        if utf16_len(text) > MAX_TEXT:
+            raise BotApiError(400, "Bad Request: message is too long")
         message = self._bot_message(call)
-        message["text"] = call.params.get("text", "")
+        message["text"] = text
         return message
 
     async def _send_photo(self, call: Call) -> dict[str, Any]:
+        if utf16_len(str(call.params.get("caption") or "")) > MAX_CAPTION:
+            raise BotApiError(400, "Bad Request: message caption is too long")
         photo = call.params.get("photo")
         data = call.files.get("photo")
         if data is None and isinstance(photo, str) and photo.startswith("attach://"):

@@ -10,16 +10,19 @@ from contextlib import asynccontextmanager
 
 import discord
 import pytest
-from fake_discord import FakeDiscord, RestCall
+from crowd import CrowdWorker
+from fake_discord import MAX_CONTENT, FakeDiscord, RestCall
 from imagery import jpeg, noise_image, scene
 
-from bot.core import ChatCore, RateLimiter
+from bot.core import ChatCore, RateLimiter, describe
 from bot.discord_adapter import build_client, run_discord
 from bot.worker import InferenceWorker
 
 TOKEN = "fake-token.never-logged"
 ONE_FACE = re.compile(r"Eileen, (9\d|100)% sure")
 JPEG_MAGIC = b"\xff\xd8\xff"
+# Long enough for a reply that was going to come to have come: nothing to classify, one round trip.
+QUIET_S = 1.0
 
 
 @asynccontextmanager
@@ -172,6 +175,10 @@ def test_files_that_are_not_images_or_too_large_are_refused_without_download(cor
         nameless = fake.attachment(jpeg(noise_image()), "scan.png", content_type=None)  # an image by its name
         message = await fake.send_message(fake.user(), attachments=[nameless])
         assert (await reply_to(fake, message)).content == "I can't find a face in this photo."
+        # The one image rule of every adapter: a .jfif sent as octet-stream is a photo here too.
+        jfif = fake.attachment(jpeg(scene(1)), "portrait.jfif", content_type="application/octet-stream")
+        message = await fake.send_message(fake.user(), attachments=[jfif])
+        assert ONE_FACE.fullmatch((await reply_to(fake, message)).content)
 
     run_with_bot(core, scenario)
 
@@ -246,3 +253,86 @@ def test_a_failing_handler_apologises_logs_no_secrets_and_keeps_running(caplog: 
     assert "the on_message handler failed" in caplog.text and "/whois command failed" in caplog.text
     assert TOKEN not in caplog.text
     assert repr(photo_bytes[:32])[2:-1] not in caplog.text
+
+
+async def attempts(fake: FakeDiscord, message: dict, count: int) -> list[RestCall]:
+    """The bot's first `count` tries at replying to `message`, once it has made them and had time for more."""
+
+    def tries() -> list[RestCall]:
+        return fake.calls_where(
+            lambda call: call.is_message_to(fake.channel_id) and call.reply_to == int(message["id"])
+        )
+
+    await fake.wait_for(lambda _: len(tries()) >= count)
+    await asyncio.sleep(QUIET_S)
+    return tries()
+
+
+def test_a_failing_typing_indicator_never_costs_the_answer(core: ChatCore) -> None:
+    async def scenario(fake: FakeDiscord) -> None:
+        fake.fail_next("typing", 503, times=10)
+        message = await fake.send_message(fake.user(), attachments=[fake.attachment(jpeg(scene(1)))])
+        [reply] = await attempts(fake, message, 1)
+        assert ONE_FACE.fullmatch(reply.content) and reply.status == 200, reply.content
+        typing = fake.calls_where(lambda call: call.path.endswith("/typing"))
+        assert typing and all(call.status == 503 for call in typing)
+
+    run_with_bot(core, scenario)
+
+
+def test_a_5xx_or_a_dropped_connection_on_the_reply_still_delivers_it_exactly_once(core: ChatCore) -> None:
+    async def scenario(fake: FakeDiscord) -> None:
+        # discord.py sends again by itself after a 502 (checked here too); not after a 503 or a dropped connection.
+        for fault in ("502", "503", "dropped"):
+            if fault == "dropped":
+                fake.drop_next("create_message")
+            else:
+                fake.fail_next("create_message", int(fault))
+            message = await fake.send_message(fake.user(), attachments=[fake.attachment(jpeg(scene(1)))])
+            failed, delivered = await attempts(fake, message, 2)
+            assert failed.fault == fault and delivered.fault is None and delivered.status == 200
+            assert ONE_FACE.fullmatch(delivered.content), delivered.content
+
+    run_with_bot(core, scenario)
+
+
+def test_a_long_reply_comes_whole_in_messages_within_discords_limit() -> None:
+    crowd = CrowdWorker(100)
+    text = describe(crowd.answer, crowd.boxed, max_listed=100).text
+    assert len(text) > 2 * MAX_CONTENT
+
+    async def scenario(fake: FakeDiscord) -> None:
+        message = await fake.send_message(fake.user(), attachments=[fake.attachment(jpeg(scene(1)))])
+        await fake.wait_for(lambda _: len(replies(fake)) >= 3)
+        interaction = await fake.slash_command(fake.user(), "whois", {"photo": fake.attachment(jpeg(scene(1)))})
+        path = f"/webhooks/{fake.application_id}/{interaction['token']}"
+
+        def followups() -> list[RestCall]:
+            return fake.calls_where(lambda call: call.method == "POST" and call.path.endswith(path))
+
+        await fake.wait_for(lambda _: len(followups()) >= 3)
+        await asyncio.sleep(QUIET_S)
+        for sent in (replies(fake), followups()):
+            assert all(call.status == 200 and len(call.content) <= MAX_CONTENT for call in sent)
+            assert "\n".join(call.content for call in sent) == text
+            assert [len(call.files) for call in sent] == [1] + [0] * (len(sent) - 1)  # the boxed photo first
+        assert replies(fake)[0].reply_to == int(message["id"])
+
+    run_with_bot(ChatCore(crowd, RateLimiter(1000), max_faces_listed=100), scenario)
+
+
+def test_past_the_rate_limit_nothing_is_downloaded_and_refusals_use_no_quota(worker: InferenceWorker) -> None:
+    limited = ChatCore(worker, RateLimiter(1))
+
+    async def scenario(fake: FakeDiscord) -> None:
+        notes = fake.attachment(b"%PDF-1.7 minutes", "notes.pdf", "application/pdf")
+        huge = fake.attachment(jpeg(scene(1)), "huge.jpg", size=25 * 1024 * 1024)
+        first, second = fake.attachment(jpeg(scene(1))), fake.attachment(jpeg(scene(1)))
+        message = await fake.send_message(fake.user(), attachments=[notes, huge, first, second])
+        texts = [call.content for call in await attempts(fake, message, 4)]
+        assert texts[:2] == [limited.not_an_image().text, limited.refuse_size(25 * 1024 * 1024).text]
+        assert ONE_FACE.fullmatch(texts[2]), texts
+        assert texts[3].startswith("You're sending photos faster than I can look at them"), texts
+        assert [len(fake.downloads(a)) for a in (notes, huge, first, second)] == [0, 0, 1, 0]
+
+    run_with_bot(limited, scenario)

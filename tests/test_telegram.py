@@ -10,10 +10,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import pytest
-from fake_telegram import Call, FakeTelegram
+from crowd import CrowdWorker
+from fake_telegram import MAX_TEXT, Call, FakeTelegram
 from imagery import encode, jpeg, noise_image, scene
 
-from bot.core import ChatCore
+from bot.core import ChatCore, RateLimiter, describe
 from bot.telegram_adapter import build_application, run_telegram
 
 ONE_FACE = re.compile(r"Eileen, (9\d|100)% sure")
@@ -216,3 +217,62 @@ def test_stopping_delivers_the_reply_in_progress(core: ChatCore) -> None:
             assert reply.at > stopped_at
 
     asyncio.run(main())
+
+
+def test_a_long_reply_comes_whole_in_several_messages_within_telegrams_limits() -> None:
+    crowd = CrowdWorker(100)
+    text = describe(crowd.answer, crowd.boxed, max_listed=100).text
+    assert len(text) > MAX_TEXT  # one message: "Bad Request: message is too long"
+
+    async def scenario(fake: FakeTelegram) -> None:
+        sent = fake.push_private_photo(jpeg(scene(1)))
+        await fake.wait_until(lambda: len(reply_to(fake, sent)) >= 3, what="the photo and the list")
+        await asyncio.sleep(QUIET_S)
+        photo, *texts = reply_to(fake, sent)
+        assert photo.method == "sendPhoto" and photo.files["photo"] == crowd.boxed
+        assert "caption" not in photo.params  # the list is too long to go under the photo
+        assert [c.method for c in texts] == ["sendMessage"] * len(texts) and len(texts) >= 2
+        assert all(len(c.params["text"]) <= MAX_TEXT for c in texts)
+        assert "\n".join(c.params["text"] for c in texts) == text
+        assert "Bryce Dallas Howard" in text and "_" not in text
+        assert not [c for c in fake.calls if c.error], [c.error for c in fake.calls if c.error]
+
+    with_bot(ChatCore(crowd, RateLimiter(1000), max_faces_listed=100), scenario)
+
+
+def test_a_502_or_a_dropped_connection_on_the_reply_still_delivers_it_exactly_once(core: ChatCore) -> None:
+    async def scenario(fake: FakeTelegram) -> None:
+        fake.bad_gateway_next("sendMessage")
+        first = fake.push_private_photo(jpeg(scene(1)))
+        assert ONE_FACE.fullmatch((await answers(fake, first))[0])
+        fake.drop_next("sendMessage")
+        second = fake.push_private_photo(jpeg(scene(1)))
+        assert ONE_FACE.fullmatch((await answers(fake, second))[0])
+        await asyncio.sleep(QUIET_S)
+        assert [len(reply_to(fake, m)) for m in (first, second)] == [1, 1]
+        assert [c.fault for c in fake.called("sendMessage")] == ["bad_gateway", None, "drop", None]
+
+    with_bot(core, scenario)
+
+
+def test_past_the_rate_limit_nothing_is_downloaded_and_refusals_use_no_quota(worker) -> None:
+    limited = ChatCore(worker, RateLimiter(1))
+
+    async def scenario(fake: FakeTelegram) -> None:
+        pdf = fake.push_document(b"%PDF-1.7\n%...", "paper.pdf", "application/pdf")
+        big = fake.push_document(b"\xff\xd8\xff", "huge.jpg", "image/jpeg", file_size=25 * 1024 * 1024)
+        too_large = limited.refuse_size(25 * 1024 * 1024).text
+        assert await answers(fake, pdf, big) == [limited.not_an_image().text, too_large]
+        fake.fail_next("getFile", 400, "Bad Request: wrong file_id or the file is temporarily unavailable")
+        lost = fake.push_private_photo(jpeg(scene(1)))
+        assert await answers(fake, lost) == [limited.download_failed().text]
+        # Three refusals later, the user's one photo a minute is still there.
+        answered = fake.push_private_photo(jpeg(scene(1)))
+        assert ONE_FACE.fullmatch((await answers(fake, answered))[0])
+        late = fake.push_private_photo(jpeg(scene(1)))
+        (text,) = await answers(fake, late)
+        assert text.startswith("You're sending photos faster than I can look at them"), text
+        assert fake.files[late["photo"][-1]["file_id"]].file_path not in fake.downloads
+        assert len(fake.downloads) == 1
+
+    with_bot(limited, scenario)

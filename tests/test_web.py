@@ -250,13 +250,19 @@ def test_a_50_mb_upload_is_refused_with_its_size(site: Site, page: Page, tmp_pat
     expect(page.locator("#message")).to_have_text("That file is 50 MB; I can look at files up to 20 MB.")
 
     # The refusal comes from the announced size, before the body is sent.
-    with socket.create_connection(("127.0.0.1", site.port), timeout=10) as s:
+    status = status_of_announced_upload(site.port, 50 * 1024 * 1024)
+    assert status.startswith(b"HTTP/1.1 413"), status
+
+
+def status_of_announced_upload(port: int, size: int) -> bytes:
+    """The status line answering a photo upload that announces `size` bytes and sends none of them."""
+    # A server that waited for the body would never answer: the socket's timeout fails the test instead.
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
         s.sendall(
             b"POST /api/classify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
-            b"Content-Length: 52428800\r\n\r\n"
+            b"Content-Length: %d\r\n\r\n" % size
         )
-        status = s.recv(4096).split(b"\r\n")[0]
-    assert status.startswith(b"HTTP/1.1 413"), status
+        return s.recv(4096).split(b"\r\n")[0]
 
 
 # -- the API ------------------------------------------------------------------------------------
@@ -371,6 +377,19 @@ def test_a_full_queue_answers_busy_and_a_fast_sender_is_told_to_wait(classifier)
         assert answers[-1][1]["message"].startswith("You're sending photos faster than I can look at them")
     finally:
         small.close(timeout=30)
+
+
+def test_the_rate_limit_comes_before_the_body_is_read_and_refusals_use_no_quota(worker) -> None:
+    with Site(ChatCore(worker, RateLimiter(1))) as limited:
+
+        async def two() -> list[tuple[int, dict]]:
+            refused = await post(limited.url, b"hello", content_type="text/plain")
+            return [refused, await post(limited.url, jpeg(scene(1)))]
+
+        assert [status for status, _ in run(two())] == [415, 200]
+        # Past the limit, an upload announcing a megabyte is refused before a byte of it is sent.
+        status = status_of_announced_upload(limited.port, 1024 * 1024)
+    assert status.startswith(b"HTTP/1.1 429"), status
 
 
 def test_uploads_are_never_written_to_disk(site: Site) -> None:

@@ -111,7 +111,7 @@ function faceItem(face, line, number) {
     row.className = "bar-row";
     const label = document.createElement("span");
     label.className = "class";
-    label.textContent = name;
+    label.textContent = name.replaceAll("_", " "); // folder names: Amber_Heard reads "Amber Heard"
     const bar = document.createElement("span");
     bar.className = "bar";
     bar.setAttribute("role", "meter");
