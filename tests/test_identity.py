@@ -68,8 +68,11 @@ def test_a_stranger_and_the_look_alike_under_the_wrong_name_are_set_aside() -> N
     # Clean classes lose nothing; a face someone vouched for stays.
     assert _reasons(np.concatenate([eileen, twin]), [EILEEN] * 12 + [TWIN] * 12) == {}
     vouched = np.zeros(len(labels), dtype=bool)
-    vouched[[13, 15]] = True
-    assert _reasons(desc, labels, keep=vouched) == {12: ANOTHER_PERSON, 14: ANOTHER_PERSON, 16: looks_like(TWIN)}
+    vouched[15] = True
+    assert _reasons(desc, labels, keep=vouched) == {**dict.fromkeys((12, 13, 14), ANOTHER_PERSON), 16: looks_like(TWIN)}
+    vouched[:] = False
+    vouched[13] = True  # the stranger counts as Eileen now: her other photos are no longer far from Eileen
+    assert _reasons(desc, labels, keep=vouched) == {15: looks_like(TWIN), 16: looks_like(TWIN)}
 
 
 def test_a_class_of_two_people_in_equal_shares_has_no_person_to_train_on() -> None:

@@ -5,7 +5,10 @@ someone else is the biggest face, "look-alike" articles that show the other clas
 class's faces are grouped by person with average-linkage clustering of their encoder descriptors;
 the largest group is the person asked for. Faces outside it are set aside as "another person", and
 faces nearer the other class's person than their own (inside the group or not) as looking like that
-class: the look-alike under the wrong name.
+class: the look-alike under the wrong name. "Near" is what the trained model's gallery of known faces
+will call near (`model/strangers.py`, fitted here on the groups): a face outside the group that the
+gallery would still know as its class's person stays (on the pins pairs: sunglasses, a mask, a
+profile), and so does a face nearer the other class that the other class's gallery would not know.
 
 Why average linkage at 0.65 (measured on the pins pairs with 20% of each folder replaced, half by
 the other person of the pair, half by a third person; `bench/noise.py`): a face joins a group when
@@ -131,12 +134,14 @@ def set_aside_faces(
         closer = (labels != other) & (d < nearest_other)
         nearest_other[closer], other_name[closer] = d[closer], other
 
+    # Who a face is, in the trained model's own terms: the person whose gallery would know it. A face
+    # nearer the other class's person is that person only if that gallery would know it (else it is a
+    # third person who happens to lie on that side); a face outside its person's group is another person
+    # only if its own class's gallery would not know it either (sunglasses, a mask, a face in profile).
     found = []
     for i in np.flatnonzero(~keep):
-        # Outside its person's group, a face nearer the other class is that person only if the other
-        # class's gallery would know it; otherwise it is a third person who happens to lie on that side.
-        if nearest_other[i] < own[i] and (person[i] or nearest_other[i] <= people.threshold):
+        if nearest_other[i] < own[i] and nearest_other[i] <= people.threshold:
             found.append(SetAside(int(i), looks_like(other_name[i]), float(own[i])))
-        elif not person[i]:
+        elif not person[i] and not own[i] <= people.threshold:
             found.append(SetAside(int(i), ANOTHER_PERSON, float(own[i])))
     return found

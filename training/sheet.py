@@ -22,8 +22,17 @@ _CHIP = 150
 _CAPTION = 58  # four lines of text under each face
 
 
+_CHARACTERS = 26  # what fits under a face in the sheet's font
+
+
+def _fit(text: str) -> str:
+    """`text` within the width of a face; long file names keep their end, which tells them apart."""
+    return text if len(text) <= _CHARACTERS else "…" + text[-(_CHARACTERS - 1) :]
+
+
 def _caption(face: SetAsideFace, root: Path) -> str:
-    return "\n".join((face.name, face.reason, f"distance {face.distance:.2f}", _shown(face.path, root).name))
+    lines = (face.name, face.reason, f"distance {face.distance:.2f}", _shown(face.path, root).name)
+    return "\n".join(_fit(line) for line in lines)
 
 
 def _shown(path: Path, root: Path) -> Path:
