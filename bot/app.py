@@ -115,8 +115,11 @@ async def _run_adapters(
         runs.append(asyncio.create_task(run_discord(client, settings.discord_token, stop), name="discord"))
     if settings.web_port is not None:
         from .web_adapter import build_web_app, run_web
+        from .web_guards import AllowedHosts, WebGuards
 
-        page = build_web_app(core, model_problem)
+        hosts = AllowedHosts.configured(settings.web_allowed_hosts, settings.web_host)
+        guards = WebGuards(hosts, settings.web_max_uploads, settings.web_upload_seconds)
+        page = build_web_app(core, model_problem, guards)
         runs.append(asyncio.create_task(run_web(page, settings.web_host, settings.web_port, stop), name="web"))
     log.info("running: %s", ", ".join(task.get_name() for task in runs))
     try:
@@ -147,7 +150,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
 
         # Photos that arrive together have their faces found in other processes (even one lets the
         # network answer the first photos meanwhile); every loaded model shares the pool.
-        pool = FacePool(settings.face_workers)
+        pool = FacePool(settings.face_workers, photo_timeout=settings.photo_timeout)
         if not await asyncio.to_thread(pool.start):
             pool = None
     if pool is None:

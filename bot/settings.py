@@ -1,7 +1,8 @@
 """Settings, read once at start-up from the environment and `.env`; the shell wins over the file.
 
 Every number has its range declared once, in `RANGES`: the check, the error message and the test that
-`.env.example` documents it all read that one declaration, so they cannot disagree.
+`.env.example` documents it all read that one declaration, so they cannot disagree. `NAMES` is every setting
+read, numbers and text, so that what runs the bot in a test can pin each one.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.core import MAX_FACES_LISTED
+from bot.web_guards import DEFAULT_MAX_UPLOADS, DEFAULT_UPLOAD_SECONDS, host_entry
 from model.answers import DEFAULT_THRESHOLD
 from model.environment import environment
-from model.resources import DEFAULT_MODEL_PATH
+from model.resources import DEFAULT_MODEL_PATH, DEFAULT_PHOTO_TIMEOUT
 
-__all__ = ["RANGES", "Range", "Settings", "SettingsError", "load_settings"]
+__all__ = ["NAMES", "RANGES", "TEXTS", "Range", "Settings", "SettingsError", "load_settings"]
 
 
 class SettingsError(ValueError):
@@ -73,7 +75,28 @@ RANGES: dict[str, Range] = {
     "WEB_PORT": Range(0, 65_535, whole=True),
     # At least one face is named; past 100 lines a list is unreadable (and is sent in several messages anyway).
     "MAX_FACES_LISTED": Range(1, 100, whole=True),
+    # A fresh face-finding process starts in a second or two, so under 1 s would give up on photos that are
+    # fine; past 10 minutes a photo that hangs a library holds its process (and its sender) for good.
+    "PHOTO_TIMEOUT_SECONDS": Range(1, 600),
+    # Each upload holds up to MAX_PHOTO_MB until it is answered: 1000 of them is 20 GB at the default.
+    "WEB_MAX_UPLOADS": Range(1, 1_000, whole=True),
+    # Under a second no real upload arrives; past an hour a trickling sender holds its place all that time.
+    "WEB_UPLOAD_SECONDS": Range(1, 3_600),
 }
+# The settings that are text: tokens, paths, addresses, names.
+TEXTS = (
+    "TELEGRAM_TOKEN",
+    "DISCORD_TOKEN",
+    "MODEL_PATH",
+    "TELEGRAM_BASE_URL",
+    "TELEGRAM_BASE_FILE_URL",
+    "DISCORD_API_BASE",
+    "DISCORD_GATEWAY_URL",
+    "WEB_HOST",
+    "WEB_ALLOWED_HOSTS",
+)
+# Every setting `load_settings` reads (and nothing else of the environment).
+NAMES = frozenset(RANGES) | frozenset(TEXTS)
 
 
 @dataclass(frozen=True)
@@ -97,6 +120,8 @@ class Settings:
     # and holds Python's lock, so threads would not help); 0: none, the inference thread does it.
     face_workers: int = 2
     max_faces_listed: int = MAX_FACES_LISTED  # faces named in a reply; the rest are "and N more"
+    # Seconds a photo may take in a face-finding process before it is answered "took too long" (FACE_WORKERS > 0).
+    photo_timeout: float = DEFAULT_PHOTO_TIMEOUT
     telegram_base_url: str | None = None  # e.g. http://127.0.0.1:8081/bot (the token is appended)
     telegram_base_file_url: str | None = None
     discord_api_base: str | None = None  # e.g. http://127.0.0.1:8082/api/v10
@@ -104,6 +129,10 @@ class Settings:
     # The web page: off unless a port is set (`--web` sets 8080); 0 picks a free port. Local only by default.
     web_host: str = "127.0.0.1"
     web_port: int | None = None
+    # The names the page answers to; empty: the local names and WEB_HOST (see web_guards.AllowedHosts).
+    web_allowed_hosts: tuple[str, ...] = ()
+    web_max_uploads: int = DEFAULT_MAX_UPLOADS  # uploads read and answered at once; more are told "busy"
+    web_upload_seconds: float = DEFAULT_UPLOAD_SECONDS  # the longest an upload may take to arrive
 
     @property
     def max_bytes(self) -> int:
@@ -123,6 +152,9 @@ _NUMBER_ATTRIBUTES = {
     "FACE_WORKERS": "face_workers",
     "WEB_PORT": "web_port",
     "MAX_FACES_LISTED": "max_faces_listed",
+    "PHOTO_TIMEOUT_SECONDS": "photo_timeout",
+    "WEB_MAX_UPLOADS": "web_max_uploads",
+    "WEB_UPLOAD_SECONDS": "web_upload_seconds",
 }
 
 
@@ -152,5 +184,20 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: str | Path | Non
         discord_api_base=text("DISCORD_API_BASE"),
         discord_gateway_url=text("DISCORD_GATEWAY_URL"),
         web_host=text("WEB_HOST") or "127.0.0.1",
+        web_allowed_hosts=_hosts("WEB_ALLOWED_HOSTS", text("WEB_ALLOWED_HOSTS")),
         **numbers,
     )
+
+
+def _hosts(name: str, raw: str | None) -> tuple[str, ...]:
+    """A comma-separated list of host names or addresses, each with a port or without."""
+    hosts = tuple(host.strip() for host in (raw or "").split(",") if host.strip())
+    for host in hosts:
+        try:
+            host_entry(host)
+        except ValueError:
+            raise SettingsError(
+                f"{name}={raw!r} is not allowed: {host!r} is not a host name or address (with a port or "
+                "without); list them separated by commas (see .env.example)"
+            ) from None
+    return hosts

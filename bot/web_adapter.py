@@ -2,14 +2,17 @@
 
 A third adapter on the same `ChatCore` as Telegram and Discord: the same queue, rate limit and
 wording. Uploads are read into memory under a cap (never `request.post()`, which spools large
-files to a temporary file) and are never written anywhere.
+files to a temporary file) and are never written anywhere. The guards of `web_guards.py` (the names the page
+answers to, uploads at once and their deadline, one rate limit per IPv6 /64) are applied here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from aiohttp import BodyPartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from .core import ChatCore, Photo, Request, face_line, is_image
+from .web_guards import AllowedHosts, UploadSlots, WebGuards, client_key
 
 __all__ = ["STATIC_DIR", "build_web_app", "run_web", "start_web"]
 
@@ -30,6 +34,12 @@ _FORM_SLACK = 64 * 1024
 _COUNT_PAST_CAP = 4
 # The status of each of the core's refusals; the others (no photo, a garbled or cut-off upload) are ours.
 _REFUSAL_STATUS = {"not_an_image": 415, "too_large": 413, "rate_limited": 429, "busy": 503}
+# Retry-After (seconds) of each 503: the core's "busy" says "try again in a minute"; a model is made in minutes;
+# an upload's place frees as soon as one photo is answered, usually within a second or two.
+_BUSY_RETRY = 60
+_NO_MODEL_RETRY = 60
+_UPLOADS_RETRY = 5
+_UPLOADS_BUSY = "I'm receiving too many photos at once; please try again in a few seconds."
 # The page is one HTML file, one script and one style sheet, all our own; photos are shown from blob: URLs.
 _SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -48,21 +58,48 @@ _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class _Refusal(Exception):
     """An upload refused before the model sees it: an HTTP status, a reason for programs, words for people."""
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(self, status: int, reason: str, message: str, retry_after: int | None = None) -> None:
         super().__init__(message)
-        self.status, self.reason, self.message = status, reason, message
+        self.status, self.reason, self.message, self.retry_after = status, reason, message, retry_after
 
 
-def _refused(status: int, reason: str, message: str) -> web.Response:
-    return web.json_response({"outcome": "refused", "reason": reason, "message": message}, status=status)
+class _ClosingResponse(web.Response):
+    """A response after which the connection is closed at once, the rest of the request's body unread."""
+
+    def __init__(self, request: web.Request, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._closing = request
+        self.force_close()  # "Connection: close"
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        await super().write_eof(data)
+        # Otherwise aiohttp goes on reading (and dropping) the body for up to 10 s more, at the sender's pace.
+        if (protocol := self._closing.protocol) is not None:
+            protocol.force_close()
+
+
+def _refused(
+    status: int, reason: str, message: str, retry_after: int | None = None, closing: web.Request | None = None
+) -> web.Response:
+    """A refusal as JSON; `retry_after`: seconds, sent as Retry-After; `closing`: the request to hang up on."""
+    body = {"outcome": "refused", "reason": reason, "message": message}
+    if closing is None:
+        response = web.json_response(body, status=status)
+    else:
+        response = _ClosingResponse(closing, text=json.dumps(body), content_type="application/json", status=status)
+    if retry_after is not None:
+        response.headers[hdrs.RETRY_AFTER] = str(retry_after)
+    return response
 
 
 class _Handlers:
     """The routes, holding the chat core they answer with."""
 
-    def __init__(self, core: ChatCore, model_problem: ModelProblem) -> None:
+    def __init__(self, core: ChatCore, model_problem: ModelProblem, guards: WebGuards) -> None:
         self.core = core
         self.model_problem = model_problem
+        self.guards = guards
+        self.slots = UploadSlots(guards.max_uploads)
 
     async def index(self, request: web.Request) -> web.FileResponse:
         """The page."""
@@ -85,15 +122,27 @@ class _Handlers:
     async def classify(self, request: web.Request) -> web.Response:
         """One photo in (the body, or the form field `image`), `python -m model --json`'s object for it out."""
         if (problem := self.model_problem()) is not None:
-            return _refused(503, "no_model", problem)
+            return _refused(503, "no_model", problem, _NO_MODEL_RETRY)
         origin = request.headers.get(hdrs.ORIGIN)
-        if origin is not None and origin != f"{request.scheme}://{request.host}":
+        if origin is not None and not self.guards.hosts.allows_origin(origin, request.headers.get(hdrs.HOST, "")):
             # Any web site could post to a page on 127.0.0.1; only this page (and scripts) may.
             return _refused(403, "cross_site", "Photos can only be sent from this page.")
         names: list[str | None] = []
+        held = False
 
         async def download() -> bytes:
-            data, name = await self._read_photo(request)
+            nonlocal held
+            # After the rate limit and before a byte of the body: a full house costs the sender no quota.
+            if not self.slots.take():
+                raise _Refusal(503, "busy", _UPLOADS_BUSY, _UPLOADS_RETRY)
+            held = True
+            seconds = self.guards.upload_seconds
+            try:
+                async with asyncio.timeout(seconds):
+                    data, name = await self._read_photo(request)
+            except TimeoutError:
+                log.info("an upload took over %g s and was cut off", seconds)
+                raise _Refusal(408, "too_slow", _too_slow(seconds)) from None
             names.append(name)
             return data
 
@@ -104,18 +153,24 @@ class _Handlers:
         if form and size is not None:
             size = max(0, size - _FORM_SLACK)
         content_type = None if form else request.headers.get(hdrs.CONTENT_TYPE, "")
+        user = client_key(request.remote)
         try:
-            reply = await self.core.answer(
-                Photo(download, size, content_type), Request("web", "page", request.remote or "local")
-            )
+            reply = await self.core.answer(Photo(download, size, content_type), Request("web", "page", user))
         except _Refusal as refusal:
-            return _refused(refusal.status, refusal.reason, refusal.message)
+            # A deadline passed mid-body: hang up, or the rest would still be read.
+            closing = request if refusal.status == 408 else None
+            return _refused(refusal.status, refusal.reason, refusal.message, refusal.retry_after, closing)
         except (ConnectionError, HttpProcessingError) as e:
             # The sender went away or broke the transfer encoding mid-upload: routine, not our failure.
             log.info("an upload was cut off: %s", e)
             return _refused(400, "cut_off", "The upload was cut off; please send the photo again.")
+        finally:
+            if held:
+                self.slots.give_back()
         if reply.answer is None:
-            return _refused(_REFUSAL_STATUS.get(reply.refused or "", 400), reply.refused or "refused", reply.text)
+            status = _REFUSAL_STATUS.get(reply.refused or "", 400)
+            retry_after = self._rate_limit_wait(user) if status == 429 else _BUSY_RETRY if status == 503 else None
+            return _refused(status, reply.refused or "refused", reply.text, retry_after)
         answer = reply.answer
         body = answer.to_json(names[0] if names else None)
         body["reply"] = {"text": reply.text, "faces": [face_line(face) for face in answer.faces]}
@@ -158,9 +213,22 @@ class _Handlers:
             kept.append(chunk)
         return b"".join(kept)
 
+    def _rate_limit_wait(self, user: str) -> int:
+        """Whole seconds until `user` may send again: the core's reply says it only in words."""
+        key = f"web:{user}"  # the core's name for a web user
+        # Asked again, the limiter takes no place while the limit holds; one that has just freed is given back.
+        wait = self.core.limiter.wait_for(key)
+        if wait <= 0:
+            self.core.limiter.release(key)
+        return max(1, math.ceil(wait))
+
     def _too_large(self, size: int) -> _Refusal:
         reply = self.core.refuse_size(max(size, self.core.max_bytes + 1))
         return _Refusal(413, "too_large", reply.text if reply else "")
+
+
+def _too_slow(seconds: float) -> str:
+    return f"The upload took longer than {seconds:g} seconds, so I stopped reading it; please send the photo again."
 
 
 async def _chunks(stream) -> AsyncIterator[bytes]:
@@ -173,12 +241,17 @@ async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
         yield chunk
 
 
-def _middleware(core: ChatCore):
+def _middleware(core: ChatCore, hosts: AllowedHosts):
     @web.middleware
     async def guard(request: web.Request, handler: _Handler) -> web.StreamResponse:
-        """Security headers on every response; a plain answer, not a stack trace, when a handler fails."""
+        """Only our own names answered; security headers on every response; words, not a stack trace, on failure."""
+        host = request.headers.get(hdrs.HOST)
         try:
-            response = await handler(request)
+            if not hosts.allows(host):
+                # 421 Misdirected Request: this server is not the one for that name (a rebound DNS name, say).
+                response = _refused(421, "unknown_host", _unknown_host(host))
+            else:
+                response = await handler(request)
         except web.HTTPException as e:  # aiohttp's own answers: not found, method not allowed
             e.headers.update(_SECURITY_HEADERS)
             raise
@@ -191,11 +264,22 @@ def _middleware(core: ChatCore):
     return guard
 
 
-def build_web_app(core: ChatCore, model_problem: ModelProblem = lambda: None) -> web.Application:
-    """The one place the web app is put together: the page, its files, and the API."""
+def _unknown_host(host: str | None) -> str:
+    if not host:
+        return "The request does not say which host it is for (no Host header)."
+    return f"This server does not answer to the name {host!r}; to reach it by that name, add it to WEB_ALLOWED_HOSTS."
+
+
+def build_web_app(
+    core: ChatCore, model_problem: ModelProblem = lambda: None, guards: WebGuards | None = None
+) -> web.Application:
+    """The one place the web app is put together: the page, its files, and the API, behind `guards`."""
+    guards = guards or WebGuards()
     # Our handlers read bodies under the core's cap themselves; aiohttp's own cap guards any other reader.
-    app = web.Application(client_max_size=core.max_bytes + _FORM_SLACK, middlewares=[_middleware(core)])
-    handlers = _Handlers(core, model_problem)
+    middlewares = [_middleware(core, guards.hosts)]
+    app = web.Application(client_max_size=core.max_bytes + _FORM_SLACK, middlewares=middlewares)
+    handlers = _Handlers(core, model_problem, guards)
+    log.info("the web page answers to %s (WEB_ALLOWED_HOSTS)", guards.hosts)
     app.router.add_get("/", handlers.index)
     app.router.add_get("/api/about", handlers.about)
     app.router.add_post("/api/classify", handlers.classify)

@@ -8,6 +8,7 @@ from pathlib import Path
 __all__ = [
     "CHIP_SIZE",
     "DEFAULT_MODEL_PATH",
+    "DEFAULT_PHOTO_TIMEOUT",
     "MissingResourceError",
     "face_encoder_dat_path",
     "landmarks_dat_path",
@@ -19,6 +20,9 @@ CHIP_SIZE = 150
 
 # The exported learner the training script writes and every command serves, unless told otherwise.
 DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "export.pkl"
+# Seconds a photo may take in the pool: finding faces takes well under a second even in a 40 MP photo,
+# and a fresh worker starts in one or two, so only a photo that hangs a library gets near this.
+DEFAULT_PHOTO_TIMEOUT = 20.0
 
 
 class MissingResourceError(FileNotFoundError):

@@ -22,16 +22,13 @@ from typing import NamedTuple
 from .answers import PhotoAnswer
 from .decode import DecodedImage, DecodeLimits, ImageError, decode_image
 from .faces import FaceFinder, FaceOptions, FaceSearch
+from .resources import DEFAULT_PHOTO_TIMEOUT
 
 __all__ = ["DEFAULT_PHOTO_TIMEOUT", "FacePool", "Searched", "default_workers", "search_photo"]
 
 log = logging.getLogger(__name__)
 
 Found = FaceSearch | PhotoAnswer
-
-# Seconds a photo may take in the pool: finding faces takes well under a second even in a 40 MP photo,
-# and a fresh worker starts in one or two, so only a photo that hangs a library gets near this.
-DEFAULT_PHOTO_TIMEOUT = 20.0
 
 
 class Searched(NamedTuple):

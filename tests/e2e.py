@@ -18,12 +18,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from fake_discord import FakeDiscord, RestCall
 from fake_telegram import Call, FakeTelegram
+
+from bot.settings import NAMES
 
 __all__ = [
     "DISCORD_TOKEN",
@@ -40,22 +42,9 @@ DISCORD_TOKEN = "discord-e2e-secret.never-logged"
 # Replies to a photo take well under a second on an idle machine; two shared cores under load need more.
 REPLY_TIMEOUT = 90.0
 START_TIMEOUT = 120.0
-# The settings of .env.example but the cache (shared with the test session, which fills it).
-BOT_PREFIXES = ("TELEGRAM_", "DISCORD_", "WEB_")
-BOT_SETTINGS = frozenset(
-    {
-        "MODEL_PATH",
-        "CONFIDENCE_THRESHOLD",
-        "STRANGER_DISTANCE",
-        "MAX_PHOTO_MB",
-        "RATE_LIMIT_PER_MINUTE",
-        "QUEUE_SIZE",
-        "BATCH_WINDOW_MS",
-        "MODEL_RELOAD_SECONDS",
-        "TORCH_THREADS",
-        "FACE_WORKERS",
-    }
-)
+# Every setting the bot reads, as bot/settings.py declares them; the cache (DOPPELBOT_CACHE) is not one of
+# them: it is shared with the test session, which fills it.
+BOT_SETTINGS = NAMES
 
 T = TypeVar("T")
 
@@ -101,8 +90,9 @@ def discord_replies_to(fake: FakeDiscord, message: dict[str, Any]) -> list[RestC
 class LiveBot:
     """One `python -m bot` process and the fake servers it talks to, for as long as a test module needs.
 
-    `env` adds settings (RATE_LIMIT_PER_MINUTE, QUEUE_SIZE, ...) to the bot's environment; the process runs
-    in `workdir`, so no `.env` of the checkout is read, and its log goes to `workdir/bot.log`.
+    `env` adds settings (RATE_LIMIT_PER_MINUTE, QUEUE_SIZE, ...) to the bot's environment, `args` to its command
+    line (`--web`); the process runs in `workdir`, so no `.env` of the checkout is read, and its log goes to
+    `workdir/bot.log`.
     """
 
     def __init__(
@@ -114,10 +104,12 @@ class LiveBot:
         discord: bool = True,
         env: dict[str, str] | None = None,
         heartbeat_interval_ms: int = 41_250,
+        args: Sequence[str] = (),
     ) -> None:
         self.model = model
         self.workdir = workdir
         self.extra_env = env or {}
+        self.args = list(args)
         self.telegram = FakeTelegram() if telegram else None
         self.discord = (
             FakeDiscord(token=DISCORD_TOKEN, heartbeat_interval_ms=heartbeat_interval_ms) if discord else None
@@ -138,7 +130,7 @@ class LiveBot:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._log_file = open(self.log_path, "wb")  # noqa: SIM115 - open for the process's whole life
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot"],
+            [sys.executable, "-m", "bot", *self.args],
             cwd=self.workdir,
             env=self.environment(),
             stdout=self._log_file,
@@ -149,8 +141,10 @@ class LiveBot:
 
     def environment(self) -> dict[str, str]:
         """The bot's whole configuration: where the model is, where "Telegram" and "Discord" are, and tokens."""
-        # The developer's own bot settings (a real token, a web port, a rate limit) must not leak in.
-        env = {k: v for k, v in os.environ.items() if k not in BOT_SETTINGS and not k.startswith(BOT_PREFIXES)}
+        # Every setting pinned, to empty (its default) unless the test says otherwise: the developer's own
+        # (a real token, a web port, a rate limit) must not leak in, from the environment or from a `.env`
+        # above the work folder (python-dotenv looks in every parent; the environment wins over it).
+        env = {**os.environ, **dict.fromkeys(BOT_SETTINGS, "")}
         env.update({"PYTHONPATH": str(ROOT), "MODEL_PATH": str(self.model), "PYTHONUNBUFFERED": "1"})
         if self.telegram is not None:
             env.update(
@@ -221,6 +215,12 @@ class LiveBot:
     def memory_kb(self) -> dict[str, int]:
         assert self.process is not None
         return memory_kb(self.process.pid)
+
+    def web_url(self) -> str:
+        """Where the web page is (run with WEB_PORT), once the bot says so in its log."""
+        pattern = r"web page at (http://\S+/)"
+        self.run(self.eventually(lambda: self.log_lines(pattern), START_TIMEOUT, "the web page"))
+        return re.search(pattern, self.log_lines(pattern)[0]).group(1)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

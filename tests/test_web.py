@@ -1,7 +1,8 @@
 """The web page in a real browser (Debian's Chromium, driven by Playwright), and its API, for real.
 
 The page is served by the real aiohttp adapter on the real core and inference worker, on a free
-port; one test starts `python -m bot --web` itself. Set DOPPELBOT_SCREENSHOT=docs/web-page.png to
+port (tests/webpage.py); one test starts `python -m bot --web` itself. The guards against strangers on
+the network are tested in tests/test_web_guards.py. Set DOPPELBOT_SCREENSHOT=docs/web-page.png to
 save the README's screenshot while the tests run.
 """
 
@@ -13,28 +14,25 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import struct
-import subprocess
 import sys
 import threading
 import time
 import zlib
-from collections.abc import Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import aiohttp
 import pytest
+from e2e import LiveBot
 from imagery import encode, jpeg, noise_image, scene, stranger
 from playwright.sync_api import Browser, Page, expect, sync_playwright
-from processes import ROOT, run_python
+from processes import run_python
+from webpage import Site, post, post_form, post_with_headers, raw_get, run, status_of_announced_upload
 
 from bot.core import ChatCore, ModelInfo, RateLimiter
 from bot.settings import SettingsError, load_settings
-from bot.web_adapter import build_web_app, start_web
+from bot.web_guards import WebGuards
 
 CHROMIUM = "/usr/bin/chromium"
 # What this machine (a container, no GPU, no network) needs; the last four keep Chromium off the network.
@@ -47,29 +45,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 MODEL_INFO = ModelInfo(["Eileen", "Twin"], 0.975, "2025-06-01T10:00:00+00:00", 40)
-T = TypeVar("T")
 ANSWER_TIMEOUT_MS = 60_000  # a cold first photo on two busy cores; answers normally take well under a second
-
-
-class Site:
-    """The real web adapter on its own event loop thread, as `python -m bot` runs it beside the chat adapters."""
-
-    def __init__(self, core: ChatCore, model_problem=lambda: None) -> None:
-        self.app = build_web_app(core, model_problem)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="web", daemon=True)
-
-    def __enter__(self) -> Site:
-        self.thread.start()
-        self.runner = asyncio.run_coroutine_threadsafe(start_web(self.app, "127.0.0.1", 0), self.loop).result(30)
-        host, self.port = self.runner.addresses[0][:2]
-        self.url = f"http://{host}:{self.port}/"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(60)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
 
 
 @pytest.fixture(scope="module")
@@ -254,17 +230,6 @@ def test_a_50_mb_upload_is_refused_with_its_size(site: Site, page: Page, tmp_pat
     assert status.startswith(b"HTTP/1.1 413"), status
 
 
-def status_of_announced_upload(port: int, size: int) -> bytes:
-    """The status line answering a photo upload that announces `size` bytes and sends none of them."""
-    # A server that waited for the body would never answer: the socket's timeout fails the test instead.
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
-        s.sendall(
-            b"POST /api/classify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
-            b"Content-Length: %d\r\n\r\n" % size
-        )
-        return s.recv(4096).split(b"\r\n")[0]
-
-
 # -- the API ------------------------------------------------------------------------------------
 
 
@@ -278,28 +243,6 @@ def png_bomb(width: int, height: int) -> bytes:
     return (
         b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(64))) + chunk(b"IEND", b"")
     )
-
-
-def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    """`asyncio.run` on a thread of its own: Playwright's sync API keeps an event loop running on this one."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
-
-
-async def post(url: str, data: bytes, content_type: str = "image/jpeg", **headers: str) -> tuple[int, dict]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(url + "api/classify", data=data, headers={"Content-Type": content_type, **headers}) as r,
-    ):
-        return r.status, await r.json()
-
-
-async def post_form(url: str, fields: list[tuple[str, str, bytes, str]]) -> tuple[int, dict]:
-    form = aiohttp.FormData()
-    for field, name, data, mime in fields:
-        form.add_field(field, data, filename=name, content_type=mime)
-    async with aiohttp.ClientSession() as session, session.post(url + "api/classify", data=form) as r:
-        return r.status, await r.json()
 
 
 def test_the_api_answers_bad_requests_in_plain_words(site: Site) -> None:
@@ -325,16 +268,6 @@ def test_the_api_answers_bad_requests_in_plain_words(site: Site) -> None:
     run(scenario())
 
 
-def raw_get(port: int, path: str) -> bytes:
-    """A GET exactly as written: HTTP clients would tidy the dots away before sending."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
-        chunks = []
-        while chunk := s.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def test_static_files_cannot_be_read_outside_their_folder(site: Site) -> None:
     assert raw_get(site.port, "/static/page.js").startswith(b"HTTP/1.1 200")
     for path in (
@@ -355,26 +288,33 @@ def test_a_full_queue_answers_busy_and_a_fast_sender_is_told_to_wait(classifier)
     small = InferenceWorker(classifier, queue_size=2)
     try:
         busy_core = ChatCore(small, RateLimiter(1000))
-        with Site(busy_core) as busy:
+        # Room for every upload at once: the queue, not the bound on uploads, is what answers "busy" here.
+        with Site(busy_core, guards=WebGuards(max_uploads=32)) as busy:
 
-            async def burst() -> list[tuple[int, dict]]:
+            async def burst() -> list[tuple[int, dict, dict[str, str]]]:
                 photo = jpeg(scene(1))
-                return await asyncio.gather(*(post(busy.url, photo) for _ in range(20)))
+                return await asyncio.gather(*(post_with_headers(busy.url, photo) for _ in range(20)))
 
             answers = run(burst())
-        statuses = [status for status, _ in answers]
+        statuses = [status for status, _, _ in answers]
         assert set(statuses) == {200, 503} and statuses.count(200) >= 2, statuses
-        busy_words = {body["message"] for status, body in answers if status == 503}
+        busy_words = {body["message"] for status, body, _ in answers if status == 503}
         assert busy_words == {"I'm busy with a lot of photos right now; please try again in a minute."}
+        # The words say a minute; so does the header programs read.
+        assert {headers.get("Retry-After") for status, _, headers in answers if status == 503} == {"60"}
 
         with Site(ChatCore(small, RateLimiter(3))) as limited:
 
-            async def five() -> list[tuple[int, dict]]:
-                return [await post(limited.url, jpeg(scene(1))) for _ in range(5)]
+            async def five() -> list[tuple[int, dict, dict[str, str]]]:
+                return [await post_with_headers(limited.url, jpeg(scene(1))) for _ in range(5)]
 
             answers = run(five())
-        assert [status for status, _ in answers] == [200, 200, 200, 429, 429]
-        assert answers[-1][1]["message"].startswith("You're sending photos faster than I can look at them")
+        assert [status for status, _, _ in answers] == [200, 200, 200, 429, 429]
+        _, body, headers = answers[-1]
+        # "try again in 60 seconds", and the same wait, rounded up, in Retry-After.
+        wait = int(re.search(r"try again in (\d+) seconds", body["message"]).group(1))
+        assert body["message"].startswith("You're sending photos faster than I can look at them")
+        assert 1 <= int(headers["Retry-After"]) <= 60 and abs(int(headers["Retry-After"]) - wait) <= 1, headers
     finally:
         small.close(timeout=30)
 
@@ -429,40 +369,24 @@ def test_web_settings() -> None:
     for bad in ("http", "70000", "-1"):
         with pytest.raises(SettingsError, match="WEB_PORT"):
             load_settings({"WEB_PORT": bad})
+    settings = load_settings({"WEB_ALLOWED_HOSTS": " photos.lan, 192.168.1.20:8080,[::1] ,"})
+    assert settings.web_allowed_hosts == ("photos.lan", "192.168.1.20:8080", "[::1]")
+    # A URL, a space, a port past 65535 or a broken IPv6 address: the setting is named, and how to write it.
+    for bad in ("http://photos.lan", "photos lan", "photos.lan:99999", "[::1"):
+        with pytest.raises(SettingsError, match=r"^WEB_ALLOWED_HOSTS=.* is not a host name or address"):
+            load_settings({"WEB_ALLOWED_HOSTS": f"localhost,{bad}"})
 
 
 # -- python -m bot --web --------------------------------------------------------------------------
-
-
-def start_web_process(model: Path, cwd: Path) -> tuple[subprocess.Popen, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("TELEGRAM_TOKEN", "DISCORD_TOKEN", "WEB_HOST")}
-    env.update(PYTHONPATH=str(ROOT), MODEL_PATH=str(model), WEB_PORT="0", MODEL_RELOAD_SECONDS="0.5")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bot", "--web"], cwd=cwd, env=env, stderr=subprocess.PIPE, text=True
-    )
-    lines: list[str] = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        line = process.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-        if match := re.search(r"web page at (http://\S+/)", line):
-            return process, match.group(1)
-    process.kill()
-    raise AssertionError("python -m bot --web did not say where its page is:\n" + "".join(lines))
 
 
 def test_python_m_bot_web_without_a_model_says_how_to_make_one_then_answers_like_the_cli(
     exported: Path, browser: Browser, tmp_path: Path
 ) -> None:
     model = tmp_path / "model" / "export.pkl"
-    process, url = start_web_process(model, tmp_path)
-    log: list[str] = []
-    # Keep reading the log, so the process never blocks on a full pipe.
-    reader = threading.Thread(target=lambda: log.extend(iter(process.stderr.readline, "")), daemon=True)
-    reader.start()
-    try:
+    env = {"WEB_PORT": "0", "MODEL_RELOAD_SECONDS": "0.5"}
+    with LiveBot(model, tmp_path, telegram=False, discord=False, env=env, args=["--web"]) as live:
+        url = live.web_url()
         page = browser.new_page()
         open_page(page, url)
         expect(page.locator("#problem")).to_contain_text("python -m training")
@@ -495,11 +419,5 @@ def test_python_m_bot_web_without_a_model_says_how_to_make_one_then_answers_like
         assert form == expected
         assert body == {**expected, "path": None}
 
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(60) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-        reader.join(10)
-    text = "".join(log)
-    assert "request adapter=web chat=page faces=2 outcome=ok" in text, text[-3000:]
+        assert live.run(live.stop_and_wait()) == 0
+    assert "request adapter=web chat=page faces=2 outcome=ok" in live.log, live.log[-3000:]
