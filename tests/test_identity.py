@@ -130,7 +130,7 @@ def test_training_sets_aside_other_people_says_so_and_turns_them_away(tmp_path: 
     assert eileen.known and eileen.label == EILEEN
 
     # A line of the list copied into keep.txt puts that face back; --keep-all-faces keeps them all.
-    (work / "keep.txt").write_text(next(line for line in listed if "stranger-1" in line) + "\n")
+    (work / "keep.txt").write_text(next(line for line in listed if "twin-1" in line) + "\n")
     assert training_main([*common, "--epochs", "1"]) == 0
     summary = capsys.readouterr().out
     assert "keep.txt lists 1 photos: 1 of their faces kept" in summary
