@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import io
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -82,9 +84,12 @@ class _Bar(ConsoleProgressBar):
     """
 
     def __init__(self, label: str, total: int) -> None:
-        super().__init__(range(total), total=total)
-        self.prefix = label
         self.live = sys.stdout.isatty()
+        # fastprogress prints its fill character once, to check the terminal's encoding: in a log that
+        # stray character would start the bar's first line.
+        with contextlib.nullcontext() if self.live else contextlib.redirect_stdout(io.StringIO()):
+            super().__init__(range(total), total=total)
+        self.prefix = label
         self.quarters = 0  # quarters printed as lines, without a terminal
         self.update(0)  # starts fastprogress's clock, for the elapsed and remaining times
 
