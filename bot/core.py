@@ -271,6 +271,7 @@ class ChatCore:
         return Reply(
             f"You're sending photos faster than I can look at them; try again in {wait:.0f} seconds.",
             refused="rate_limited",
+            retry_after=wait,
         )
 
     def _refusal(self, request: Request, reply: Reply, start: float) -> Reply:

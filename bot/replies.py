@@ -35,6 +35,7 @@ class Reply:
     answer: PhotoAnswer | None = None  # the model's answer, for adapters that show more than words
     # Why the model never saw the photo: "not_an_image", "too_large", "rate_limited", "download_failed", "busy".
     refused: str | None = None
+    retry_after: float | None = None  # with "rate_limited": seconds until this user may send again
 
 
 def _percent(p: float) -> str:

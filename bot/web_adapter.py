@@ -169,7 +169,9 @@ class _Handlers:
                 self.slots.give_back()
         if reply.answer is None:
             status = _REFUSAL_STATUS.get(reply.refused or "", 400)
-            retry_after = self._rate_limit_wait(user) if status == 429 else _BUSY_RETRY if status == 503 else None
+            retry_after = _BUSY_RETRY if status == 503 else None
+            if reply.retry_after is not None:
+                retry_after = max(1, math.ceil(reply.retry_after))  # whole seconds, never "now"
             return _refused(status, reply.refused or "refused", reply.text, retry_after)
         answer = reply.answer
         body = answer.to_json(names[0] if names else None)
@@ -212,15 +214,6 @@ class _Handlers:
                 raise self._too_large(announced or size)
             kept.append(chunk)
         return b"".join(kept)
-
-    def _rate_limit_wait(self, user: str) -> int:
-        """Whole seconds until `user` may send again: the core's reply says it only in words."""
-        key = f"web:{user}"  # the core's name for a web user
-        # Asked again, the limiter takes no place while the limit holds; one that has just freed is given back.
-        wait = self.core.limiter.wait_for(key)
-        if wait <= 0:
-            self.core.limiter.release(key)
-        return max(1, math.ceil(wait))
 
     def _too_large(self, size: int) -> _Refusal:
         reply = self.core.refuse_size(max(size, self.core.max_bytes + 1))
