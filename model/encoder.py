@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .dlib_dat import EncoderWeights, read_face_encoder_dat
-from .resources import CHIP_SIZE, face_encoder_dat_path
+from .resources import CHIP_SIZE, default_cache_dir, face_encoder_dat_path
 
 __all__ = [
     "CHIP_SIZE",
@@ -83,6 +83,10 @@ class ResBlock(nn.Module):
 class FaceEncoder(nn.Module):
     """150x150 aligned face chips (fastai's float images in [0, 1], NCHW) to 128-d descriptors."""
 
+    # False once the input scaling is folded into the stem (`fused`). A class attribute, so that
+    # encoders pickled before it existed (in older exports) read it too.
+    input_scaled: bool = True
+
     def __init__(self, input_mean: tuple[float, float, float] = (122.782, 117.001, 104.298)) -> None:
         super().__init__()
         # dlib feeds (pixel - mean) / 256 with pixels in 0..255; fastai gives pixel / 255.
@@ -100,7 +104,8 @@ class FaceEncoder(nn.Module):
         self.fc = nn.Linear(256, DESCRIPTOR_SIZE, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x * self.input_scale - self.input_shift
+        if self.input_scaled:
+            x = x * self.input_scale - self.input_shift
         x = F.relu(self.stem_aff(self.stem(x)))
         x = F.max_pool2d(x, 3, 2)
         x = self.blocks(x)
@@ -119,6 +124,7 @@ class FaceEncoder(nn.Module):
             stem.weight.mul_(fused.input_scale)
             fused.input_scale.fill_(1.0)
             fused.input_shift.zero_()
+            fused.input_scaled = False  # two passes over the input saved
             pairs = [(fused, "stem", "stem_aff")] + [
                 (b, conv, aff) for b in fused.blocks for conv, aff in (("conv1", "aff1"), ("conv2", "aff2"))
             ]
@@ -147,14 +153,6 @@ class FaceEncoder(nn.Module):
             self.fc.weight.copy_(torch.from_numpy(weights.fc_weight))
             mean = torch.tensor(weights.input_mean, dtype=torch.float32)
             self.input_shift.copy_((mean / 256.0)[None, :, None, None])
-
-
-def default_cache_dir() -> Path:
-    """Where converted weights are kept: `$DOPPELBOT_CACHE`, else the user's cache folder."""
-    if env := os.environ.get("DOPPELBOT_CACHE"):
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "doppelbot"
 
 
 def _cache_name(dat_path: Path) -> str:

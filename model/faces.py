@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,11 +12,12 @@ import numpy as np
 from PIL import Image
 
 from .decode import DecodedImage
-from .resources import CHIP_SIZE, landmarks_dat_path
+from .resources import CHIP_SIZE, default_cache_dir, landmarks_dat_path
 
-__all__ = ["Face", "FaceFinder", "FaceOptions", "FaceSearch"]
+__all__ = ["Face", "FaceFinder", "FaceOptions", "FaceSearch", "frontal_face_detector"]
 
 Box = tuple[int, int, int, int]
+Area = tuple[float, float, float, float]  # left, top, right, bottom (exclusive), in some image's pixels
 
 
 @dataclass(frozen=True)
@@ -60,18 +62,48 @@ class FaceSearch:
     chips_s: float = 0.0
 
 
+# dlib's frontal face detector scans five HOG filters (front, turned left or right, tilted either way).
+FRONTAL_FILTERS = 5
+
+
+def frontal_face_detector(cache_dir: str | Path | None = None) -> dlib.fhog_object_detector:
+    """dlib's frontal face detector, read from a copy in the cache once one was saved.
+
+    dlib builds it from text compiled into the library, which takes 0.26 s and holds the GIL: a
+    quarter of a second of every start. Its saved copy reads in a millisecond.
+    """
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    cached = cache_dir / f"frontal_face_detector_dlib_{dlib.__version__}.svm"
+    if cached.is_file():
+        try:
+            detector = dlib.fhog_object_detector(str(cached))
+            if detector.num_detectors == FRONTAL_FILTERS:
+                return detector
+        except RuntimeError:
+            pass  # a damaged copy is made again below
+    detector = dlib.get_frontal_face_detector()
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_suffix(f".{os.getpid()}.tmp")
+        detector.save(str(partial))
+        os.replace(partial, cached)  # atomic, so a concurrent start never reads half a file
+    except (OSError, RuntimeError):
+        pass  # a read-only home still works, it just builds the detector each time
+    return detector
+
+
 class FaceFinder:
     """Holds dlib's detector and landmark predictor; `find` turns an image into face chips."""
 
     def __init__(self, options: FaceOptions | None = None, landmarks_path: str | Path | None = None) -> None:
         self.options = options or FaceOptions()
-        self._detector = dlib.get_frontal_face_detector()
+        self._detector = frontal_face_detector()
         self._landmarks = dlib.shape_predictor(str(landmarks_path or landmarks_dat_path()))
 
-    def _run_at(
+    def _run_on(
         self, pixels: np.ndarray, side: int, upsample: int = 0, threshold: float = 0.0
-    ) -> list[tuple[dlib.rectangle, float]]:
-        """The detector on `pixels` resized to a long side of `side`; boxes in `pixels`' coordinates."""
+    ) -> list[tuple[Area, float]]:
+        """The detector on `pixels` resized to a long side of `side`; boxes in `pixels`."""
         h, w = pixels.shape[:2]
         scale = side / max(h, w)
         image = Image.fromarray(pixels)
@@ -85,24 +117,30 @@ class FaceFinder:
             scale = 1.0
         rects, scores, _ = self._detector.run(np.asarray(image), upsample, threshold)
         return [
-            (dlib.rectangle(*(round(v / scale) for v in (r.left(), r.top(), r.right(), r.bottom()))), s)
+            ((r.left() / scale, r.top() / scale, (r.right() + 1) / scale, (r.bottom() + 1) / scale), s)
             for r, s in zip(rects, scores, strict=True)
         ]
 
-    def _detect(self, pixels: np.ndarray) -> list[tuple[dlib.rectangle, float]]:
-        long_side = max(pixels.shape[:2])
+    def _run_at(self, image: DecodedImage, side: int) -> list[tuple[Area, float]]:
+        """The detector on the photo at a long side of `side`, decoded no finer; boxes in the photo's pixels."""
+        pixels, scale = image.reduced(side)
+        return [(_scaled(box, 1 / scale), score) for box, score in self._run_on(pixels, side)]
+
+    def _detect(self, image: DecodedImage) -> list[tuple[Area, float]]:
+        long_side = max(image.work_size)
         side = self.options.detect_side
         # Small photos are enlarged at most twice, as dlib's own upsampling does: more costs time, not faces.
         first = min(side, 2 * long_side)
-        found = self._run_at(pixels, first)
+        found = self._run_at(image, first)
         second = min(2 * long_side, 2 * side)
         if not found and second > first:
-            found = self._run_at(pixels, second)
+            found = self._run_at(image, second)
         return found
 
-    def _detect_in_crop(self, pixels: np.ndarray) -> list[tuple[dlib.rectangle, float]]:
+    def _detect_in_crop(self, image: DecodedImage) -> list[tuple[Area, float]]:
         """Detect in a tight crop: add a border, look again a little less strictly, map the boxes back."""
         o = self.options
+        pixels, scale = image.reduced(o.crop_side)
         h, w = pixels.shape[:2]
         if not 0.5 <= w / h <= 2.0:
             return []
@@ -110,43 +148,62 @@ class FaceFinder:
         fill = int(pixels.mean())
         padded = np.pad(pixels, ((pad, pad), (pad, pad), (0, 0)), constant_values=fill)
         found = []
-        for rect, score in self._run_at(padded, o.crop_side, 1, o.crop_threshold):
-            left, top, right, bottom = (v - pad for v in (rect.left(), rect.top(), rect.right(), rect.bottom()))
-            box = dlib.rectangle(max(left, 0), max(top, 0), min(right, w - 1), min(bottom, h - 1))
-            found.append((box, score))
+        for (left, top, right, bottom), score in self._run_on(padded, o.crop_side, 1, o.crop_threshold):
+            box = (max(left - pad, 0), max(top - pad, 0), min(right - pad, w), min(bottom - pad, h))
+            found.append((_scaled(box, 1 / scale), score))
         # A crop holds one face: keep the detector's best.
         return sorted(found, key=lambda f: -f[1])[:1]
+
+    def _shapes(self, pixels: np.ndarray, scale: float, boxes: list[Area]) -> list[dlib.full_object_detection]:
+        """The 5 landmarks of each face, in `pixels` (`scale` of them per photo pixel)."""
+        shapes = []
+        for box in boxes:
+            left, top, right, bottom = (round(v) for v in _scaled(box, scale))
+            shapes.append(self._landmarks(pixels, dlib.rectangle(left, top, right - 1, bottom - 1)))
+        return shapes
+
+    def _chips(self, image: DecodedImage, boxes: list[Area]) -> list[np.ndarray]:
+        """Aligned chips, cut from the working resolution as dlib's encoder expects them.
+
+        Not from a reduced decode: libjpeg's reduction is sharper than the halving dlib samples a chip
+        through, and the descriptors moved by up to 0.24 (`bench/decode_check.py`).
+        """
+        shapes = self._shapes(image.pixels, image.scale, boxes)
+        chips = dlib.get_face_chips(
+            image.pixels, dlib.full_object_detections(shapes), CHIP_SIZE, self.options.chip_padding
+        )
+        return [np.asarray(chip) for chip in chips]
 
     def find(self, image: DecodedImage) -> FaceSearch:
         """All faces in the image large enough to name, left to right (the order people read)."""
         start = time.perf_counter()
-        pixels = image.pixels
-        detections = self._detect(pixels)
+        detections = self._detect(image)
         if not detections and self.options.crop_fallback:
-            detections = self._detect_in_crop(pixels)
+            detections = self._detect_in_crop(image)
         search = FaceSearch(detect_s=time.perf_counter() - start)
 
         start = time.perf_counter()
         kept = []
-        for rect, score in detections:
-            if rect.width() / image.scale < self.options.min_face:
+        for box, score in detections:
+            if box[2] - box[0] < self.options.min_face:
                 search.too_small += 1
             else:
-                kept.append((rect, score))
-        kept.sort(key=lambda d: (d[0].left() + d[0].right(), d[0].top()))
+                kept.append((box, score))
+        kept.sort(key=lambda d: (d[0][0] + d[0][2], d[0][1]))
         if kept:
-            shapes = dlib.full_object_detections([self._landmarks(pixels, rect) for rect, _ in kept])
-            chips = dlib.get_face_chips(pixels, shapes, size=CHIP_SIZE, padding=self.options.chip_padding)
-            for (rect, score), chip in zip(kept, chips, strict=True):
-                search.faces.append(Face(_original_box(rect, image), np.asarray(chip), float(score)))
+            chips = self._chips(image, [box for box, _ in kept])
+            for (box, score), chip in zip(kept, chips, strict=True):
+                search.faces.append(Face(_original_box(box, image.original_size), chip, float(score)))
         search.chips_s = time.perf_counter() - start
         return search
 
 
-def _original_box(rect: dlib.rectangle, image: DecodedImage) -> Box:
-    """The detector's box in the user's pixels, clipped to the photo."""
-    width, height = image.original_size
-    s = image.scale
-    left, top = max(0, round(rect.left() / s)), max(0, round(rect.top() / s))
-    right, bottom = min(width, round((rect.right() + 1) / s)), min(height, round((rect.bottom() + 1) / s))
-    return (left, top, right, bottom)
+def _scaled(box: Area, factor: float) -> Area:
+    return tuple(v * factor for v in box)
+
+
+def _original_box(box: Area, size: tuple[int, int]) -> Box:
+    """A box in the user's pixels, rounded and clipped to the photo."""
+    width, height = size
+    left, top, right, bottom = (round(v) for v in box)
+    return (max(0, left), max(0, top), min(width, right), min(height, bottom))

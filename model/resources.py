@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "DEFAULT_MODEL_PATH",
     "DEFAULT_PHOTO_TIMEOUT",
     "MissingResourceError",
+    "default_cache_dir",
     "face_encoder_dat_path",
     "landmarks_dat_path",
     "models_dir",
@@ -27,6 +29,14 @@ DEFAULT_PHOTO_TIMEOUT = 20.0
 
 class MissingResourceError(FileNotFoundError):
     """A dlib model file is not installed."""
+
+
+def default_cache_dir() -> Path:
+    """Where converted weights are kept: `$DOPPELBOT_CACHE`, else the user's cache folder."""
+    if env := os.environ.get("DOPPELBOT_CACHE"):
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "doppelbot"
 
 
 def models_dir() -> Path:

@@ -61,7 +61,7 @@ def search_photo(data: bytes, finder: FaceFinder, limits: DecodeLimits, images_f
     """
     start = time.perf_counter()
     try:
-        image = decode_image(data, limits)
+        image = decode_image(data, limits, first_side=finder.options.detect_side)
         decode_s = time.perf_counter() - start
         search = finder.find(image)
     except ImageError as e:

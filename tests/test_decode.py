@@ -150,3 +150,44 @@ def test_corrupt_bytes_give_an_image_or_a_clear_error() -> None:
             assert_user_message(e)
         else:
             assert image.pixels.shape[2] == 3
+
+
+def test_a_large_jpeg_is_decoded_reduced_for_a_first_look_and_whole_only_when_asked() -> None:
+    """The detector's first look needs 512 px: a 2400 px JPEG comes at 1/4 scale, its full decode waits."""
+    photo = scene(1, width=2400, height=1600)
+    data = jpeg(photo)
+    image = decode_image(data, DecodeLimits(work_side=1600), first_side=512)
+    reduced, scale = image.reduced(512)
+    assert reduced.shape == (400, 600, 3) and scale == 0.25
+    small = np.asarray(photo.resize((600, 400), Image.Resampling.BOX), dtype=int)
+    assert np.abs(reduced.astype(int) - small).mean() < 3  # the same picture, only smaller
+    whole = decode_image(data, DecodeLimits(work_side=1600))
+    assert image.original_size == whole.original_size == (2400, 1600)
+    assert image.scale == whole.scale and np.array_equal(image.pixels, whole.pixels)
+
+
+def test_a_reduced_jpeg_keeps_its_exif_orientation() -> None:
+    upright = scene(1, width=1200, height=1800)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    image = decode_image(jpeg_with_exif(upright.transpose(Image.Transpose.ROTATE_90), exif), first_side=512)
+    reduced, scale = image.reduced(512)
+    assert image.original_size == (1200, 1800) and reduced.shape == (900, 600, 3) and scale == 0.5
+    small = np.asarray(upright.resize((600, 900), Image.Resampling.BOX), dtype=int)
+    assert np.abs(reduced.astype(int) - small).mean() < 8
+
+
+def test_a_truncated_large_jpeg_is_refused_even_when_decoded_reduced() -> None:
+    data = jpeg(scene(1, width=2400, height=1600))
+    with pytest.raises(TruncatedImage) as caught:
+        decode_image(data[: len(data) // 2], first_side=512)
+    assert_user_message(caught.value)
+
+
+def test_an_image_sent_to_another_process_travels_at_working_resolution() -> None:
+    import pickle
+
+    image = decode_image(jpeg(scene(1, width=2400, height=1600)), DecodeLimits(work_side=1600), first_side=512)
+    travelled = pickle.loads(pickle.dumps(image))
+    assert travelled.pixels.shape == (1067, 1600, 3) and travelled.scale == image.scale
+    assert np.array_equal(travelled.pixels, image.pixels)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from imagery import astronaut, jpeg, noise_image, scene
 from PIL import Image
 
@@ -71,3 +72,29 @@ def test_a_tilted_face_is_still_found_and_aligned(finder) -> None:
     faces = [face_of(tilted)]
     # Alignment undoes the tilt: the chip looks like the upright face's chip.
     assert np.abs(faces[0].chip.astype(float) - upright_chip).mean() < 30
+
+
+@pytest.mark.parametrize("width", [1280, 2400])
+def test_a_large_jpeg_decoded_reduced_gives_the_faces_of_the_full_decode(finder, width: int) -> None:
+    """Found on a reduced decode, chips cut at working resolution: the same faces, boxes within a few pixels."""
+    data = jpeg(scene(4, width=width, height=width * 2 // 3))
+    full = finder.find(decode_image(data)).faces
+    reduced = finder.find(decode_image(data, first_side=finder.options.detect_side)).faces
+    assert len(full) == len(reduced) == 4
+    for a, b in zip(full, reduced, strict=True):
+        assert max(abs(u - v) for u, v in zip(a.box, b.box, strict=True)) <= 0.01 * width
+        assert np.abs(a.chip.astype(int) - b.chip.astype(int)).mean() < 6
+
+
+def test_the_detector_is_saved_once_and_read_back_the_same(tmp_path) -> None:
+    from model.faces import frontal_face_detector
+
+    pixels = decode_image(jpeg(scene(4))).pixels
+    built = frontal_face_detector(tmp_path)
+    saved = list(tmp_path.glob("frontal_face_detector_*.svm"))
+    assert len(saved) == 1
+    read = frontal_face_detector(tmp_path)
+    assert [str(r) for r in read(pixels)] == [str(r) for r in built(pixels)] and len(read(pixels)) == 4
+    saved[0].write_bytes(b"damaged")
+    assert len(frontal_face_detector(tmp_path)(pixels)) == 4  # a damaged copy is rebuilt, not trusted
+    assert saved[0].stat().st_size > 1000

@@ -172,7 +172,7 @@ def subject_chip(
 ) -> np.ndarray | str:
     """The aligned chip of the photo's one clear face, or the reason there is none."""
     try:
-        found = finder.find(decode_image(path.read_bytes(), limits)).faces
+        found = finder.find(decode_image(path.read_bytes(), limits, finder.options.detect_side)).faces
     except (ImageError, OSError):
         return "unreadable"
     if not found:
