@@ -30,10 +30,12 @@ import fastai
 import numpy as np
 import torch
 
+from model.encoder import load_face_encoder
 from model.faces import FaceFinder
 from model.search import FacePool, default_workers
 from model.serving import FaceClassifier
 
+from .bursts import batched_against_single, bot_against_book, encoder_speed
 from .learners import (
     PILImage,
     book_answer,
@@ -44,7 +46,17 @@ from .learners import (
     load_quietly,
     photo,
 )
-from .report import ACCURACY_HEADING, Figures, Series, machine_line, render, summary_json, targets, write_results
+from .report import (
+    ACCURACY_HEADING,
+    Figures,
+    Series,
+    machine_line,
+    previous_figures,
+    render,
+    summary_json,
+    targets,
+    write_results,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results.md"
@@ -123,26 +135,6 @@ def latencies(classifier: FaceClassifier, book, ours_learn, chip: np.ndarray, ru
         },
         runs,
     )
-
-
-def burst(classifier: FaceClassifier, n: int, batch: int) -> tuple[float, float, tuple[int, int]]:
-    """Seconds for `n` varied photos batched and one by one, and the faces each way found.
-
-    The two ways alternate batch by batch, so both see the same machine.
-    """
-    rng = np.random.default_rng(2)
-    photos = [photo(1, rng) for _ in range(n)]
-    batched = single = 0.0
-    faces = [0, 0]
-    for i in range(0, n, batch):
-        chunk = photos[i : i + batch]
-        start = time.perf_counter()
-        faces[0] += sum(len(a.faces) for a in classifier.classify_many(chunk))
-        batched += time.perf_counter() - start
-        start = time.perf_counter()
-        faces[1] += sum(len(classifier.classify(p).faces) for p in chunk)
-        single += time.perf_counter() - start
-    return batched, single, (faces[0], faces[1])
 
 
 def child_env(threads: int | None) -> dict[str, str]:
@@ -240,13 +232,14 @@ def busy_note() -> list[str]:
 def measure(args: argparse.Namespace, folder: Path) -> Figures:
     """Build both learners in `folder`, then take every figure of the table."""
     notes = busy_note()
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     finder = FaceFinder()
     started = time.perf_counter()
     ours_path = args.model or face_learner_file(folder, finder, per_class=8)
     book_path = book_learner(folder, per_class=8)
     log(f"learners built in {time.perf_counter() - started:.0f} s; timing {args.runs} runs")
-    # The bot's set-up: one photo is answered in-process, photos that come together also use the
-    # face-finding processes.
+    # The bot's set-up (`python -m bot`): face-finding processes (FACE_WORKERS, one per core) beside the
+    # process that runs the network; with them, every photo's faces are found there, a single one too.
     pool = FacePool(default_workers())
     if not pool.start():
         raise RuntimeError("the face-finding processes could not start")
@@ -254,8 +247,14 @@ def measure(args: argparse.Namespace, folder: Path) -> Figures:
     book, ours_learn = load_quietly(book_path), load_quietly(ours_path)
     chip = face_chip(finder, photo(1))
     s = latencies(classifier, book, ours_learn, chip, args.runs)
-    log(f"burst of {args.burst}")
-    batched, single, faces = burst(classifier, args.burst, args.batch)
+    log("encoder at batch 1, 2, 16")
+    encoder = encoder_speed(load_face_encoder(), np.stack([chip] * 16), args.runs)
+    rng = np.random.default_rng(2)
+    photos = [photo(1, rng) for _ in range(args.burst)]
+    log(f"burst of {args.burst}: our bot against the book's bot")
+    bot_s, book_s, bot_faces = bot_against_book(classifier, book, photos, rounds=1 if args.quick else 3)
+    log(f"burst of {args.burst}: batched against one by one")
+    batched, single, faces = batched_against_single(classifier, photos, args.batch)
     pool.close()
     log("cold start and memory")
     cold, rss = cold_and_rss(ours_path, book_path, folder, args.threads)
@@ -268,12 +267,21 @@ def measure(args: argparse.Namespace, folder: Path) -> Figures:
         "1 epoch on generated whole photos, exported and read back with `load_learner`.",
         f"Ours: {f'`{args.model}`' if args.model else 'the `python -m training` recipe, 1 epoch on generated chips'}, "
         "served by `FaceClassifier` (decode, dlib's detector and landmarks, one batched forward pass).",
-        f"Burst faces found: {faces[0]} batched, {faces[1]} one by one, of {args.burst}; batched, the faces are "
-        f"found by {pool.workers} processes (`FacePool`, as the bot's FACE_WORKERS), one by one in-process.",
+        f"Bursts: {args.burst} varied one-face photos; faces found: {bot_faces} by our bot, {faces[0]} batched, "
+        f"{faces[1]} one by one. Our side ran on {cores} cores: the network in this process (1 torch thread), "
+        f"faces found by {pool.workers} processes (`FacePool`, the bot's FACE_WORKERS). The book's bot is one "
+        "process with one torch thread: one core. Row (a) uses the bot's defaults (30 ms batching window, "
+        "batches of up to 16) with QUEUE_SIZE as large as the burst, so that every photo is taken; the two "
+        f"bots alternate, median of {1 if args.quick else 3} rounds.",
         f"Cold start and RSS: a fresh `python -c` process per side loads its learner, answers {RSS_PHOTOS} "
         "photos from disk, then reads VmRSS from /proc/self/status.",
     ]
     return Figures(
+        bot_burst_s=bot_s,
+        book_burst_s=book_s,
+        bot_burst_faces=bot_faces,
+        cores=cores,
+        encoder=encoder,
         runs=args.runs,
         **{name: s[name] for name in s},
         burst_photos=args.burst,
@@ -297,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "-m", "bench", *(argv if argv is not None else sys.argv[1:])])
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):
         figures = measure(args, Path(tmp))  # fastai's training prints; only the results go to stdout
-    table = render(figures, machine)
+    table = render(figures, machine, previous_figures(RESULTS))
     print(table)
     accuracy, note = (None, "Accuracy: skipped (it trains for tens of minutes); run `python -m bench --accuracy`.")
     if args.accuracy:

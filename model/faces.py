@@ -17,7 +17,6 @@ from .resources import CHIP_SIZE, default_cache_dir, landmarks_dat_path
 __all__ = ["Face", "FaceFinder", "FaceOptions", "FaceSearch", "frontal_face_detector"]
 
 Box = tuple[int, int, int, int]
-Area = tuple[float, float, float, float]  # left, top, right, bottom (exclusive), in some image's pixels
 
 
 @dataclass(frozen=True)
@@ -101,9 +100,12 @@ class FaceFinder:
         self._landmarks = dlib.shape_predictor(str(landmarks_path or landmarks_dat_path()))
 
     def _run_on(
-        self, pixels: np.ndarray, side: int, upsample: int = 0, threshold: float = 0.0
-    ) -> list[tuple[Area, float]]:
-        """The detector on `pixels` resized to a long side of `side`; boxes in `pixels`."""
+        self, pixels: np.ndarray, side: int, to_work: float, upsample: int = 0, threshold: float = 0.0
+    ) -> list[tuple[dlib.rectangle, float]]:
+        """The detector on `pixels` resized to a long side of `side`; boxes in working pixels.
+
+        `to_work`: working pixels per pixel of `pixels` (1 when they are the working pixels).
+        """
         h, w = pixels.shape[:2]
         scale = side / max(h, w)
         image = Image.fromarray(pixels)
@@ -115,18 +117,19 @@ class FaceFinder:
             image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
         else:
             scale = 1.0
+        scale /= to_work  # detector pixels per working pixel
         rects, scores, _ = self._detector.run(np.asarray(image), upsample, threshold)
         return [
-            ((r.left() / scale, r.top() / scale, (r.right() + 1) / scale, (r.bottom() + 1) / scale), s)
+            (dlib.rectangle(*(round(v / scale) for v in (r.left(), r.top(), r.right(), r.bottom()))), s)
             for r, s in zip(rects, scores, strict=True)
         ]
 
-    def _run_at(self, image: DecodedImage, side: int) -> list[tuple[Area, float]]:
-        """The detector on the photo at a long side of `side`, decoded no finer; boxes in the photo's pixels."""
+    def _run_at(self, image: DecodedImage, side: int) -> list[tuple[dlib.rectangle, float]]:
+        """The detector on the photo at a long side of `side`, decoded no finer than that; boxes in working pixels."""
         pixels, scale = image.reduced(side)
-        return [(_scaled(box, 1 / scale), score) for box, score in self._run_on(pixels, side)]
+        return self._run_on(pixels, side, image.scale / scale)
 
-    def _detect(self, image: DecodedImage) -> list[tuple[Area, float]]:
+    def _detect(self, image: DecodedImage) -> list[tuple[dlib.rectangle, float]]:
         long_side = max(image.work_size)
         side = self.options.detect_side
         # Small photos are enlarged at most twice, as dlib's own upsampling does: more costs time, not faces.
@@ -137,10 +140,11 @@ class FaceFinder:
             found = self._run_at(image, second)
         return found
 
-    def _detect_in_crop(self, image: DecodedImage) -> list[tuple[Area, float]]:
+    def _detect_in_crop(self, image: DecodedImage) -> list[tuple[dlib.rectangle, float]]:
         """Detect in a tight crop: add a border, look again a little less strictly, map the boxes back."""
         o = self.options
         pixels, scale = image.reduced(o.crop_side)
+        to_work = image.scale / scale
         h, w = pixels.shape[:2]
         if not 0.5 <= w / h <= 2.0:
             return []
@@ -148,34 +152,24 @@ class FaceFinder:
         fill = int(pixels.mean())
         padded = np.pad(pixels, ((pad, pad), (pad, pad), (0, 0)), constant_values=fill)
         found = []
-        for (left, top, right, bottom), score in self._run_on(padded, o.crop_side, 1, o.crop_threshold):
-            box = (max(left - pad, 0), max(top - pad, 0), min(right - pad, w), min(bottom - pad, h))
-            found.append((_scaled(box, 1 / scale), score))
+        work_w, work_h = image.work_size
+        for rect, score in self._run_on(padded, o.crop_side, 1.0, 1, o.crop_threshold):
+            left, top, right, bottom = (
+                round((v - pad) * to_work) for v in (rect.left(), rect.top(), rect.right(), rect.bottom())
+            )
+            box = dlib.rectangle(max(left, 0), max(top, 0), min(right, work_w - 1), min(bottom, work_h - 1))
+            found.append((box, score))
         # A crop holds one face: keep the detector's best.
         return sorted(found, key=lambda f: -f[1])[:1]
 
-    def _shapes(self, pixels: np.ndarray, scale: float, boxes: list[Area]) -> list[dlib.full_object_detection]:
-        """The 5 landmarks of each face, in `pixels` (`scale` of them per photo pixel)."""
-        shapes = []
-        for box in boxes:
-            left, top, right, bottom = (round(v) for v in _scaled(box, scale))
-            shapes.append(self._landmarks(pixels, dlib.rectangle(left, top, right - 1, bottom - 1)))
-        return shapes
-
-    def _chips(self, image: DecodedImage, boxes: list[Area]) -> list[np.ndarray]:
-        """Aligned chips, cut from the working resolution as dlib's encoder expects them.
-
-        Not from a reduced decode: libjpeg's reduction is sharper than the halving dlib samples a chip
-        through, and the descriptors moved by up to 0.24 (`bench/decode_check.py`).
-        """
-        shapes = self._shapes(image.pixels, image.scale, boxes)
-        chips = dlib.get_face_chips(
-            image.pixels, dlib.full_object_detections(shapes), CHIP_SIZE, self.options.chip_padding
-        )
-        return [np.asarray(chip) for chip in chips]
-
     def find(self, image: DecodedImage) -> FaceSearch:
-        """All faces in the image large enough to name, left to right (the order people read)."""
+        """All faces in the image large enough to name, left to right (the order people read).
+
+        Faces are looked for on a decode no finer than the detector needs; the working resolution is
+        decoded only for the chips of faces found, and the chips are cut from it as dlib's encoder
+        expects them. Not from a reduced decode: libjpeg's reduction is sharper than the halving dlib
+        samples a chip through, and descriptors moved by up to 0.24 (`bench/decode_check.py`).
+        """
         start = time.perf_counter()
         detections = self._detect(image)
         if not detections and self.options.crop_fallback:
@@ -184,26 +178,26 @@ class FaceFinder:
 
         start = time.perf_counter()
         kept = []
-        for box, score in detections:
-            if box[2] - box[0] < self.options.min_face:
+        for rect, score in detections:
+            if rect.width() / image.scale < self.options.min_face:
                 search.too_small += 1
             else:
-                kept.append((box, score))
-        kept.sort(key=lambda d: (d[0][0] + d[0][2], d[0][1]))
+                kept.append((rect, score))
+        kept.sort(key=lambda d: (d[0].left() + d[0].right(), d[0].top()))
         if kept:
-            chips = self._chips(image, [box for box, _ in kept])
-            for (box, score), chip in zip(kept, chips, strict=True):
-                search.faces.append(Face(_original_box(box, image.original_size), chip, float(score)))
+            pixels = image.pixels
+            shapes = dlib.full_object_detections([self._landmarks(pixels, rect) for rect, _ in kept])
+            chips = dlib.get_face_chips(pixels, shapes, size=CHIP_SIZE, padding=self.options.chip_padding)
+            for (rect, score), chip in zip(kept, chips, strict=True):
+                search.faces.append(Face(_original_box(rect, image), np.asarray(chip), float(score)))
         search.chips_s = time.perf_counter() - start
         return search
 
 
-def _scaled(box: Area, factor: float) -> Area:
-    return tuple(v * factor for v in box)
-
-
-def _original_box(box: Area, size: tuple[int, int]) -> Box:
-    """A box in the user's pixels, rounded and clipped to the photo."""
-    width, height = size
-    left, top, right, bottom = (round(v) for v in box)
-    return (max(0, left), max(0, top), min(width, right), min(height, bottom))
+def _original_box(rect: dlib.rectangle, image: DecodedImage) -> Box:
+    """The detector's box in the user's pixels, clipped to the photo."""
+    width, height = image.original_size
+    s = image.scale
+    left, top = max(0, round(rect.left() / s)), max(0, round(rect.top() / s))
+    right, bottom = min(width, round((rect.right() + 1) / s)), min(height, round((rect.bottom() + 1) / s))
+    return (left, top, right, bottom)
