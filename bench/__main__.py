@@ -36,6 +36,7 @@ from model.search import FacePool, default_workers
 from model.serving import FaceClassifier
 
 from .bursts import batched_against_single, bot_against_book, encoder_speed
+from .cold_start import STEPS_BOOK, STEPS_OURS, breakdown, render_breakdown
 from .learners import (
     PILImage,
     book_answer,
@@ -258,6 +259,16 @@ def measure(args: argparse.Namespace, folder: Path) -> Figures:
     pool.close()
     log("cold start and memory")
     cold, rss = cold_and_rss(ours_path, book_path, folder, args.threads)
+    cold_breakdown = ""
+    if not args.quick:
+        log("where the cold start goes")
+        first = folder / "cold.jpg"
+        first.write_bytes(photo(1))
+        env = child_env(args.threads)
+        cold_breakdown = "\n\n".join(
+            render_breakdown(title, breakdown(script, path, first, env))
+            for title, script, path in (("Ours", STEPS_OURS, ours_path), ("Book", STEPS_BOOK, book_path))
+        )
     bar_cost = s["book_1"].median / s["book_1_no_bar"].median - 1
     notes += [
         "The book's progress bar was redirected to a buffer (stdout), not switched off, since its bot pays for "
@@ -282,6 +293,7 @@ def measure(args: argparse.Namespace, folder: Path) -> Figures:
         bot_burst_faces=bot_faces,
         cores=cores,
         encoder=encoder,
+        cold_breakdown=cold_breakdown,
         runs=args.runs,
         **{name: s[name] for name in s},
         burst_photos=args.burst,

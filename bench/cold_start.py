@@ -17,7 +17,7 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-__all__ = ["STEPS_OURS", "breakdown", "render_breakdown"]
+__all__ = ["STEPS_BOOK", "STEPS_OURS", "breakdown", "render_breakdown"]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,11 +29,8 @@ import json, sys, time
 t = [("start", time.perf_counter())]
 from model.serving import FaceClassifier
 t.append(("import model.serving (torch, fastai, dlib)", time.perf_counter()))
-from model.faces import FaceFinder
-finder = FaceFinder()
-t.append(("face finder: detector and landmarks", time.perf_counter()))
 classifier = FaceClassifier.load(sys.argv[1])
-t.append(("load_learner and serving set-up", time.perf_counter()))
+t.append(("FaceClassifier.load: load_learner, the face finder, the fused encoder", time.perf_counter()))
 data = open(sys.argv[2], "rb").read()
 assert classifier.classify(data).faces
 t.append(("first answer", time.perf_counter()))

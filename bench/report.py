@@ -81,6 +81,7 @@ class Figures:
     bot_burst_faces: int = 0
     cores: int = 1  # the cores our bot's path ran on (the book's bot uses one: one process, one torch thread)
     encoder: EncoderSpeed | None = None
+    cold_breakdown: str = ""  # markdown: each start-up step and the costliest imports, ours and the book's
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -261,6 +262,9 @@ def render(f: Figures, machine: str, previous: tuple[str, dict[str, tuple[str, s
         old = before.get(row[0])
         lines.append("| " + " | ".join((*row, f"{old[0]}; {old[1]}" if old else "-")) + " |")
     lines += ["", *(f"- {note}" for note in f.notes)]
+    if f.cold_breakdown:
+        lines += ["", "Where the cold start goes (`python -m bench.cold_start`, each side in a fresh process):", ""]
+        lines.append(f.cold_breakdown)
     return "\n".join(lines)
 
 

@@ -1,6 +1,8 @@
 """Inference off the event loop: one thread, a bounded queue, and a short window that batches bursts.
 
-Photos that arrive within `batch_window` seconds of each other share one forward pass. A full
+Photos that arrive within `batch_window` seconds of each other are taken together (up to
+`max_batch`); the classifier answers them a run at a time, each run in one forward pass, and each
+run's callers get their answers as soon as it is done, not when the whole batch is. A full
 queue refuses at once (the caller tells the user to retry) instead of letting waits grow without
 bound. The model can be swapped while running: requests already taken finish on the old one.
 Nothing one photo or one caller does stops the thread, and a thread that stops anyway is replaced:
@@ -16,7 +18,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +63,7 @@ class InferenceWorker:
         classifier,
         queue_size: int = 32,
         batch_window: float = 0.03,
-        max_batch: int = 16,
+        max_batch: int = 64,
         annotate_from: int = 2,
     ) -> None:
         self.classifier = classifier
@@ -163,23 +165,34 @@ class InferenceWorker:
 
     def _serve(self, batch: list[_Job]) -> None:
         classifier = self.classifier
+        waiting = list(batch)
         try:
-            found = _classify(classifier, [job.data for job in batch], self.annotate_from)
+            for part in _classify_in_parts(classifier, [job.data for job in batch], self.annotate_from):
+                answered, waiting = waiting[: len(part)], waiting[len(part) :]
+                for job, result in zip(answered, part, strict=True):
+                    _deliver(job, result, None)
+                self._in_hand = waiting
+            if waiting:
+                raise RuntimeError(f"the classifier answered {len(batch) - len(waiting)} of {len(batch)} photos")
         except Exception as e:  # the thread must outlive any one bad batch
-            log.exception("inference failed for a batch of %d", len(batch))
-            for job in batch:
+            log.exception("inference failed for %d photos of a batch of %d", len(waiting), len(batch))
+            for job in waiting:
                 _deliver(job, None, e)
             return
         self.batches = [*self.batches[-99:], len(batch)]
-        for job, result in zip(batch, found, strict=True):
-            _deliver(job, result, None)
 
 
-def _classify(classifier, photos: Sequence[bytes], images_from: int) -> list[_Answered]:
+def _classify_in_parts(classifier, photos: Sequence[bytes], images_from: int) -> Iterator[list[_Answered]]:
+    """The answers a run of photos at a time, as the classifier gives them (all at once where it cannot)."""
+    in_parts = getattr(classifier, "classify_in_parts", None)
+    if in_parts is not None:
+        yield from in_parts(photos, images_from)
+        return
     keeping = getattr(classifier, "classify_keeping_images", None)
     if keeping is None:  # stand-ins (no model yet, tests' fakes) only answer
-        return [(answer, None) for answer in classifier.classify_many(photos)]
-    return keeping(photos, images_from)
+        yield [(answer, None) for answer in classifier.classify_many(photos)]
+        return
+    yield keeping(photos, images_from)
 
 
 def _boxed_jpeg(data: bytes, answer: PhotoAnswer, image: DecodedImage | None, limits) -> bytes | None:

@@ -141,18 +141,19 @@ class FacePool:
         photos: Sequence[bytes],
         finder: FaceFinder,
         limits: DecodeLimits,
-        parts: int = 4,
+        part_size: int | None = None,
         images_from: int | None = None,
     ) -> Iterator[list[Searched]]:
-        """The photos' faces, found as `finder` finds them, in up to `parts` runs of photos, each as soon as done.
+        """The photos' faces, found as `finder` finds them, in runs of `part_size` photos, each as soon as done.
 
-        All photos are handed out at once. Every photo is answered: one that takes longer than
-        `photo_timeout` is answered "took too long", one that crashes its worker "crashed"; either way the
-        workers are replaced and the other photos run again (never in this process). `images_from`: as
-        for `search_photo`.
+        All photos are handed out at once. A run is two photos per worker unless told otherwise: enough
+        for the network to batch, few enough that the workers are never long without the next photos.
+        Every photo is answered: one that takes longer than `photo_timeout` is answered "took too
+        long", one that crashes its worker "crashed"; either way the workers are replaced and the other
+        photos run again (never in this process). `images_from`: as for `search_photo`.
         """
         batch = _Batch(self, photos, partial(_search_in_worker, type(finder), finder.options, limits, images_from))
-        size = max(1, -(-len(photos) // max(1, parts)))
+        size = max(1, part_size or 2 * self.workers)
         for start in range(0, len(photos), size):
             yield [batch.result(i) for i in range(start, min(start + size, len(photos)))]
 

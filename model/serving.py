@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,11 @@ from .search import FacePool, Searched, search_photo
 from .strangers import Gallery
 
 __all__ = ["DEFAULT_MODEL_PATH", "DEFAULT_THRESHOLD", "FaceClassifier", "ModelNotFound"]
+
+
+# Without a pool, photos are searched and answered this many at a time: the network still batches,
+# and the first photos of a burst are answered without waiting for the last ones' faces.
+IN_PROCESS_RUN = 4
 
 
 class ModelNotFound(FileNotFoundError):
@@ -213,7 +218,7 @@ class FaceClassifier:
         """Answer several photos; every face of every photo shares one forward pass.
 
         With a pool, the faces of the first photos go through the network while the pool's processes
-        still look for the next ones' (a pass per quarter of the photos), so that no core waits.
+        still look for the next ones' (`classify_in_parts`), so that no core waits.
         """
         return [answer for answer, _ in self.classify_keeping_images(photos)]
 
@@ -226,11 +231,25 @@ class FaceClassifier:
         pool, every photo is searched in the pool's processes, a single one too: there a photo that
         hangs or crashes a library costs only its own answer, never this process.
         """
+        return [pair for part in self.classify_in_parts(photos, images_from) for pair in part]
+
+    def classify_in_parts(
+        self, photos: Sequence[bytes], images_from: int | None = None
+    ) -> Iterator[list[tuple[PhotoAnswer, DecodedImage | None]]]:
+        """As `classify_keeping_images`, a run of photos at a time, in order, each run as soon as it is answered.
+
+        With a pool, a run is a few photos per process: the network answers one run while the
+        processes find the faces of the next, and the first photos of a burst need not wait for the last.
+        """
         if self.pool is not None and photos:
             parts = self.pool.search_in_parts(photos, self.finder, self.limits, images_from=images_from)
         else:
-            parts = [[search_photo(data, self.finder, self.limits, images_from) for data in photos]]
-        return [pair for part in parts for pair in self._answer_keeping_images(part)]
+            parts = (
+                [search_photo(data, self.finder, self.limits, images_from) for data in photos[i : i + IN_PROCESS_RUN]]
+                for i in range(0, len(photos), IN_PROCESS_RUN)
+            )
+        for part in parts:
+            yield self._answer_keeping_images(part)
 
     def _answer_keeping_images(self, part: Sequence[Searched]) -> list[tuple[PhotoAnswer, DecodedImage | None]]:
         answers = self._answer([searched.found for searched in part])

@@ -61,9 +61,9 @@ def test_a_group_photo_is_decoded_once_and_its_boxes_drawn_as_before(core: ChatC
 
     decoded_on = []
 
-    def counted(data, limits=None):
+    def counted(data, limits=None, first_side=None):
         decoded_on.append(threading.current_thread().name)
-        return decode_image(data, limits)
+        return decode_image(data, limits, first_side)
 
     monkeypatch.setattr(model.search, "decode_image", counted)
     monkeypatch.setattr(model.annotate, "decode_image", counted)
@@ -98,6 +98,52 @@ def test_a_burst_shares_forward_passes(classifier) -> None:
         worker.close(timeout=30)
     assert [r.text.split(",")[0] for r in replies] == ["Eileen", "Twin"] * 3
     assert len(worker.batches) < 6 and sum(worker.batches) == 6
+
+
+class InRuns:
+    """The session's model, answering two photos at a time and held before its second run until told."""
+
+    def __init__(self, model, fail_second: bool = False) -> None:
+        self.model, self.limits, self.fail_second = model, model.limits, fail_second
+        self.second_run = threading.Event()
+
+    def classify_in_parts(self, photos, images_from=None):
+        yield self.model.classify_keeping_images(photos[:2], images_from)
+        self.second_run.wait(30)
+        if self.fail_second:
+            raise RuntimeError("the network broke")
+        yield self.model.classify_keeping_images(photos[2:], images_from)
+
+
+@pytest.mark.parametrize("fail_second", [False, True])
+def test_each_run_of_a_batch_is_answered_as_soon_as_it_is_done(classifier, fail_second: bool) -> None:
+    model = InRuns(classifier, fail_second)
+    worker = InferenceWorker(model, batch_window=0.3)
+    core = ChatCore(worker, RateLimiter(100))
+
+    async def burst():
+        tasks = [
+            asyncio.create_task(core.answer_photo(jpeg(scene(1)), Request("t", "private", str(i)))) for i in range(4)
+        ]
+        for _ in range(200):  # the first run's answers come while the second run is held
+            await asyncio.sleep(0.05)
+            if sum(t.done() for t in tasks) == 2:
+                break
+        early = [t.done() for t in tasks]
+        model.second_run.set()
+        return early, await asyncio.gather(*tasks, return_exceptions=True)
+
+    try:
+        early, replies = run(burst())
+    finally:
+        model.second_run.set()
+        worker.close(timeout=30)
+    assert early == [True, True, False, False]
+    assert [r.text.split(",")[0] for r in replies[:2]] == ["Eileen", "Eileen"]
+    if fail_second:  # the run that failed raises to the adapters' error handlers; the first run kept its answers
+        assert [str(r) for r in replies[2:]] == ["the network broke"] * 2
+    else:
+        assert [r.text.split(",")[0] for r in replies[2:]] == ["Eileen", "Eileen"]
 
 
 def test_a_full_queue_answers_busy_at_once(classifier) -> None:

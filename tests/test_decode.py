@@ -191,3 +191,39 @@ def test_an_image_sent_to_another_process_travels_at_working_resolution() -> Non
     travelled = pickle.loads(pickle.dumps(image))
     assert travelled.pixels.shape == (1067, 1600, 3) and travelled.scale == image.scale
     assert np.array_equal(travelled.pixels, image.pixels)
+
+
+def pillow_pixels(data: bytes, reduction: int = 1) -> np.ndarray:
+    """What Pillow alone makes of a JPEG: first frame, turned by EXIF, in RGB, reduced by its draft."""
+    from PIL import ImageOps
+
+    im = Image.open(io.BytesIO(data))
+    if reduction > 1:
+        im.draft("RGB", (im.width // reduction, im.height // reduction))
+    return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_gives_pillows_own_pixels(orientation: int) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = jpeg_with_exif(scene(1, width=1100, height=700), exif)
+    assert np.array_equal(decode_image(data).pixels, pillow_pixels(data))
+    reduced, _ = decode_image(data, first_side=512).reduced(512)
+    assert np.array_equal(reduced, pillow_pixels(data, 2))
+
+
+def test_grey_and_progressive_jpegs_give_pillows_own_pixels() -> None:
+    for data in (
+        encode(scene(1, width=900, height=600).convert("L"), "JPEG"),
+        encode(scene(2), "JPEG", progressive=True),
+    ):
+        assert np.array_equal(decode_image(data).pixels, pillow_pixels(data))
+
+
+def test_a_jpeg_that_libjpeg_complains_about_is_decoded_as_pillow_decodes_it() -> None:
+    """Stray bytes before the end marker: libjpeg warns; the photo is still whole, and answered."""
+    data = jpeg(scene(1, width=800, height=600))
+    assert data.endswith(b"\xff\xd9")
+    stray = data[:-2] + b"\x00" * 7 + b"\xff\xd9"
+    assert np.array_equal(decode_image(stray).pixels, pillow_pixels(stray))
