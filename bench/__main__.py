@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -111,6 +112,14 @@ def timed_rounds(fns: dict[str, Callable[[], object]], runs: int) -> dict[str, S
             fn()
             times[name].append(time.perf_counter() - start)
     return {name: Series(tuple(values)) for name, values in times.items()}
+
+
+def stages(classifier: FaceClassifier, runs: int) -> str:
+    """Where our one-face latency goes: each stage's median over `runs` answers, in ms."""
+    one = photo(1)
+    rows = [classifier.classify(one).timings for _ in range(runs)]
+    names = [name for name in rows[0] if all(name in r for r in rows)]
+    return ", ".join(f"{name} {statistics.median(r[name] for r in rows) * 1000:.1f}" for name in names)
 
 
 def latencies(classifier: FaceClassifier, book, ours_learn, chip: np.ndarray, runs: int) -> dict[str, Series]:
@@ -248,6 +257,7 @@ def measure(args: argparse.Namespace, folder: Path) -> Figures:
     book, ours_learn = load_quietly(book_path), load_quietly(ours_path)
     chip = face_chip(finder, photo(1))
     s = latencies(classifier, book, ours_learn, chip, args.runs)
+    where = stages(classifier, args.runs)
     log("encoder at batch 1, 2, 16")
     encoder = encoder_speed(load_face_encoder(), np.stack([chip] * 16), args.runs)
     rng = np.random.default_rng(2)
@@ -270,7 +280,13 @@ def measure(args: argparse.Namespace, folder: Path) -> Figures:
             for title, script, path in (("Ours", STEPS_OURS, ours_path), ("Book", STEPS_BOOK, book_path))
         )
     bar_cost = s["book_1"].median / s["book_1_no_bar"].median - 1
+    frozen = " / ".join(f"{v:.1f}" for v in encoder.ms_per_chip["frozen"])
     notes += [
+        f"Where our 1-face time goes (ms, median of {args.runs}; decode, detect and chips in a face-finding "
+        f"process): {where}.",
+        f"The encoder traced and frozen (`torch.jit.trace` + `freeze`, channels-last) ran {frozen} ms per chip at "
+        f"batch {' / '.join(map(str, encoder.batches))}, within a few percent of the served form; it is not served: "
+        "tracing and freezing add about 0.8 s to every start, and torch 2.14 deprecates `torch.jit`.",
         "The book's progress bar was redirected to a buffer (stdout), not switched off, since its bot pays for "
         f"it; with `learn.no_bar()` the book's 1-face median is {s['book_1_no_bar'].median * 1000:.0f} ms "
         f"(redirected costs {bar_cost:+.0%}).",
@@ -282,7 +298,8 @@ def measure(args: argparse.Namespace, folder: Path) -> Figures:
         f"{faces[1]} one by one. Our side ran on {cores} cores: the network in this process (1 torch thread), "
         f"faces found by {pool.workers} processes (`FacePool`, the bot's FACE_WORKERS). The book's bot is one "
         "process with one torch thread: one core. Row (a) uses the bot's defaults (30 ms batching window, "
-        "batches of up to 16) with QUEUE_SIZE as large as the burst, so that every photo is taken; the two "
+        "batches of up to 64, answered in runs of two photos per face-finding process) with QUEUE_SIZE as "
+        "large as the burst, so that every photo is taken; the two "
         f"bots alternate, median of {1 if args.quick else 3} rounds.",
         f"Cold start and RSS: a fresh `python -c` process per side loads its learner, answers {RSS_PHOTOS} "
         "photos from disk, then reads VmRSS from /proc/self/status.",
@@ -292,6 +309,7 @@ def measure(args: argparse.Namespace, folder: Path) -> Figures:
         book_burst_s=book_s,
         bot_burst_faces=bot_faces,
         cores=cores,
+        face_workers=pool.workers,
         encoder=encoder,
         cold_breakdown=cold_breakdown,
         runs=args.runs,

@@ -80,6 +80,7 @@ class Figures:
     book_burst_s: float = float("nan")  # the whole burst through the book's bot, one photo after another
     bot_burst_faces: int = 0
     cores: int = 1  # the cores our bot's path ran on (the book's bot uses one: one process, one torch thread)
+    face_workers: int = 0  # our bot's face-finding processes
     encoder: EncoderSpeed | None = None
     cold_breakdown: str = ""  # markdown: each start-up step and the costliest imports, ours and the book's
     notes: list[str] = field(default_factory=list)
@@ -194,7 +195,7 @@ def _rows(f: Figures) -> list[tuple[str, str, str, str, str]]:
         ),
         (
             f"(a) the product: burst of {f.burst_photos} one-face photos at once, bot against bot",
-            f"`python -m bot`'s serving path (its batching, {f.cores - 1 if f.cores > 1 else 0} face-finding "
+            f"`python -m bot`'s serving path (its batching, {f.face_workers} face-finding "
             f"processes): {bot_rate:.1f} photos/s, {bot_rate / f.cores:.1f} per core",
             f"the book's bot, `learn.predict` one photo after another: {book_rate:.1f} photos/s, "
             f"{book_rate:.1f} per core",
