@@ -41,6 +41,19 @@ class FaceAnswer:
             "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
         }
 
+    @classmethod
+    def from_json(cls, d: dict) -> FaceAnswer:
+        """The face `to_json` wrote (as the classifier service sends it)."""
+        return cls(
+            box=tuple(int(v) for v in d["box"]),
+            label=str(d["label"]),
+            confidence=float(d["confidence"]),
+            sure=bool(d["sure"]),
+            probabilities={str(k): float(v) for k, v in d["probabilities"].items()},
+            known=bool(d.get("known", True)),
+            distance=None if d.get("distance") is None else float(d["distance"]),
+        )
+
 
 @dataclass
 class PhotoAnswer:
@@ -71,8 +84,21 @@ class PhotoAnswer:
             "error": self.error if self.outcome == "error" else None,
             "faces": [face.to_json() for face in self.faces],
         }
+        if self.outcome == "error":
+            result["error_kind"] = self.error_kind
         if self.outcome != "ok":
             result["message"] = self.note
         if self.too_small:
             result["too_small"] = self.too_small
         return result
+
+    @classmethod
+    def from_json(cls, d: dict) -> PhotoAnswer:
+        """The answer `to_json` wrote (as the classifier service sends it); timings do not travel."""
+        return cls(
+            outcome=d["outcome"],
+            faces=[FaceAnswer.from_json(f) for f in d.get("faces", [])],
+            error=d.get("error"),
+            error_kind=d.get("error_kind"),
+            too_small=int(d.get("too_small", 0)),
+        )

@@ -25,6 +25,7 @@ __all__ = [
     "TooManyPixels",
     "TruncatedImage",
     "decode_image",
+    "file_too_large",
 ]
 
 # Pillow opens many more formats; these are the ones people send, and fewer parsers is less attack surface.
@@ -135,6 +136,11 @@ def _fit(size: tuple[int, int], side: int) -> tuple[int, int]:
 
 def _megabytes(n: int) -> str:
     return f"{n / (1024 * 1024):.0f} MB"
+
+
+def file_too_large(size: int, max_bytes: int) -> FileTooLarge:
+    """The refusal of a file of `size` bytes, over the cap: its sentence is the same wherever it is refused."""
+    return FileTooLarge(f"This file is {_megabytes(size)}; I can take files up to {_megabytes(max_bytes)}.")
 
 
 def _open(data: bytes) -> Image.Image:
@@ -266,9 +272,7 @@ def decode_image(data: bytes, limits: DecodeLimits | None = None, first_side: in
     """
     limits = limits or DecodeLimits()
     if len(data) > limits.max_bytes:
-        raise FileTooLarge(
-            f"This file is {_megabytes(len(data))}; I can take files up to {_megabytes(limits.max_bytes)}."
-        )
+        raise file_too_large(len(data), limits.max_bytes)
     if not data:
         raise NotAnImage("That file is empty.")
     im = _open(data)
