@@ -39,8 +39,9 @@ def _problems(settings: Settings) -> list[str]:
             "developer portal) in .env (see .env.example), or in the environment. To try a model in the "
             "browser instead, run `python -m bot --web`."
         )
-    # The web page starts without a model, so that it can say how to make one.
-    if not web and not settings.model_path.is_file():
+    # The web page starts without a model, so that it can say how to make one; a frontend of the
+    # classifier service needs none.
+    if not web and not settings.classifier_url and not settings.model_path.is_file():
         problems.append(_no_model(settings))
     return problems
 
@@ -144,6 +145,8 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not on Windows, nor off the main thread
             loop.add_signal_handler(sig, stop.set)
+    if settings.classifier_url:
+        return await _serve_with(settings, stop, *await _remote(settings))
     pool = None
     if settings.face_workers > 0:
         from model.search import FacePool
@@ -168,6 +171,39 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
     worker = InferenceWorker(classifier, queue_size=settings.queue_size, batch_window=settings.batch_window_ms / 1000)
     watcher = ModelWatcher(settings.model_path, worker, lambda p: _load_classifier(settings, pool))
 
+    async def close() -> None:
+        await asyncio.to_thread(worker.close, 60)
+        if pool is not None:
+            await asyncio.to_thread(pool.close)
+
+    return await _serve_with(settings, stop, worker, watcher.watch(settings.reload_seconds), close)
+
+
+async def _remote(settings: Settings):
+    """The classifier service as the worker: no torch, no model here; `/about` from the service's."""
+    from model.decode import DecodeLimits
+
+    from .remote import RemoteClassifier
+
+    worker = RemoteClassifier(settings.classifier_url, limits=DecodeLimits(max_bytes=settings.max_bytes))
+    about = await worker.about()
+    if about is None:
+        log.warning("the classifier service at %s does not answer yet; photos wait for it", settings.classifier_url)
+    else:
+        worker.classifier.model_info = ModelInfo(
+            list(about.get("classes", [])), about.get("accuracy"), about.get("trained_at"), about.get("n_valid")
+        )
+        log.info(
+            "answering with the classifier service at %s (%s)",
+            settings.classifier_url,
+            ", ".join(about.get("classes", [])),
+        )
+    return worker, None, worker.aclose
+
+
+async def _serve_with(settings: Settings, stop: asyncio.Event, worker, watching, close) -> int:
+    """Run the adapters on `worker` until `stop`; then `close` it."""
+
     def model_problem() -> str | None:
         """Why photos cannot be answered yet (no model file), or None."""
         missing = worker.classifier
@@ -178,7 +214,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
         return getattr(worker.classifier, "model_info", None)
 
     core = ChatCore(worker, RateLimiter(settings.rate_limit), model_info, settings.max_bytes, settings.max_faces_listed)
-    watching = asyncio.create_task(watcher.watch(settings.reload_seconds))
+    watcher = asyncio.create_task(watching) if watching is not None else None
     code = 0
     try:
         await _run_adapters(settings, core, stop, model_problem)
@@ -186,10 +222,9 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
         log.exception("an adapter failed")
         code = 1
     finally:
-        watching.cancel()
-        await asyncio.to_thread(worker.close, 60)
-        if pool is not None:
-            await asyncio.to_thread(pool.close)
+        if watcher is not None:
+            watcher.cancel()
+        await close()
     log.info("stopped")
     return code
 

@@ -94,6 +94,7 @@ TEXTS = (
     "DISCORD_GATEWAY_URL",
     "WEB_HOST",
     "WEB_ALLOWED_HOSTS",
+    "CLASSIFIER_URL",
 )
 # Every setting `load_settings` reads (and nothing else of the environment).
 NAMES = frozenset(RANGES) | frozenset(TEXTS)
@@ -133,6 +134,9 @@ class Settings:
     web_allowed_hosts: tuple[str, ...] = ()
     web_max_uploads: int = DEFAULT_MAX_UPLOADS  # uploads read and answered at once; more are told "busy"
     web_upload_seconds: float = DEFAULT_UPLOAD_SECONDS  # the longest an upload may take to arrive
+    # The classifier service (`python -m model.service`), e.g. http://10.0.0.5:8000; unset: the model
+    # runs in this process. Set, this process loads neither torch nor the model.
+    classifier_url: str | None = None
 
     @property
     def max_bytes(self) -> int:
@@ -185,8 +189,24 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: str | Path | Non
         discord_gateway_url=text("DISCORD_GATEWAY_URL"),
         web_host=text("WEB_HOST") or "127.0.0.1",
         web_allowed_hosts=_hosts("WEB_ALLOWED_HOSTS", text("WEB_ALLOWED_HOSTS")),
+        classifier_url=_service_url("CLASSIFIER_URL", text("CLASSIFIER_URL")),
         **numbers,
     )
+
+
+def _service_url(name: str, raw: str | None) -> str | None:
+    """An http(s) URL with a host, such as http://10.0.0.5:8000, without a trailing slash."""
+    if raw is None:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(
+            f"{name}={raw!r} is not allowed: {name} must be the classifier service's http(s) URL, "
+            "such as http://127.0.0.1:8000 (see .env.example)"
+        )
+    return raw.rstrip("/")
 
 
 def _hosts(name: str, raw: str | None) -> tuple[str, ...]:

@@ -25,7 +25,7 @@ from pathlib import Path
 from model.answers import PhotoAnswer
 from model.decode import DecodedImage
 
-__all__ = ["Busy", "InferenceWorker", "ModelWatcher", "Result"]
+__all__ = ["Busy", "InferenceWorker", "ModelWatcher", "Result", "boxed_jpeg"]
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class InferenceWorker:
             return Result(answer)
         # Drawn here, off the inference thread, which is already on the next photos.
         limits = getattr(self.classifier, "limits", None)
-        return Result(answer, await asyncio.to_thread(_boxed_jpeg, data, answer, image, limits))
+        return Result(answer, await asyncio.to_thread(boxed_jpeg, data, answer, image, limits))
 
     def swap(self, classifier) -> None:
         """Serve the next batches with `classifier`; the batch in progress finishes on the old one."""
@@ -195,7 +195,7 @@ def _classify_in_parts(classifier, photos: Sequence[bytes], images_from: int) ->
     yield keeping(photos, images_from)
 
 
-def _boxed_jpeg(data: bytes, answer: PhotoAnswer, image: DecodedImage | None, limits) -> bytes | None:
+def boxed_jpeg(data: bytes, answer: PhotoAnswer, image: DecodedImage | None, limits) -> bytes | None:
     """The photo with its boxes, as JPEG; None when they cannot be drawn (the answer goes without them)."""
     from model.annotate import annotate, draw_faces
 

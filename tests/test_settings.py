@@ -120,3 +120,11 @@ def face_finding_processes(pid: int) -> list[int]:
         if spawned:
             found.append(int(entry.name))
     return found
+
+
+def test_classifier_url_must_be_an_http_url() -> None:
+    assert load_settings({"CLASSIFIER_URL": " http://10.0.0.5:8000/ "}).classifier_url == "http://10.0.0.5:8000"
+    assert load_settings({}).classifier_url is None
+    for bad in ("10.0.0.5:8000", "ftp://host/", "http://"):
+        with pytest.raises(SettingsError, match=r"^CLASSIFIER_URL=.* must be the classifier service's http\(s\) URL"):
+            load_settings({"CLASSIFIER_URL": bad})

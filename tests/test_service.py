@@ -1,0 +1,244 @@
+"""The classifier as a Ray Serve service (`python -m model.service`, a real local Ray instance), and chat
+frontends that ask it over HTTP without loading torch (`CLASSIFIER_URL`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from e2e import memory_kb, model_folder
+from imagery import jpeg, noise_image, scene
+from processes import ROOT, run_python
+
+from bot.core import Request
+from bot.remote import RemoteClassifier
+from bot.worker import Busy
+
+START_TIMEOUT = 240.0  # Ray, its Serve controller and proxy, and two replicas loading the model, on 2 busy cores
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Service:
+    """`python -m model.service` in its own process, on a local Ray instance of 2 CPUs."""
+
+    def __init__(self, model: Path, replicas: int = 2) -> None:
+        self.model, self.replicas, self.port = model, replicas, free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self._log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - read when the service fails to start, closed with it
+
+    def start(self) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        args = ["--model", str(self.model), "--port", str(self.port), "--replicas", str(self.replicas)]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "model.service", *args, "--num-cpus", "2", "--reload-seconds", "1"],
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if line.startswith("serving "):
+                return
+            if not line and self.proc.poll() is not None:
+                break
+        self._log.seek(0)
+        raise AssertionError(f"the service did not start: {self._log.read()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(90)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def service(exported: Path, tmp_path_factory: pytest.TempPathFactory):
+    running = Service(model_folder(exported, tmp_path_factory.mktemp("service")))
+    running.start()
+    yield running
+    running.stop()
+
+
+PHOTOS = {
+    "one.jpg": lambda: jpeg(scene(1)),
+    "four.jpg": lambda: jpeg(scene(4, twins=(False, True, False, True))),
+    "no-face.jpg": lambda: jpeg(noise_image()),
+    "text.jpg": lambda: b"this is not a photo\n" * 20,
+    "cut.jpg": lambda: jpeg(scene(1))[:4000],
+}
+
+
+def test_the_service_answers_what_python_m_model_json_prints(service: Service, tmp_path: Path) -> None:
+    for name, make in PHOTOS.items():
+        (tmp_path / name).write_bytes(make())
+    done = run_python("-m", "model", *PHOTOS, "--model", str(service.model), "--json", cwd=tmp_path)
+    printed = {Path(a["path"]).name: a for a in json.loads(done.stdout)}
+    for name in PHOTOS:
+        response = httpx.post(f"{service.url}/classify", content=(tmp_path / name).read_bytes(), timeout=60)
+        expected = {k: v for k, v in printed[name].items() if k != "path"}
+        assert {k: v for k, v in response.json().items() if k != "path"} == expected, name
+        assert response.status_code == (422 if expected["outcome"] == "error" else 200), name
+    assert printed["four.jpg"]["outcome"] == "ok" and len(printed["four.jpg"]["faces"]) == 4
+    assert printed["cut.jpg"]["error_kind"] == "TruncatedImage"
+
+
+def test_too_large_is_refused_with_413_and_about_describes_the_model(service: Service) -> None:
+    response = httpx.post(f"{service.url}/classify", content=bytes(21 * 1024 * 1024), timeout=60)
+    assert response.status_code == 413
+    assert response.json()["error"] == "This file is 21 MB; I can take files up to 20 MB."
+    about = httpx.get(f"{service.url}/about", timeout=30).json()
+    assert about["classes"] == ["Eileen", "Twin"] and about["accuracy"] == 0.985
+
+
+FRONTEND = """
+import asyncio, json, sys
+from bot.core import ChatCore, RateLimiter, Request
+from bot.remote import RemoteClassifier
+
+async def main():
+    worker = RemoteClassifier(sys.argv[1])
+    core = ChatCore(worker, RateLimiter(100))
+    replies = []
+    for i, path in enumerate(sys.argv[2:]):
+        reply = await core.answer_photo(open(path, "rb").read(), Request("telegram", "private", str(i)))
+        replies.append([reply.text, reply.image is not None])
+    await worker.aclose()
+    return replies
+
+replies = asyncio.run(main())
+loaded = sorted(m for m in ("torch", "fastai", "dlib", "ray") if m in sys.modules)
+print(json.dumps({"replies": replies, "loaded": loaded}))
+"""
+
+
+def test_a_frontend_without_torch_replies_as_the_bot_does_in_process(service: Service, core, tmp_path: Path) -> None:
+    names = ["one.jpg", "four.jpg", "no-face.jpg", "text.jpg"]
+    for name in names:
+        (tmp_path / name).write_bytes(PHOTOS[name]())
+    done = run_python("-c", FRONTEND, service.url, *names, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    remote = json.loads(done.stdout.strip().splitlines()[-1])
+    assert remote["loaded"] == []  # neither torch nor fastai nor dlib, nor Ray itself
+    for name, (text, boxed) in zip(names, remote["replies"], strict=True):
+        reply = asyncio.run(core.answer_photo((tmp_path / name).read_bytes(), Request("telegram", "private", "x")))
+        assert (text, boxed) == (reply.text, reply.image is not None), name
+
+
+def test_python_m_bot_with_classifier_url_needs_no_model_and_stays_small(service: Service, tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "CLASSIFIER_URL": service.url,
+        "WEB_PORT": str(port),
+        "MODEL_PATH": str(tmp_path / "no-model-here.pkl"),
+    }
+    for name in ("TELEGRAM_TOKEN", "DISCORD_TOKEN"):
+        env.pop(name, None)
+    bot = subprocess.Popen(
+        [sys.executable, "-m", "bot", "--web"], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                about = httpx.get(f"http://127.0.0.1:{port}/api/about", timeout=5)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        else:
+            raise AssertionError("the frontend did not start")
+        assert "Eileen" in about.text
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/api/classify",
+            content=jpeg(scene(1)),
+            headers={"Content-Type": "image/jpeg"},
+            timeout=60,
+        )
+        assert answer.status_code == 200 and answer.json()["reply"]["text"].startswith("Eileen")
+        assert memory_kb(bot.pid)["VmRSS"] < 200 * 1024
+    finally:
+        bot.send_signal(signal.SIGTERM)
+        bot.wait(30)
+
+
+KILL_A_REPLICA = """
+import ray
+ray.init(address="auto", namespace="serve", log_to_driver=False)
+replicas = sorted(
+    a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+    if a["namespace"] == "serve" and "Classifier" in a["name"]
+)
+ray.kill(ray.get_actor(replicas[0], namespace="serve"))
+print(len(replicas))
+"""
+
+
+def test_a_replica_killed_mid_burst_loses_no_answer(service: Service, tmp_path: Path) -> None:
+    photos = [jpeg(scene(1, twins=(i % 2 == 1,))) for i in range(2)]
+
+    async def burst() -> tuple[list, int]:
+        worker = RemoteClassifier(service.url, attempts=8, backoff=0.25, max_in_flight=4)
+        answers: list = []
+        stop = asyncio.Event()
+
+        async def keep_sending(i: int) -> None:
+            while not stop.is_set():
+                result = await worker.classify(photos[i % 2])
+                answers.append((i % 2, result.answer))
+                i += 2
+
+        senders = [asyncio.create_task(keep_sending(i)) for i in range(4)]
+        while len(answers) < 8:
+            await asyncio.sleep(0.05)
+        killed = await asyncio.to_thread(run_python, "-c", KILL_A_REPLICA, cwd=tmp_path)
+        assert killed.returncode == 0 and killed.stdout.strip() == "2", killed.stderr[-2000:]
+        after = len(answers)
+        while len(answers) < after + 20:  # the other replica, then the restarted one, keep answering
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.gather(*senders)  # a sender that lost its photo would raise here
+        await worker.aclose()
+        return answers, after
+
+    answers, after = asyncio.run(burst())
+    assert len(answers) >= after + 20
+    assert all(a.outcome == "ok" and a.faces[0].label == ("Twin" if twin else "Eileen") for twin, a in answers)
+
+
+def test_the_service_down_is_busy_and_back_up_is_answered_again(service: Service) -> None:
+    worker_loop = asyncio.new_event_loop()
+    worker = RemoteClassifier(service.url, attempts=3, backoff=0.1)
+    try:
+        service.stop()
+        with pytest.raises(Busy):
+            worker_loop.run_until_complete(worker.classify(jpeg(scene(1))))
+        service.start()
+        result = worker_loop.run_until_complete(worker.classify(jpeg(scene(1))))
+        assert result.answer.faces[0].label == "Eileen"
+    finally:
+        worker_loop.run_until_complete(worker.aclose())
+        worker_loop.close()
