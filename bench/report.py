@@ -14,6 +14,7 @@ import numpy as np
 
 __all__ = [
     "ACCURACY_HEADING",
+    "CLUSTER_HEADING",
     "NOISE_HEADING",
     "EncoderSpeed",
     "Figures",
@@ -28,6 +29,7 @@ __all__ = [
 
 ACCURACY_HEADING = "## Accuracy"
 NOISE_HEADING = "## Web noise"
+CLUSTER_HEADING = "## Past one machine"
 
 
 @dataclass(frozen=True)
@@ -304,10 +306,10 @@ def _kept_section(path: Path, heading: str) -> str | None:
 def write_results(path: Path, command: str, table: str, accuracy: str | None, skipped_note: str) -> None:
     """Rewrite the results file with this run; earlier accuracy and web-noise tables stay unless this run made one."""
     accuracy_section = accuracy or _kept_section(path, ACCURACY_HEADING) or f"{ACCURACY_HEADING}\n\n{skipped_note}"
-    noise_section = _kept_section(path, NOISE_HEADING)  # written by bench/noise.py
+    kept = [_kept_section(path, heading) for heading in (NOISE_HEADING, CLUSTER_HEADING)]  # their own scripts'
     text = (
         "# Benchmarks: doppelbot against the fastai book's serving path\n\n"
         f"Latest run of `{command}` (rewritten by each full run; `--quick` writes nothing).\n\n"
-        f"{table}\n\n{accuracy_section}\n" + (f"\n{noise_section}\n" if noise_section else "")
+        f"{table}\n\n{accuracy_section}\n" + "".join(f"\n{section}\n" for section in kept if section)
     )
     path.write_text(text)

@@ -65,10 +65,11 @@ def _model_meta(path: Path) -> dict:
 class Classifier:
     """One replica: a `FaceClassifier`, loaded from `user_config["model_path"]`, reloaded when it changes."""
 
-    def __init__(self, max_bytes: int = DecodeLimits.max_bytes, torch_threads: int = 1) -> None:
+    def __init__(self, max_bytes: int = DecodeLimits.max_bytes, torch_threads: int = 1, device: str = "cpu") -> None:
         import torch
 
         torch.set_num_threads(torch_threads)
+        self.device = device
         self.limits = DecodeLimits(max_bytes=max_bytes)
         self.classifier = None
         self.meta: dict = {}
@@ -82,7 +83,7 @@ class Classifier:
         version = (str(path), int(config.get("version", 0)))
         if version == self.loaded:
             return
-        classifier = FaceClassifier.load(path, limits=self.limits)
+        classifier = FaceClassifier.load(path, limits=self.limits, device=self.device)
         self.classifier, self.meta, self.loaded = classifier, _model_meta(path), version
         log.info("replica serving %s (version %s)", path, version[1])
 
@@ -119,7 +120,7 @@ def build_app(model: Path, replicas: int | str = 1, max_bytes: int = DecodeLimit
         options["autoscaling_config"] = {"min_replicas": 1, "max_replicas": top, "target_ongoing_requests": 4}
     else:
         options["num_replicas"] = int(replicas)
-    return Classifier.options(**options).bind(max_bytes=max_bytes)
+    return Classifier.options(**options).bind(max_bytes=max_bytes, device="cuda" if num_gpus else "cpu")
 
 
 def _model_config(model: Path) -> dict:

@@ -65,7 +65,9 @@ class FaceClassifier:
         face_options: FaceOptions | None = None,
         stranger_distance: float | None = None,
         pool: FacePool | None = None,
+        device: str = "cpu",
     ) -> None:
+        self.device = torch.device(device)  # "cuda" runs the network on the GPU; faces are found on the CPU
         self.classes: list[str] = [str(c) for c in learn.dls.vocab]
         self.threshold = threshold
         # Face learners exported by the training script carry a gallery; others (the book's ResNet,
@@ -84,7 +86,7 @@ class FaceClassifier:
         for pipeline in (self._after_item, self._after_batch):
             pipeline.split_idx = 1  # validation transforms: no augmentation
         self._activation = getattr(learn.loss_func, "activation", lambda x: torch.softmax(x, dim=-1))
-        model = learn.model.eval()
+        model = learn.model.eval().to(self.device)
         model.to(memory_format=torch.channels_last)
         # Learners are Sequential(body, head); timing the two apart shows where time goes. A face
         # encoder body is served folded (`FaceEncoder.fused`), which leaves the learner untouched.
@@ -110,7 +112,7 @@ class FaceClassifier:
             raise ModelNotFound(path)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # load_learner warns that pickles can run code: ours are ours
-            learn = load_learner(path)
+            learn = load_learner(path, cpu=kwargs.get("device", "cpu") == "cpu")
         return cls(learn, **kwargs)
 
     def _plain_chip_size(self) -> int | None:
@@ -159,7 +161,7 @@ class FaceClassifier:
         descriptors = None
         with torch.inference_mode():
             start = time.perf_counter()
-            x = self._batch(chips)
+            x = self._batch(chips).to(self.device)
             if mirrored:
                 x = torch.cat([x, x.flip(-1)])
             timings["transforms"] = time.perf_counter() - start
@@ -167,10 +169,10 @@ class FaceClassifier:
                 start = time.perf_counter()
                 x = stage(x)
                 if mirrored and i == 0:
-                    descriptors = ((x[:n] + x[n:]) / 2).float().numpy()
+                    descriptors = ((x[:n] + x[n:]) / 2).float().cpu().numpy()
                     x = x[:n]
                 timings[name] = time.perf_counter() - start
-            probs = self._activation(x).float().numpy()
+            probs = self._activation(x).float().cpu().numpy()
         return probs, descriptors, timings
 
     def probabilities(self, chips: Sequence[np.ndarray]) -> tuple[np.ndarray, dict[str, float]]:

@@ -229,6 +229,41 @@ def test_a_replica_killed_mid_burst_loses_no_answer(service: Service, tmp_path: 
     assert all(a.outcome == "ok" and a.faces[0].label == ("Twin" if twin else "Eileen") for twin, a in answers)
 
 
+def test_a_replaced_model_file_moves_every_replica_to_it_without_dropping_requests(service: Service) -> None:
+    async def during_reload() -> tuple[list, dict]:
+        worker = RemoteClassifier(service.url, attempts=3, backoff=0.1, max_in_flight=4)
+        answers: list = []
+        stop = asyncio.Event()
+
+        async def keep_sending() -> None:
+            while not stop.is_set():
+                answers.append((await worker.classify(jpeg(scene(1)))).answer)
+
+        senders = [asyncio.create_task(keep_sending()) for _ in range(3)]
+        meta = json.loads(service.model.with_suffix(".json").read_text())
+        service.model.with_suffix(".json").write_text(json.dumps({**meta, "accuracy": 0.9}))
+        replacement = service.model.with_name("replacement.pkl")
+        replacement.write_bytes(service.model.read_bytes())
+        os.replace(replacement, service.model)  # as `python -m training` publishes a model: a rename
+        about: dict = {}
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            about = (await worker._client.get(f"{service.url}/about")).json()
+            if about.get("accuracy") == 0.9:
+                break
+        # Both replicas: requests are spread over them, so these reach each with near certainty.
+        later = [(await worker._client.get(f"{service.url}/about")).json()["accuracy"] for _ in range(10)]
+        stop.set()
+        await asyncio.gather(*senders)
+        await worker.aclose()
+        return answers, about, later
+
+    answers, about, later = asyncio.run(during_reload())
+    assert about["accuracy"] == 0.9 and later == [0.9] * 10  # every replica loaded the new file
+    assert answers and all(a.outcome == "ok" and a.faces[0].label == "Eileen" for a in answers)
+
+
 def test_the_service_down_is_busy_and_back_up_is_answered_again(service: Service) -> None:
     worker_loop = asyncio.new_event_loop()
     worker = RemoteClassifier(service.url, attempts=3, backoff=0.1)

@@ -1,0 +1,220 @@
+"""The classifier service against the one-process bot, on this machine: `python -m bench.cluster [--write]`.
+
+A burst of one-face photos (200 by default) sent at once through a frontend that asks the service
+(`bot/remote.py`, no torch) with 1 and with 2 replicas (`python -m model.service`, each replica one
+CPU and one torch thread), and through the one-process bot's own serving path (`InferenceWorker`
+with its face-finding processes), on the same photos: photos/s, p50/p95 from sending to answer,
+one photo alone (p50 of 20 sent one after another), and the resident memory of the frontend, of
+each replica and of the one-process bot. Each side runs in its own fresh process. `--write` puts
+the table in bench/results.md (section "Past one machine").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .report import CLUSTER_HEADING, machine_line
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results.md"
+HEADING = CLUSTER_HEADING  # kept by `python -m bench` when it rewrites the file
+
+_RSS = "int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1]) / 1024"
+# Both sides print "ready" once they can take photos, then answer the burst and the single photos.
+_COMMON = f"""
+import asyncio, json, sys, time
+from pathlib import Path
+photos = [p.read_bytes() for p in sorted(Path(sys.argv[2]).glob("*.jpg"))]
+
+async def timed(classify, data):
+    start = time.perf_counter()
+    result = await classify(data)
+    return time.perf_counter() - start, len(result.answer.faces)
+
+async def measure(classify):
+    await classify(photos[0])
+    start = time.perf_counter()
+    burst = await asyncio.gather(*(timed(classify, p) for p in photos))
+    wall = time.perf_counter() - start
+    single = [(await timed(classify, p))[0] for p in photos[:20]]
+    return {{"wall": wall, "latencies": [t for t, _ in burst], "faces": sum(n for _, n in burst), "single": single}}
+
+def report(figures):
+    figures["rss_mb"] = {_RSS}
+    figures["loaded"] = sorted(m for m in ("torch", "fastai", "dlib") if m in sys.modules)
+    print(json.dumps(figures), flush=True)
+"""
+FRONTEND = (
+    _COMMON
+    + """
+from bot.remote import RemoteClassifier
+
+async def main():
+    worker = RemoteClassifier(sys.argv[1], max_in_flight=len(photos))
+    print("ready", flush=True)
+    figures = await measure(worker.classify)
+    await worker.aclose()
+    return figures
+
+report(asyncio.run(main()))
+"""
+)
+ONE_PROCESS = (
+    _COMMON
+    + """
+import torch
+from bot.worker import InferenceWorker
+from model.search import FacePool, default_workers
+from model.serving import FaceClassifier
+
+async def main():
+    torch.set_num_threads(1)
+    pool = FacePool(default_workers())
+    pool.start()
+    worker = InferenceWorker(FaceClassifier.load(sys.argv[1], pool=pool), queue_size=len(photos), batch_window=0.03)
+    print("ready", flush=True)
+    figures = await measure(worker.classify)
+    worker.close(30)
+    pool.close()
+    return figures
+
+report(asyncio.run(main()))
+"""
+)
+
+
+def _run_side(script: str, target: str, folder: Path) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    start = time.perf_counter()
+    with subprocess.Popen(
+        [sys.executable, "-c", script, target, str(folder)], stdout=subprocess.PIPE, text=True, cwd=ROOT, env=env
+    ) as proc:
+        first = proc.stdout.readline()
+        ready = time.perf_counter() - start
+        rest, _ = proc.communicate(timeout=900)
+    if proc.returncode or first.strip() != "ready":
+        raise RuntimeError(f"a benchmark process failed ({proc.returncode})")
+    return {**json.loads(rest.strip().splitlines()[-1]), "ready_s": ready}
+
+
+def _replica_rss_mb() -> list[float]:
+    """Resident memory of each Ray Serve replica of the classifier on this machine, from /proc."""
+    sizes = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if "ServeReplica" in command and "Classifier" in command:
+                status = (entry / "status").read_text()
+                sizes.append(int(next(x for x in status.splitlines() if x.startswith("VmRSS")).split()[1]) / 1024)
+        except (OSError, StopIteration, ValueError):
+            continue
+    return sizes
+
+
+def _with_service(model: Path, replicas: int, folder: Path) -> dict:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_service import Service  # the tests' way of starting it: a fresh `python -m model.service`
+
+    service = Service(model, replicas)
+    service.start()
+    try:
+        figures = _run_side(FRONTEND, service.url, folder)
+        figures["replica_rss_mb"] = _replica_rss_mb()
+    finally:
+        service.stop()
+    return figures
+
+
+def _row(name: str, f: dict, photos: int) -> str:
+    lat = np.array(f["latencies"]) * 1000
+    rss = f"frontend {f['rss_mb']:.0f} MiB" if "replica_rss_mb" in f else f"{f['rss_mb']:.0f} MiB"
+    if "replica_rss_mb" in f:
+        rss += ", replicas " + " / ".join(f"{r:.0f}" for r in f["replica_rss_mb"]) + " MiB"
+    return (
+        f"| {name} | {photos / f['wall']:.1f} | {np.percentile(lat, 50):.0f} / {np.percentile(lat, 95):.0f} ms "
+        f"| {statistics.median(f['single']) * 1000:.0f} ms | {rss} | {f['ready_s']:.1f} s | "
+        f"{', '.join(f['loaded']) or 'none'} |"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.cluster", description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", type=int, default=200)
+    parser.add_argument("--model", type=Path, help="our exported learner (default: build one as python -m bench does)")
+    parser.add_argument("--write", action="store_true", help="put the table in bench/results.md")
+    args = parser.parse_args(argv)
+    from model.faces import FaceFinder
+
+    from .learners import face_learner_file, photo
+
+    machine = machine_line(1, {})
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        model = args.model or face_learner_file(folder / "learner", FaceFinder(), per_class=8)
+        (folder / "photos").mkdir()
+        rng = np.random.default_rng(5)
+        for i in range(args.photos):
+            (folder / "photos" / f"{i:04d}.jpg").write_bytes(photo(1, rng))
+        one = _run_side(ONE_PROCESS, str(model), folder / "photos")
+        sides = {r: _with_service(model, r, folder / "photos") for r in (1, 2)}
+    for name, f in [("one process", one), *((f"service, {r} replica(s)", f) for r, f in sides.items())]:
+        if f["faces"] != args.photos:
+            raise RuntimeError(f"{name}: {f['faces']} faces found in {args.photos} one-face photos")
+    rate = {r: args.photos / f["wall"] for r, f in sides.items()}
+    single = {k: statistics.median(f["single"]) for k, f in (("one", one), (1, sides[1]))}
+    front = sides[2]
+    lines = [
+        f"Machine: {machine}",
+        "",
+        f"Burst of {args.photos} one-face 1280x853 photos sent at once; one photo alone: p50 of 20 sent one "
+        "after another.",
+        "",
+        "| serving | photos/s | burst latency p50 / p95 | one photo alone, p50 | resident memory | ready after "
+        "| torch, fastai, dlib loaded |",
+        "|---|---|---|---|---|---|---|",
+        _row("one-process bot (`python -m bot`'s path: worker and 2 face-finding processes)", one, args.photos),
+        _row("frontend + service, 1 replica", sides[1], args.photos),
+        _row("frontend + service, 2 replicas", sides[2], args.photos),
+        "",
+        "Targets:",
+        "",
+        f"- 2 replicas against 1: {rate[2] / rate[1]:.2f}x the photos/s (target ≥ 1.6x): "
+        f"{'met' if rate[2] / rate[1] >= 1.6 else 'not met'}",
+        f"- one photo alone, 1 replica against the one-process bot: {single[1] / single['one']:.2f}x the p50 "
+        f"(target ≤ 1.3x): {'met' if single[1] / single['one'] <= 1.3 else 'not met'}",
+        f"- frontend: loads {', '.join(front['loaded']) or 'none of torch, fastai, dlib'}; {front['rss_mb']:.0f} MiB "
+        f"(target < 200); ready after {front['ready_s']:.1f} s (target < 2): "
+        f"{'met' if not front['loaded'] and front['rss_mb'] < 200 and front['ready_s'] < 2 else 'not met'}",
+    ]
+    table = "\n".join(lines)
+    print(table)
+    if args.write:
+        _write(table)
+    return 0
+
+
+def _write(table: str) -> None:
+    text = RESULTS.read_text() if RESULTS.is_file() else ""
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    section = f"{HEADING}\n\n`python -m bench.cluster --write`, {date}.\n\n{table}\n"
+    start = text.find(f"{HEADING}\n")
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + len(HEADING))
+        text = text[:start] + section + (text[end:] if end >= 0 else "")
+    RESULTS.write_text(text)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
