@@ -180,25 +180,32 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
 
 
 async def _remote(settings: Settings):
-    """The classifier service as the worker: no torch, no model here; `/about` from the service's."""
+    """The classifier service as the worker: no torch, no model here; `/about` from the service's, kept fresh."""
     from model.decode import DecodeLimits
 
     from .remote import RemoteClassifier
 
     worker = RemoteClassifier(settings.classifier_url, limits=DecodeLimits(max_bytes=settings.max_bytes))
-    about = await worker.about()
-    if about is None:
-        log.warning("the classifier service at %s does not answer yet; photos wait for it", settings.classifier_url)
+
+    async def describe() -> bool:
+        about = await worker.about()
+        if about is not None:
+            classes = list(about.get("classes", []))
+            info = ModelInfo(classes, about.get("accuracy"), about.get("trained_at"), about.get("n_valid"))
+            worker.classifier.model_info = info
+        return about is not None
+
+    async def keep_describing() -> None:
+        """The service may move to a new model: its description is read again as often as a model file is checked."""
+        while True:
+            await asyncio.sleep(settings.reload_seconds)
+            await describe()
+
+    if await describe():
+        log.info("answering with the classifier service at %s", settings.classifier_url)
     else:
-        worker.classifier.model_info = ModelInfo(
-            list(about.get("classes", [])), about.get("accuracy"), about.get("trained_at"), about.get("n_valid")
-        )
-        log.info(
-            "answering with the classifier service at %s (%s)",
-            settings.classifier_url,
-            ", ".join(about.get("classes", [])),
-        )
-    return worker, None, worker.aclose
+        log.warning("the classifier service at %s does not answer yet; photos wait for it", settings.classifier_url)
+    return worker, keep_describing(), worker.aclose
 
 
 async def _serve_with(settings: Settings, stop: asyncio.Event, worker, watching, close) -> int:

@@ -60,3 +60,41 @@ def test_a_corrupt_model_at_start_is_one_line_saying_what_to_do_and_exit_2(
     assert "Traceback" not in done.stderr
     (line,) = [line for line in done.stderr.splitlines() if str(model) in line]
     assert line.startswith(f"The model at {model} could not be loaded") and "python -m training" in line
+
+
+def test_a_frontend_reads_the_services_model_description_again_as_it_changes() -> None:
+    """With CLASSIFIER_URL, `/about` describes the model the service answers with now, not at start."""
+    import asyncio
+
+    from aiohttp import web
+
+    from bot.app import _remote
+
+    described = {"classes": ["Eileen", "Twin"], "accuracy": 0.95}
+
+    async def about(request: web.Request) -> web.Response:
+        return web.json_response(described)
+
+    async def scenario() -> tuple[float, float]:
+        app = web.Application()
+        app.router.add_get("/about", about)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        settings = load_settings({"CLASSIFIER_URL": f"http://127.0.0.1:{port}", "MODEL_RELOAD_SECONDS": "0.1"})
+        worker, watching, close = await _remote(settings)
+        first = worker.classifier.model_info.accuracy
+        described["accuracy"] = 0.99  # the service moved to a new model
+        task = asyncio.create_task(watching)
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if worker.classifier.model_info.accuracy == 0.99:
+                break
+        task.cancel()
+        await close()
+        await runner.cleanup()
+        return first, worker.classifier.model_info.accuracy
+
+    assert asyncio.run(scenario()) == (0.95, 0.99)
