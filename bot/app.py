@@ -11,8 +11,12 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .core import ChatCore, ModelInfo, RateLimiter, read_model_info
+
+if TYPE_CHECKING:
+    from .operations import Operations
 from .settings import Settings, SettingsError, load_settings
 
 __all__ = ["DEFAULT_WEB_PORT", "main", "serve"]
@@ -99,7 +103,11 @@ def _unloadable(path: Path, error: Exception) -> str:
 
 
 async def _run_adapters(
-    settings: Settings, core: ChatCore, stop: asyncio.Event, model_problem: Callable[[], str | None]
+    settings: Settings,
+    core: ChatCore,
+    stop: asyncio.Event,
+    model_problem: Callable[[], str | None],
+    operations: Operations,
 ) -> None:
     runs = []
     if settings.telegram_token:
@@ -109,18 +117,30 @@ async def _run_adapters(
             settings.telegram_token, core, settings.telegram_base_url, settings.telegram_base_file_url
         )
         runs.append(asyncio.create_task(run_telegram(app, stop), name="telegram"))
+
+        async def telegram_ready() -> str | None:
+            polling = app.running and app.updater is not None and app.updater.running
+            return None if polling else "telegram: not polling for updates"
+
+        operations.checks["telegram"] = telegram_ready
     if settings.discord_token:
         from .discord_adapter import build_client, run_discord
 
         client = build_client(core, settings.discord_api_base, settings.discord_gateway_url)
         runs.append(asyncio.create_task(run_discord(client, settings.discord_token, stop), name="discord"))
+
+        async def discord_ready() -> str | None:
+            connected = client.is_ready() and not client.is_closed()
+            return None if connected else "discord: not connected to the gateway"
+
+        operations.checks["discord"] = discord_ready
     if settings.web_port is not None:
         from .web_adapter import build_web_app, run_web
         from .web_guards import AllowedHosts, WebGuards
 
         hosts = AllowedHosts.configured(settings.web_allowed_hosts, settings.web_host)
         guards = WebGuards(hosts, settings.web_max_uploads, settings.web_upload_seconds)
-        page = build_web_app(core, model_problem, guards)
+        page = build_web_app(core, model_problem, guards, operations)
         runs.append(asyncio.create_task(run_web(page, settings.web_host, settings.web_port, stop), name="web"))
     log.info("running: %s", ", ".join(task.get_name() for task in runs))
     try:
@@ -176,7 +196,11 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
         if pool is not None:
             await asyncio.to_thread(pool.close)
 
-    return await _serve_with(settings, stop, worker, watcher.watch(settings.reload_seconds), close)
+    async def model_ready() -> str | None:
+        missing = worker.classifier
+        return f"model: {missing.problem}" if isinstance(missing, _MissingModel) else None
+
+    return await _serve_with(settings, stop, worker, watcher.watch(settings.reload_seconds), close, model_ready)
 
 
 async def _remote(settings: Settings):
@@ -205,11 +229,22 @@ async def _remote(settings: Settings):
         log.info("answering with the classifier service at %s", settings.classifier_url)
     else:
         log.warning("the classifier service at %s does not answer yet; photos wait for it", settings.classifier_url)
-    return worker, keep_describing(), worker.aclose
+
+    async def service_ready() -> str | None:
+        answered = await describe()
+        return None if answered else f"classifier service: {settings.classifier_url} does not answer"
+
+    return worker, keep_describing(), worker.aclose, service_ready
 
 
-async def _serve_with(settings: Settings, stop: asyncio.Event, worker, watching, close) -> int:
-    """Run the adapters on `worker` until `stop`; then `close` it."""
+async def _serve_with(settings: Settings, stop: asyncio.Event, worker, watching, close, model_ready) -> int:
+    """Run the adapters on `worker` until `stop`; then `close` it. `model_ready`: the model's readiness check."""
+    from .operations import Operations
+
+    operations = Operations()
+    operations.checks["model"] = model_ready
+    operations.queue_depth.set_function(worker.waiting)
+    worker.on_batch = operations.batch_size.observe
 
     def model_problem() -> str | None:
         """Why photos cannot be answered yet (no model file), or None."""
@@ -220,11 +255,19 @@ async def _serve_with(settings: Settings, stop: asyncio.Event, worker, watching,
         """What is recorded about the model answering now: read when it was loaded, swapped with it."""
         return getattr(worker.classifier, "model_info", None)
 
-    core = ChatCore(worker, RateLimiter(settings.rate_limit), model_info, settings.max_bytes, settings.max_faces_listed)
+    def describe_model() -> None:
+        info = model_info()
+        if info is not None:
+            operations.describe_model(info.classes, info.trained_at, info.accuracy)
+
+    operations.before_scrape.append(describe_model)
+    core = ChatCore(
+        worker, RateLimiter(settings.rate_limit), model_info, settings.max_bytes, settings.max_faces_listed, operations
+    )
     watcher = asyncio.create_task(watching) if watching is not None else None
     code = 0
     try:
-        await _run_adapters(settings, core, stop, model_problem)
+        await _run_adapters(settings, core, stop, model_problem, operations)
     except Exception:
         log.exception("an adapter failed")
         code = 1

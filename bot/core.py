@@ -180,8 +180,10 @@ class ChatCore:
         model_info: Callable[[], ModelInfo | None] = lambda: None,
         max_bytes: int = 20 * 1024 * 1024,
         max_faces_listed: int = MAX_FACES_LISTED,
+        operations=None,
     ) -> None:
         self.worker = worker
+        self.operations = operations  # `bot.operations.Operations`: counts every photo for /metrics
         self.limiter = limiter
         self.model_info = model_info
         self.max_bytes = max_bytes
@@ -256,6 +258,8 @@ class ChatCore:
         answer = result.answer
         outcome = answer.error_kind if answer.outcome == "error" else answer.outcome
         self._log(request, outcome, len(answer.faces), start)
+        if self.operations is not None:
+            self.operations.answered(request.adapter, outcome or "error", time.perf_counter() - start)
         return describe(answer, result.annotated, self.max_faces_listed)
 
     async def answer_photo(self, data: bytes, request: Request) -> Reply:
@@ -276,6 +280,8 @@ class ChatCore:
 
     def _refusal(self, request: Request, reply: Reply, start: float) -> Reply:
         self._log(request, (reply.refused or "refused").replace("_", "-"), 0, start)
+        if self.operations is not None:
+            self.operations.refused(request.adapter, reply.refused or "refused")
         return reply
 
     @staticmethod

@@ -61,11 +61,16 @@ class RemoteClassifier:
         self.classifier = ServiceModel()  # read by the app as it reads an in-process classifier
         self._client = httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=max_in_flight))
         self._slots = asyncio.Semaphore(max_in_flight)
+        self._waiting = 0
 
     async def classify(self, data: bytes) -> Result:
         """The service's answer for one photo; `Busy` when it stays unreachable through every attempt."""
-        async with self._slots:
-            answer = await self._post(data)
+        self._waiting += 1
+        try:
+            async with self._slots:
+                answer = await self._post(data)
+        finally:
+            self._waiting -= 1
         if len(answer.faces) < self.annotate_from:
             return Result(answer)
         return Result(answer, await asyncio.to_thread(boxed_jpeg, data, answer, None, self.limits))
@@ -100,6 +105,10 @@ class RemoteClassifier:
             return PhotoAnswer.from_json(response.json())
         except (ValueError, KeyError, TypeError) as e:
             raise RuntimeError(f"the classifier service sent an answer that is not one ({response.status_code})") from e
+
+    def waiting(self) -> int:
+        """Photos sent to the service (or waiting to be), not yet answered."""
+        return self._waiting
 
     async def about(self) -> dict | None:
         """The service's `/about`: the model's classes and metadata; None when it cannot be reached."""

@@ -264,9 +264,9 @@ def _unknown_host(host: str | None) -> str:
 
 
 def build_web_app(
-    core: ChatCore, model_problem: ModelProblem = lambda: None, guards: WebGuards | None = None
+    core: ChatCore, model_problem: ModelProblem = lambda: None, guards: WebGuards | None = None, operations=None
 ) -> web.Application:
-    """The one place the web app is put together: the page, its files, and the API, behind `guards`."""
+    """The one place the web app is put together: the page, its files, the API and `operations`' endpoints."""
     guards = guards or WebGuards()
     # Our handlers read bodies under the core's cap themselves; aiohttp's own cap guards any other reader.
     middlewares = [_middleware(core, guards.hosts)]
@@ -278,6 +278,10 @@ def build_web_app(
     app.router.add_post("/api/classify", handlers.classify)
     # aiohttp resolves each path and refuses any outside this folder (and, by default, symlinks out of it).
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
+    if operations is not None:
+        from .operations import add_operations_routes
+
+        add_operations_routes(app, operations)
     return app
 
 

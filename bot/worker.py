@@ -72,6 +72,7 @@ class InferenceWorker:
         self.annotate_from = annotate_from  # faces from which the photo is sent back with boxes
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self.batches: list[int] = []  # sizes of the last batches run, for tests and logs
+        self.on_batch: Callable[[int], None] | None = None  # told each batch's size (the bot's /metrics)
         self._lock = threading.Lock()  # closing, and starting a thread, against taking a photo
         self._closing = False
         self._in_hand: list[_Job] = []  # the batch the thread is on, answered by whoever stops it
@@ -180,6 +181,15 @@ class InferenceWorker:
                 _deliver(job, None, e)
             return
         self.batches = [*self.batches[-99:], len(batch)]
+        if self.on_batch is not None:
+            try:
+                self.on_batch(len(batch))
+            except Exception:  # counting must never cost an answer
+                log.exception("could not count a batch")
+
+    def waiting(self) -> int:
+        """Photos queued for the model, not yet taken."""
+        return self._queue.qsize()
 
 
 def _classify_in_parts(classifier, photos: Sequence[bytes], images_from: int) -> Iterator[list[_Answered]]:

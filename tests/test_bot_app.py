@@ -84,7 +84,7 @@ def test_a_frontend_reads_the_services_model_description_again_as_it_changes() -
         await site.start()
         port = site._server.sockets[0].getsockname()[1]
         settings = load_settings({"CLASSIFIER_URL": f"http://127.0.0.1:{port}", "MODEL_RELOAD_SECONDS": "0.1"})
-        worker, watching, close = await _remote(settings)
+        worker, watching, close, _ = await _remote(settings)
         first = worker.classifier.model_info.accuracy
         described["accuracy"] = 0.99  # the service moved to a new model
         task = asyncio.create_task(watching)

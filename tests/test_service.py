@@ -180,6 +180,8 @@ def test_python_m_bot_with_classifier_url_needs_no_model_and_stays_small(service
         )
         assert answer.status_code == 200 and answer.json()["reply"]["text"].startswith("Eileen")
         assert memory_kb(bot.pid)["VmRSS"] < 200 * 1024
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=30)
+        assert (ready.status_code, ready.json()) == (200, {"ready": True, "reasons": []})
     finally:
         bot.send_signal(signal.SIGTERM)
         bot.wait(30)
