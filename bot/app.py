@@ -43,6 +43,11 @@ def _problems(settings: Settings) -> list[str]:
             "developer portal) in .env (see .env.example), or in the environment. To try a model in the "
             "browser instead, run `python -m bot --web`."
         )
+    if settings.telegram_webhook_url and not settings.telegram_webhook_secret:
+        problems.append(
+            "TELEGRAM_WEBHOOK_URL is set without TELEGRAM_WEBHOOK_SECRET: anyone could post updates. Set a secret "
+            "(1 to 256 letters, digits, _ or -) and register it with `python -m bot --set-webhook`."
+        )
     # The web page starts without a model, so that it can say how to make one; a frontend of the
     # classifier service needs none.
     if not web and not settings.classifier_url and not settings.model_path.is_file():
@@ -92,6 +97,12 @@ def _load_classifier(settings: Settings, pool=None):
     return classifier
 
 
+def _host_of(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).netloc
+
+
 def _unloadable(path: Path, error: Exception) -> str:
     """One line saying that the model file at `path` is unusable, and what to do."""
     # Its first sentence: torch's zip errors go on for lines about what the user could do in Python.
@@ -110,7 +121,12 @@ async def _run_adapters(
     operations: Operations,
 ) -> None:
     runs = []
-    if settings.telegram_token:
+    extra_routes = []
+    if settings.telegram_token and settings.telegram_webhook_url:
+        from .telegram_webhook import webhook_route
+
+        extra_routes.append(webhook_route(settings, core, stop, operations, runs))
+    elif settings.telegram_token:
         from .telegram_adapter import build_application, run_telegram
 
         app = build_application(
@@ -138,9 +154,14 @@ async def _run_adapters(
         from .web_adapter import build_web_app, run_web
         from .web_guards import AllowedHosts, WebGuards
 
-        hosts = AllowedHosts.configured(settings.web_allowed_hosts, settings.web_host)
+        allowed = settings.web_allowed_hosts
+        if settings.telegram_webhook_url:  # Telegram's requests name the webhook's public host
+            allowed = (*allowed, _host_of(settings.telegram_webhook_url))
+        hosts = AllowedHosts.configured(allowed, settings.web_host)
         guards = WebGuards(hosts, settings.web_max_uploads, settings.web_upload_seconds)
         page = build_web_app(core, model_problem, guards, operations)
+        for path, handler in extra_routes:
+            page.router.add_post(path, handler)
         runs.append(asyncio.create_task(run_web(page, settings.web_host, settings.web_port, stop), name="web"))
     log.info("running: %s", ", ".join(task.get_name() for task in runs))
     try:
@@ -290,6 +311,13 @@ def _parser() -> argparse.ArgumentParser:
         help=f"also serve the web page, at WEB_HOST:WEB_PORT (default 127.0.0.1:{DEFAULT_WEB_PORT}); "
         "needs no chat token",
     )
+    steps = p.add_mutually_exclusive_group()
+    steps.add_argument(
+        "--set-webhook",
+        action="store_true",
+        help="register TELEGRAM_WEBHOOK_URL and its secret with Telegram, then exit (a deploy step, done once)",
+    )
+    steps.add_argument("--delete-webhook", action="store_true", help="remove the webhook, then exit")
     return p
 
 
@@ -304,6 +332,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as e:
         print(f"Bad setting: {e}", file=sys.stderr)
         return 2
-    if args.web and settings.web_port is None:
+    if args.set_webhook or args.delete_webhook:
+        from .telegram_webhook import webhook_step
+
+        return webhook_step(settings, delete=args.delete_webhook)
+    if (args.web or settings.telegram_webhook_url) and settings.web_port is None:
         settings = dataclasses.replace(settings, web_port=DEFAULT_WEB_PORT)
     return asyncio.run(serve(settings))

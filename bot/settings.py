@@ -82,6 +82,10 @@ RANGES: dict[str, Range] = {
     "WEB_MAX_UPLOADS": Range(1, 1_000, whole=True),
     # Under a second no real upload arrives; past an hour a trickling sender holds its place all that time.
     "WEB_UPLOAD_SECONDS": Range(1, 3_600),
+    # How long a replica's claim on a webhook update holds: past it, a replica that died while handling the
+    # update no longer stops another from answering its redelivery. Under a second, a slow photo's update
+    # would be taken by a second replica; past an hour, Telegram may have given up redelivering.
+    "UPDATE_CLAIM_SECONDS": Range(1, 3_600),
 }
 # The settings that are text: tokens, paths, addresses, names.
 TEXTS = (
@@ -95,6 +99,9 @@ TEXTS = (
     "WEB_HOST",
     "WEB_ALLOWED_HOSTS",
     "CLASSIFIER_URL",
+    "TELEGRAM_WEBHOOK_URL",
+    "TELEGRAM_WEBHOOK_SECRET",
+    "REDIS_URL",
 )
 # Every setting `load_settings` reads (and nothing else of the environment).
 NAMES = frozenset(RANGES) | frozenset(TEXTS)
@@ -137,6 +144,13 @@ class Settings:
     # The classifier service (`python -m model.service`), e.g. http://10.0.0.5:8000; unset: the model
     # runs in this process. Set, this process loads neither torch nor the model.
     classifier_url: str | None = None
+    # Telegram's webhook: the public URL updates are POSTed to (its path is served on WEB_HOST:WEB_PORT),
+    # and the secret Telegram sends with each. Unset: the bot polls (one process only).
+    telegram_webhook_url: str | None = None
+    telegram_webhook_secret: str | None = field(default=None, repr=False)
+    # Redis, shared by every replica: which webhook updates were answered. Unset: kept in this process.
+    redis_url: str | None = field(default=None, repr=False)  # may hold a password
+    update_claim_seconds: float = 30.0
 
     @property
     def max_bytes(self) -> int:
@@ -159,6 +173,7 @@ _NUMBER_ATTRIBUTES = {
     "PHOTO_TIMEOUT_SECONDS": "photo_timeout",
     "WEB_MAX_UPLOADS": "web_max_uploads",
     "WEB_UPLOAD_SECONDS": "web_upload_seconds",
+    "UPDATE_CLAIM_SECONDS": "update_claim_seconds",
 }
 
 
@@ -190,11 +205,14 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: str | Path | Non
         web_host=text("WEB_HOST") or "127.0.0.1",
         web_allowed_hosts=_hosts("WEB_ALLOWED_HOSTS", text("WEB_ALLOWED_HOSTS")),
         classifier_url=_service_url("CLASSIFIER_URL", text("CLASSIFIER_URL")),
+        telegram_webhook_url=_service_url("TELEGRAM_WEBHOOK_URL", text("TELEGRAM_WEBHOOK_URL"), "this bot's public"),
+        telegram_webhook_secret=_secret("TELEGRAM_WEBHOOK_SECRET", text("TELEGRAM_WEBHOOK_SECRET")),
+        redis_url=_redis_url("REDIS_URL", text("REDIS_URL")),
         **numbers,
     )
 
 
-def _service_url(name: str, raw: str | None) -> str | None:
+def _service_url(name: str, raw: str | None, whose: str = "the classifier service's") -> str | None:
     """An http(s) URL with a host, such as http://10.0.0.5:8000, without a trailing slash."""
     if raw is None:
         return None
@@ -203,10 +221,29 @@ def _service_url(name: str, raw: str | None) -> str | None:
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise SettingsError(
-            f"{name}={raw!r} is not allowed: {name} must be the classifier service's http(s) URL, "
+            f"{name}={raw!r} is not allowed: {name} must be {whose} http(s) URL, "
             "such as http://127.0.0.1:8000 (see .env.example)"
         )
     return raw.rstrip("/")
+
+
+def _secret(name: str, raw: str | None) -> str | None:
+    """Telegram's rule for a webhook's secret token: 1 to 256 of A-Z, a-z, 0-9, _ and -."""
+    import re
+
+    if raw is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", raw):
+        raise SettingsError(
+            f"{name} is not allowed: it must be 1 to 256 letters, digits, _ or - (see .env.example)"
+        )  # the value itself is a secret: never printed
+    return raw
+
+
+def _redis_url(name: str, raw: str | None) -> str | None:
+    if raw is not None and not raw.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError(
+            f"{name} is not allowed: it must be a redis://, rediss:// or unix:// URL (see .env.example)"
+        )
+    return raw
 
 
 def _hosts(name: str, raw: str | None) -> tuple[str, ...]:

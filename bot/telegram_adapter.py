@@ -7,6 +7,7 @@ only a photo whose caption mentions the bot, or a reply to a photo that mentions
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime
 import functools
 import logging
@@ -34,7 +35,7 @@ from bot.core import (
     showing,
 )
 
-__all__ = ["build_application", "run_telegram"]
+__all__ = ["REPLIED", "build_application", "run_telegram"]
 
 log = logging.getLogger("doppelbot.telegram")
 
@@ -59,9 +60,12 @@ T = TypeVar("T")
 
 
 def build_application(
-    token: str, core: ChatCore, base_url: str | None = None, base_file_url: str | None = None
+    token: str, core: ChatCore, base_url: str | None = None, base_file_url: str | None = None, polling: bool = True
 ) -> Application:
-    """The one place the Telegram application is put together: where it connects and who answers what."""
+    """The one place the Telegram application is put together: where it connects and who answers what.
+
+    `polling=False`: updates come to a webhook (`webhook_handler`), so the application has no updater.
+    """
     # httpx logs every request at INFO with its URL, and Bot API URLs carry the token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     # Concurrent updates: one slow photo must not hold up every other chat's answer.
@@ -70,6 +74,8 @@ def build_application(
         builder = builder.base_url(base_url)
     if base_file_url:
         builder = builder.base_file_url(base_file_url)
+    if not polling:
+        builder = builder.updater(None)
     app = builder.build()
 
     answers = _Handlers(core)
@@ -232,6 +238,13 @@ async def _reply(ask: Message, reply: Reply) -> None:
     """Send `reply` as an answer to `ask`, in as many messages as Telegram's limits need (the boxed photo first)."""
     for message in reply_messages(reply, TELEGRAM):
         await _send(ask, message)
+    if (replied := REPLIED.get()) is not None:
+        await replied()
+
+
+# Told the moment an update's reply went out (the webhook records the update as answered then, so that a
+# replica killed an instant later leaves as small a window as can be for a redelivery to be answered twice).
+REPLIED: contextvars.ContextVar[Callable[[], Awaitable[None]] | None] = contextvars.ContextVar("replied", default=None)
 
 
 async def _send(ask: Message, message: Reply) -> None:

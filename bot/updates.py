@@ -1,8 +1,9 @@
 """Which chat updates were already answered: so that a redelivered update is answered once, by one replica.
 
-A replica `claim`s an update before handling it and marks it `answered` after its reply went out. A
-claim expires after `claim_seconds`: a replica that died while handling an update leaves a claim that
-lapses, and the redelivery is then handled by whoever gets it. Without Redis the log lives in this
+A replica `claim`s an update before handling it, `hold`s the claim while it works (a photo may wait in
+a queue for longer than a claim lasts), and marks it `answered` after its reply went out. A claim
+expires `claim_seconds` after it was last held: a replica that died while handling an update leaves
+a claim that lapses, and the redelivery is then handled by whoever gets it. Without Redis the log lives in this
 process (one replica); with `REDIS_URL`, in Redis, shared by every replica (`SET NX` with an expiry).
 """
 
@@ -27,6 +28,10 @@ class UpdateLog(Protocol):
 
     async def answered(self, key: str) -> None:
         """The update's reply went out: any redelivery is answered "done" without handling it again."""
+        ...
+
+    async def hold(self, key: str) -> None:
+        """Still handling it: the claim runs for another `claim_seconds` (a live replica keeps its claims)."""
         ...
 
     async def release(self, key: str) -> None:
@@ -57,6 +62,11 @@ class MemoryUpdateLog:
 
     async def answered(self, key: str) -> None:
         self._put(key, _ANSWERED, time.monotonic() + ANSWERED_SECONDS)
+
+    async def hold(self, key: str) -> None:
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] == _CLAIMED:
+            self._put(key, _CLAIMED, time.monotonic() + self.claim_seconds)
 
     async def release(self, key: str) -> None:
         self._entries.pop(key, None)
@@ -95,6 +105,10 @@ class RedisUpdateLog:
 
     async def answered(self, key: str) -> None:
         await self._redis.set(self.prefix + key, _ANSWERED, ex=ANSWERED_SECONDS)
+
+    async def hold(self, key: str) -> None:
+        # XX: only while the claim exists; a claim that lapsed meanwhile may be another replica's now.
+        await self._redis.set(self.prefix + key, _CLAIMED, xx=True, px=int(self.claim_seconds * 1000))
 
     async def release(self, key: str) -> None:
         await self._redis.delete(self.prefix + key)

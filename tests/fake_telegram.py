@@ -177,6 +177,7 @@ class FakeTelegram:
         self._methods: dict[str, Callable[[Call], Awaitable[Any]]] = {
             "getme": self._get_me,
             "deletewebhook": self._delete_webhook,
+            "setwebhook": self._set_webhook,
             "getupdates": self._get_updates,
             "getfile": self._get_file,
             "sendmessage": self._send_message,
@@ -185,6 +186,7 @@ class FakeTelegram:
             "setmycommands": self._set_my_commands,
         }
         self.commands: list[dict[str, Any]] = []  # the command menu, as last set
+        self.webhook: dict[str, Any] | None = None  # as setWebhook left it: url, secret_token, allowed_updates
         self._update_ids = itertools.count(100_000)
         self._message_ids: dict[int, itertools.count] = {}
         self._file_ids = itertools.count(1)
@@ -489,7 +491,23 @@ class FakeTelegram:
         return self.bot_user
 
     async def _delete_webhook(self, call: Call) -> bool:
-        return True  # there is never a webhook: polling it is
+        self.webhook = None
+        return True
+
+    async def _set_webhook(self, call: Call) -> bool:
+        url = call.params.get("url") or ""
+        if not url.startswith(("https://", "http://")):
+            raise BotApiError(400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook")
+        secret = call.params.get("secret_token")
+        if secret is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+            raise BotApiError(400, "Bad Request: bad webhook: secret token contains unallowed characters")
+        allowed = call.params.get("allowed_updates")
+        self.webhook = {
+            "url": url,
+            "secret_token": secret,
+            "allowed_updates": json.loads(allowed) if isinstance(allowed, str) else allowed,
+        }
+        return True
 
     async def _send_chat_action(self, call: Call) -> bool:
         self._chat(call.params.get("chat_id"))
@@ -507,6 +525,8 @@ class FakeTelegram:
         return True
 
     async def _get_updates(self, call: Call) -> list[dict[str, Any]]:
+        if self.webhook is not None:  # as the Bot API refuses polling while a webhook is set
+            raise BotApiError(409, "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook")
         offset = int(call.params.get("offset") or 0)
         # As in the Bot API, asking from `offset` confirms (forgets) every update before it.
         self.updates = [u for u in self.updates if u["update_id"] >= offset]

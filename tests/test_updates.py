@@ -86,3 +86,20 @@ def test_redis_gone_is_reported_and_back_is_usable_again() -> None:
         loop.run_until_complete(log.close())
         loop.close()
         server.stop()
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_a_held_claim_outlives_its_period_and_a_dropped_one_lapses(kind: str, redis: RedisServer) -> None:
+    async def scenario() -> list[str]:
+        log = logs(kind, redis, claim_seconds=0.3)[0]
+        await log.claim("held")
+        for _ in range(4):  # 0.6 s of work, held every 0.15 s
+            await asyncio.sleep(0.15)
+            await log.hold("held")
+        seen = [await log.claim("held")]
+        await asyncio.sleep(0.5)  # no longer held: as if the replica died
+        seen.append(await log.claim("held"))
+        await log.close()
+        return seen
+
+    assert asyncio.run(scenario()) == ["claimed", "new"]
