@@ -2,6 +2,7 @@
 
     python bench/load.py [--photos 300] [--users 50] [--discord-users 10] [--spread 3] [--model PATH]
     python -m bench.load ...
+    python bench/load.py --webhook-replicas 2   # through Telegram webhooks instead (bench/webhook_load.py)
 
 Starts the bot as a user would (a subprocess configured only by its environment) against the fake servers
 of tests/ on 127.0.0.1, warms it with one photo, then has `--users` people (`--discord-users` of them on
@@ -268,6 +269,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--discord-users", type=int, default=10, help="how many of the users are on Discord")
     p.add_argument("--spread", type=float, default=3.0, help="seconds over which the photos are sent")
     p.add_argument("--model", type=Path, help="an exported learner of the generated people (default: train one)")
+    p.add_argument(
+        "--webhook-replicas",
+        type=int,
+        default=0,
+        help="instead: Telegram webhooks to N replicas sharing Redis, the first killed halfway (bench/webhook_load.py)",
+    )
     return p.parse_args(argv)
 
 
@@ -282,6 +289,16 @@ def main(argv: list[str] | None = None) -> int:
 
             print("training a learner of the generated people...", file=sys.stderr)
             model = face_learner_file(folder / "learner", FaceFinder(), per_class=8)
+        if args.webhook_replicas:
+            from bench import webhook_load
+
+            result, retried = webhook_load.run_webhook_load(
+                model, folder / "bot", args.photos, args.users, args.webhook_replicas
+            )
+            overhead = webhook_load.webhook_overhead(model, folder / "overhead")
+            print(webhook_load.report(result, retried, args.webhook_replicas, overhead))
+            print(json.dumps({k: v for k, v in asdict(result).items() if k != "wrong"} | {"wrong": len(result.wrong)}))
+            return 0 if result.missing == 0 else 1
         result = run_load(model, folder / "bot", args.photos, args.users, args.discord_users, args.spread)
     print(report(result))
     print(json.dumps({k: v for k, v in asdict(result).items() if k != "wrong"} | {"wrong": len(result.wrong)}))

@@ -6,114 +6,20 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import aiohttp
 import pytest
-from e2e import LiveBot, model_folder, telegram_replies_to
+from e2e import model_folder, telegram_replies_to
 from fake_telegram import FakeTelegram
 from imagery import jpeg, scene
 from processes import ROOT
-from redis_server import RedisServer, free_port
-
-SECRET = "webhook_secret-42"
-HEADER = "X-Telegram-Bot-Api-Secret-Token"
-
-
-class WebhookBot(LiveBot):
-    """A `python -m bot` replica in webhook mode: up once Telegram's app started and the web server listens."""
-
-    def __init__(self, model: Path, workdir: Path, telegram: FakeTelegram | None, env: dict[str, str]) -> None:
-        self.port = free_port()
-        super().__init__(
-            model,
-            workdir,
-            discord=False,
-            env={
-                "WEB_PORT": str(self.port),
-                "TELEGRAM_WEBHOOK_URL": f"http://127.0.0.1:{self.port}/telegram/hook",
-                "TELEGRAM_WEBHOOK_SECRET": SECRET,
-                "UPDATE_CLAIM_SECONDS": "2",
-                "RATE_LIMIT_PER_MINUTE": "10000",
-                "QUEUE_SIZE": "1000",
-                **env,
-            },
-        )
-        if telegram is not None:
-            self.telegram = telegram  # replicas share one Telegram; its server is started once, by the first
-        self.hook = f"http://127.0.0.1:{self.port}/telegram/hook"
-
-    def start_beside(self, first: LiveBot) -> WebhookBot:
-        """Start this replica against `first`'s fake Telegram (one Telegram for every replica, on first's loop)."""
-        self.telegram, self._loop, self._thread = first.telegram, first._loop, first._thread
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self._log_file = open(self.log_path, "wb")  # noqa: SIM115 - open for the process's whole life
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot"],
-            cwd=self.workdir,
-            env=self.environment(),
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-        )
-        self.run(self._until_up(), timeout=300)
-        return self
-
-    def stop_beside(self) -> None:
-        """Stop this replica's process only: the fakes belong to the first replica."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(60)
-        if self._log_file is not None:
-            self._log_file.close()
-
-    async def _until_up(self) -> None:
-        async def ready() -> bool:
-            try:
-                async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{self.port}/readyz") as r:
-                    return r.status == 200
-            except aiohttp.ClientError:
-                return False
-
-        for _ in range(1200):
-            if await ready():
-                return
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"the replica did not become ready: {self.log[-3000:]}")
-
-
-# Telegram opens at most this many connections to a webhook at once (setWebhook's max_connections default).
-TELEGRAM_CONNECTIONS = 40
-
-
-async def deliver(
-    update: dict, hooks: list[str], start: int = 0, secret: str = SECRET, deadline: float = 120, slots=None
-) -> int:
-    """As Telegram does: POST to one replica until one answers 2xx, moving on after a failure. Returns the tries."""
-    async with slots or contextlib.nullcontext():
-        return await _deliver(update, hooks, start, secret, deadline)
-
-
-async def _deliver(update: dict, hooks: list[str], start: int, secret: str, deadline: float) -> int:
-    loop = asyncio.get_running_loop()
-    ends, tries = loop.time() + deadline, 0
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
-        while loop.time() < ends:
-            hook = hooks[(start + tries) % len(hooks)]
-            tries += 1
-            try:
-                async with session.post(hook, json=update, headers={HEADER: secret}) as response:
-                    if 200 <= response.status < 300:
-                        return tries
-            except (aiohttp.ClientError, TimeoutError):
-                pass
-            await asyncio.sleep(0.2)
-    raise AssertionError(f"update {update['update_id']} was never accepted")
+from redis_server import RedisServer
+from webhook_harness import HEADER, SECRET, TELEGRAM_CONNECTIONS, WebhookBot, deliver
 
 
 @pytest.fixture(scope="module")
