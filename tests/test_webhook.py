@@ -115,3 +115,23 @@ def test_set_and_delete_webhook_are_deploy_steps(tmp_path: Path) -> None:
     assert after_delete is None
     assert all(SECRET not in out + err for _, out, err in codes)  # the secret is never printed
     assert json.dumps(codes).count("123456789:AAFake") == 0  # nor the token
+
+
+def test_readyz_turns_503_while_redis_is_gone(model, tmp_path) -> None:
+    redis = RedisServer()
+    redis.start()
+    try:
+        with WebhookBot(model, tmp_path / "r", None, {"REDIS_URL": redis.url}) as bot:
+
+            async def readyz() -> tuple[int, dict]:
+                async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{bot.port}/readyz") as r:
+                    return r.status, await r.json()
+
+            assert bot.run(readyz()) == (200, {"ready": True, "reasons": []})
+            redis.stop()
+            status, body = bot.run(readyz())
+            assert status == 503 and [r.split(":")[0] for r in body["reasons"]] == ["redis"], body
+            redis.start()
+            assert bot.run(readyz())[0] == 200
+    finally:
+        redis.stop()
