@@ -15,7 +15,7 @@ import asyncio
 import statistics
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from model.encoder import FaceEncoder
 from model.serving import FaceClassifier
 
 from .learners import book_answer
+from .model_timings import median_ms
 from .report import EncoderSpeed
 
 __all__ = ["EncoderSpeed", "batched_against_single", "bot_against_book", "encoder_speed"]
@@ -81,17 +82,6 @@ def batched_against_single(
     return batched, single, (faces[0], faces[1])
 
 
-def _median_ms(fn: Callable[[], object], runs: int) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
-
-
 def encoder_speed(
     encoder: FaceEncoder, chips: np.ndarray, runs: int, batches: tuple[int, ...] = (1, 2, 16)
 ) -> EncoderSpeed:
@@ -117,5 +107,5 @@ def encoder_speed(
             difference[name] = float((module(x) - reference).abs().max())
             for b in batches:
                 xb = x[:b].contiguous(memory_format=layout)
-                ms[name].append(_median_ms(lambda m=module, xb=xb: m(xb), runs) / b)
+                ms[name].append(median_ms(lambda m=module, xb=xb: m(xb), runs, warm_ups=3) / b)
     return EncoderSpeed(batches, {k: tuple(v) for k, v in ms.items()}, difference)

@@ -47,8 +47,10 @@ def photo(n_faces: int, width: int = 1280, height: int = 853) -> bytes:
     return out.getvalue()
 
 
-def median_ms(fn, runs: int) -> float:
-    fn()  # warm-up
+def median_ms(fn, runs: int, warm_ups: int = 1) -> float:
+    """Median milliseconds of `runs` calls of `fn`, after `warm_ups` untimed ones (kernels, allocator pools)."""
+    for _ in range(warm_ups):
+        fn()
     times = []
     for _ in range(runs):
         start = time.perf_counter()
