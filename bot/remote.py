@@ -40,7 +40,7 @@ class ServiceModel:
 
 
 class RemoteClassifier:
-    """`await classify(data)` answered by the classifier service at `url`; `close()` when done."""
+    """`await classify(data)` answered by the classifier service at `url`; `await aclose()` when done."""
 
     def __init__(
         self,
@@ -118,9 +118,6 @@ class RemoteClassifier:
             return response.json()
         except (httpx.HTTPError, ValueError):
             return None
-
-    def close(self, timeout: float | None = None) -> None:
-        """Nothing waits on a thread here; the HTTP client is closed by `aclose`."""
 
     async def aclose(self) -> None:
         await self._client.aclose()

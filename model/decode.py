@@ -104,15 +104,12 @@ class DecodedImage:
         return self.work_size[0] / self.original_size[0]
 
     def reduced(self, side: int) -> tuple[np.ndarray, float]:
-        """The image with a long side of at least `side`, as coarse as libjpeg can give it; and its scale."""
-        return self.at_least(side / max(self.original_size))
+        """The image at the coarsest libjpeg reduction whose long side is at least `side`, and its scale.
 
-    def at_least(self, scale: float) -> tuple[np.ndarray, float]:
-        """The coarsest of libjpeg's reductions with at least `scale` pixels per original pixel, and its scale.
-
-        The working pixels (and their scale) where no reduction is coarser than them: not a JPEG, not
-        that large, or `scale` asks for more.
+        The working pixels (and their scale) where no reduction is coarser than them: not a JPEG, or
+        not that large. Scale: pixels per original pixel.
         """
+        scale = side / max(self.original_size)
         reduction = next((r for r in (8, 4, 2) if 1 / r >= scale), 1) if self._jpeg is not None else 1
         if reduction == 1 or 1 / reduction >= self.scale:
             return self.pixels, self.scale
