@@ -88,24 +88,23 @@ class Classifier:
         log.info("replica serving %s (version %s)", path, version[1])
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.03)
-    async def _classify(self, photos: list[bytes]) -> list[dict]:
+    async def _classify(self, photos: list[bytes]) -> list[PhotoAnswer]:
         classifier = self.classifier  # a reload during this batch does not change its model
-        answers = await asyncio.to_thread(classifier.classify_many, photos)
-        return [answer.to_json() for answer in answers]
+        return await asyncio.to_thread(classifier.classify_many, photos)
 
     async def __call__(self, request: Request) -> Response:
-        if request.url.path.rstrip("/").endswith("/about") and request.method == "GET":
+        path = request.url.path.rstrip("/")
+        if path.endswith("/about") and request.method == "GET":
             return JSONResponse(self._about())
-        if request.method != "POST" or not request.url.path.rstrip("/").endswith("/classify"):
+        if request.method != "POST" or not path.endswith("/classify"):
             return JSONResponse({"error": "POST a photo to /classify, or GET /about"}, status_code=404)
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limits.max_bytes:
             too_large = file_too_large(int(declared), self.limits.max_bytes)
             answer = PhotoAnswer("error", error=str(too_large), error_kind="FileTooLarge")
             return JSONResponse(answer.to_json(), status_code=413)
-        data = await request.body()
-        found = await self._classify(data)
-        return JSONResponse(found, status_code=status_of(PhotoAnswer.from_json(found)))
+        answer = await self._classify(await request.body())
+        return JSONResponse(answer.to_json(), status_code=status_of(answer))
 
     def _about(self) -> dict:
         classes = list(self.classifier.classes) if self.classifier is not None else []
@@ -153,8 +152,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ray.init(address=args.address, num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
     serve.start(http_options={"host": args.host, "port": args.port})
     max_bytes = int(args.max_mb * 2**20)
-    app = build_app(args.model, args.replicas, max_bytes, args.num_gpus)
-    serve.run(app, name=APP_NAME, route_prefix="/")
+
+    def deploy() -> None:
+        """Deploy, or move the running replicas in place to the model file as it is now."""
+        serve.run(build_app(args.model, args.replicas, max_bytes, args.num_gpus), name=APP_NAME, route_prefix="/")
+
+    deploy()
     print(f"serving {args.model} at http://{args.host}:{args.port}/classify", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -162,13 +165,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     version = args.model.stat().st_mtime_ns
     while not stop.wait(args.reload_seconds):
         try:
-            changed = args.model.stat().st_mtime_ns != version
+            now = args.model.stat().st_mtime_ns
         except OSError:
             continue  # being replaced: look again next time
-        if changed:
-            version = args.model.stat().st_mtime_ns
+        if now != version:
+            version = now
             log.info("model file changed: moving every replica to it")
-            serve.run(build_app(args.model, args.replicas, max_bytes, args.num_gpus), name=APP_NAME, route_prefix="/")
+            deploy()
     serve.shutdown()
     ray.shutdown()
     return 0
