@@ -123,7 +123,7 @@ def _replica_rss_mb() -> list[float]:
 
 def _with_service(model: Path, replicas: int, folder: Path) -> dict:
     sys.path.insert(0, str(ROOT / "tests"))
-    from test_service import Service  # the tests' way of starting it: a fresh `python -m model.service`
+    from service_harness import Service  # as the tests start it: a fresh `python -m model.service`
 
     service = Service(model, replicas)
     service.start()

@@ -101,7 +101,7 @@ def webhook_handler(
 
 async def _hold(updates: UpdateLog, key: str) -> None:
     """Keep the claim on `key` alive while it is handled: renewed three times per claim period."""
-    every = max(0.1, getattr(updates, "claim_seconds", 30.0) / 3)
+    every = max(0.1, updates.claim_seconds / 3)
     while True:
         await asyncio.sleep(every)
         try:

@@ -22,6 +22,8 @@ _CLAIMED, _ANSWERED = b"claimed", b"answered"
 
 
 class UpdateLog(Protocol):
+    claim_seconds: float  # how long a claim lasts unless held
+
     async def claim(self, key: str) -> Claim:
         """ "new" (this replica handles it now), "claimed" (another is on it), or "answered" (done before)."""
         ...

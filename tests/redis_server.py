@@ -8,13 +8,8 @@ import subprocess
 import time
 from collections.abc import Iterator
 
-__all__ = ["RedisServer", "free_port"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["RedisServer"]
+from processes import free_port
 
 
 class RedisServer:

@@ -6,7 +6,6 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import httpx
 from imagery import jpeg, scene
-from processes import ROOT
+from processes import ROOT, free_port
 
 from bot.core import ChatCore, RateLimiter
 from bot.operations import Operations
@@ -80,12 +79,6 @@ def test_metrics_count_photos_refusals_latency_and_batches_and_readyz_names_what
     assert metric(text, "doppelbot_batch_photos_count") >= 1
     assert metric(text, "doppelbot_queue_depth") == 0
     assert seen["not_ready"] == (503, {"ready": False, "reasons": ["discord: not connected to the gateway"]})
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_a_frontend_whose_classifier_service_is_gone_is_alive_but_not_ready(tmp_path: Path) -> None:

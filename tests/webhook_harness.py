@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 from e2e import LiveBot
 from fake_telegram import FakeTelegram
-from redis_server import free_port
+from processes import free_port
 
 __all__ = ["HEADER", "SECRET", "TELEGRAM_CONNECTIONS", "WebhookBot", "deliver"]
 
