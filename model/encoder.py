@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import os
 from pathlib import Path
 
 import torch
@@ -17,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .dlib_dat import EncoderWeights, read_face_encoder_dat
-from .resources import CHIP_SIZE, default_cache_dir, face_encoder_dat_path
+from .resources import CHIP_SIZE, cache_atomically, default_cache_dir, face_encoder_dat_path
 
 __all__ = [
     "CHIP_SIZE",
@@ -174,11 +173,5 @@ def load_face_encoder(dat_path: str | Path | None = None, cache_dir: str | Path 
         except Exception:
             pass
     encoder.load_dlib_weights(read_face_encoder_dat(dat_path))
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_suffix(f".{os.getpid()}.tmp")
-        torch.save(encoder.state_dict(), partial)
-        os.replace(partial, cached)  # atomic, so a concurrent start never reads half a file
-    except OSError:
-        pass  # a read-only home still works, it just converts again next time
+    cache_atomically(cached, lambda partial: torch.save(encoder.state_dict(), partial))
     return encoder

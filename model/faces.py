@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from .decode import DecodedImage
-from .resources import CHIP_SIZE, default_cache_dir, landmarks_dat_path
+from .resources import CHIP_SIZE, cache_atomically, default_cache_dir, landmarks_dat_path
 
 __all__ = ["Face", "FaceFinder", "FaceOptions", "FaceSearch", "frontal_face_detector"]
 
@@ -81,13 +80,8 @@ def frontal_face_detector(cache_dir: str | Path | None = None) -> dlib.fhog_obje
         except RuntimeError:
             pass  # a damaged copy is made again below
     detector = dlib.get_frontal_face_detector()
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        partial = cached.with_suffix(f".{os.getpid()}.tmp")
-        detector.save(str(partial))
-        os.replace(partial, cached)  # atomic, so a concurrent start never reads half a file
-    except (OSError, RuntimeError):
-        pass  # a read-only home still works, it just builds the detector each time
+    # dlib reports a failed save as RuntimeError.
+    cache_atomically(cached, lambda partial: detector.save(str(partial)), (OSError, RuntimeError))
     return detector
 
 

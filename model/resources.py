@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = [
@@ -11,6 +13,7 @@ __all__ = [
     "DEFAULT_MODEL_PATH",
     "DEFAULT_PHOTO_TIMEOUT",
     "MissingResourceError",
+    "cache_atomically",
     "default_cache_dir",
     "face_encoder_dat_path",
     "landmarks_dat_path",
@@ -37,6 +40,20 @@ def default_cache_dir() -> Path:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "doppelbot"
+
+
+def cache_atomically(
+    target: Path, save: Callable[[Path], object], errors: tuple[type[BaseException], ...] = (OSError,)
+) -> None:
+    """`save(partial)` beside `target`, then a rename onto it: a concurrent start never reads half a file.
+
+    `errors` while saving are ignored: a read-only home still works, it just makes the file again next time.
+    """
+    with contextlib.suppress(*errors):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(f".{os.getpid()}.tmp")
+        save(partial)
+        os.replace(partial, target)
 
 
 def models_dir() -> Path:
