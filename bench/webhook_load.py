@@ -45,9 +45,7 @@ def run_webhook_load(model: Path, workdir: Path, photos: int, users: int, replic
         try:
             fake = first.telegram
             for bot in (first, *others):  # each replica's first photo costs more than the rest
-                message = first.call(lambda: fake.push_private_photo(images[0][0]))
-                update = first.call(lambda: fake.pushed[-1])
-                first.run(deliver(update, [bot.hook]))
+                _warm_up_webhook(first, bot.hook, images[0][0])
             people = [first.call(lambda i=i: fake.new_user(f"webhook{i}")) for i in range(users)]
             messages = []
             for n in range(photos):
@@ -98,15 +96,16 @@ def webhook_overhead(model: Path, workdir: Path, n: int = 20) -> tuple[float, fl
         _warm_up(polling, images[0][0])
         polled = one_by_one(polling, lambda bot: None)  # the bot's long poll takes it
     with WebhookBot(model, workdir / "webhook", None, {}) as hooked:
-        _warm_up_webhook(hooked, images[0][0])
+        _warm_up_webhook(hooked, hooked.hook, images[0][0])
         posted = one_by_one(hooked, lambda bot: bot.run(deliver(bot.call(lambda: bot.telegram.pushed[-1]), [bot.hook])))
     return polled, posted
 
 
-def _warm_up_webhook(bot: WebhookBot, data: bytes) -> None:
-    fake = bot.telegram
-    bot.call(lambda: fake.push_private_photo(data))
-    bot.run(deliver(bot.call(lambda: fake.pushed[-1]), [bot.hook]))
+def _warm_up_webhook(fakes: LiveBot, hook: str, data: bytes) -> None:
+    """One photo to the replica at `hook`, through `fakes`' Telegram, answered before the timing starts."""
+    fake = fakes.telegram
+    fakes.call(lambda: fake.push_private_photo(data))
+    fakes.run(deliver(fakes.call(lambda: fake.pushed[-1]), [hook]))
 
 
 def report(result: LoadResult, retried: int, replicas: int, overhead: tuple[float, float]) -> str:
