@@ -71,7 +71,7 @@ class InferenceWorker:
         self.max_batch = max_batch
         self.annotate_from = annotate_from  # faces from which the photo is sent back with boxes
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
-        self.batches: list[int] = []  # sizes of the last batches run, for tests and logs
+        self.batches: list[int] = []  # sizes of the last batches taken, for tests and logs
         self.on_batch: Callable[[int], None] | None = None  # told each batch's size (the bot's /metrics)
         self._lock = threading.Lock()  # closing, and starting a thread, against taking a photo
         self._closing = False
@@ -165,6 +165,14 @@ class InferenceWorker:
                     self._start_thread()
 
     def _serve(self, batch: list[_Job]) -> None:
+        # Counted as it is taken: its first answers go out before the batch is done, and whoever reads
+        # the counts after an answer (a test, a /metrics scrape) must find this batch in them.
+        self.batches = [*self.batches[-99:], len(batch)]
+        if self.on_batch is not None:
+            try:
+                self.on_batch(len(batch))
+            except Exception:  # counting must never cost an answer
+                log.exception("could not count a batch")
         classifier = self.classifier
         waiting = list(batch)
         try:
@@ -179,13 +187,6 @@ class InferenceWorker:
             log.exception("inference failed for %d photos of a batch of %d", len(waiting), len(batch))
             for job in waiting:
                 _deliver(job, None, e)
-            return
-        self.batches = [*self.batches[-99:], len(batch)]
-        if self.on_batch is not None:
-            try:
-                self.on_batch(len(batch))
-            except Exception:  # counting must never cost an answer
-                log.exception("could not count a batch")
 
     def waiting(self) -> int:
         """Photos queued for the model, not yet taken."""
