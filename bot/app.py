@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .core import ChatCore, ModelInfo, RateLimiter, read_model_info
+from .ratelimit import limiter_storage
 
 if TYPE_CHECKING:
     from .operations import Operations
@@ -282,9 +283,10 @@ async def _serve_with(settings: Settings, stop: asyncio.Event, worker, watching,
             operations.describe_model(info.classes, info.trained_at, info.accuracy)
 
     operations.before_scrape.append(describe_model)
-    core = ChatCore(
-        worker, RateLimiter(settings.rate_limit), model_info, settings.max_bytes, settings.max_faces_listed, operations
-    )
+    limiter = RateLimiter(settings.rate_limit, storage=limiter_storage(settings.redis_url))
+    if settings.redis_url:
+        operations.checks["redis"] = limiter.ping
+    core = ChatCore(worker, limiter, model_info, settings.max_bytes, settings.max_faces_listed, operations)
     watcher = asyncio.create_task(watching) if watching is not None else None
     code = 0
     try:

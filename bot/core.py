@@ -225,10 +225,10 @@ class ChatCore:
     async def answer(self, photo: Photo, request: Request, working: Indicator | None = None) -> Reply:
         """Every adapter's photo flow: refuse by type and announced size, rate-limit, download, then answer.
 
-        Nothing is downloaded for a photo that is refused. Only a photo the model takes counts against the
-        user's rate limit, whatever the model finds in it: one refused for its type or size, one that could not
-        be fetched, and one turned away because the bot is busy give their place back. `working` ("typing...")
-        is shown from the download to the answer.
+        Nothing is downloaded for a photo that is refused, nor for a user at the rate limit. A photo counts
+        against the limit once it is downloaded and fits, whatever the model then finds in it; one that is
+        turned away as "busy" after that still counts (see `bot.ratelimit`). `working` ("typing...") is shown
+        from the download to the answer.
         """
         from .worker import Busy  # the worker module stays out of adapters' imports
 
@@ -237,24 +237,21 @@ class ChatCore:
         if refused is not None:
             return self._refusal(request, refused, start)
         user = f"{request.adapter}:{request.user}"
-        if (wait := self.limiter.wait_for(user)) > 0:
+        if (wait := await self.limiter.wait(user)) > 0:
             return self._refusal(request, self._slow_down(wait), start)
-        taken = False
         try:
             async with showing(working):
                 data = await photo.download()
                 if (refused := self.refuse_size(len(data))) is not None:  # announced less than it held, or nothing
                     return self._refusal(request, refused, start)
+                if (wait := await self.limiter.take(user)) > 0:  # its other photos got there while this one came
+                    return self._refusal(request, self._slow_down(wait), start)
                 result = await self.worker.classify(data)
-                taken = True
         except Refused as refusal:
             return self._refusal(request, refusal.reply, start)
         except Busy:
             busy = Reply("I'm busy with a lot of photos right now; please try again in a minute.", refused="busy")
             return self._refusal(request, busy, start)
-        finally:
-            if not taken:
-                self.limiter.release(user)
         answer = result.answer
         outcome = answer.error_kind if answer.outcome == "error" else answer.outcome
         self._log(request, outcome, len(answer.faces), start)

@@ -1,56 +1,80 @@
-"""Photos per user per minute, remembered only as long as they count."""
+"""Photos per user per minute, counted by the `limits` package: in this process, or in Redis for every replica.
+
+A moving window (at most `limit` photos in any `period` seconds), as the reply's "try again in N seconds"
+promises. `wait` looks before a photo is downloaded, so nothing is fetched for a user already at the limit;
+`take` counts it once it is in hand, in one step in the storage, so that photos sent together, to one replica
+or to several, cannot all slip past the limit. `limits` has no way to give a place back: a photo turned away
+as "busy" after it was counted keeps its place, and the busy reply asks for a minute's wait, by when that
+place is free again.
+"""
 
 from __future__ import annotations
 
+import logging
 import time
-from collections import deque
-from collections.abc import Callable
 
-__all__ = ["RateLimiter"]
+from limits import RateLimitItemPerSecond
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
+
+__all__ = ["RateLimiter", "limiter_storage"]
+
+log = logging.getLogger(__name__)
+KEY_PREFIX = "doppelbot:limits"
+
+
+def limiter_storage(redis_url: str | None) -> Storage:
+    """Redis storage shared by every replica when `redis_url` is set (redis:// or rediss://), else this process's."""
+    if not redis_url:
+        return MemoryStorage()
+    # `limits` names its asyncio storages async+redis://; the client is redis-py's, which the update log uses too.
+    scheme, rest = redis_url.split("://", 1)
+    return RedisStorage(
+        f"async+{'redis+unix' if scheme == 'unix' else scheme}://{rest}",
+        implementation="redispy",
+        key_prefix=KEY_PREFIX,
+        wrap_exceptions=True,
+        socket_timeout=5,
+        socket_connect_timeout=5,
+    )
 
 
 class RateLimiter:
-    """At most `limit` photos per user in any `period` seconds (a sliding window).
+    """At most `limit` photos per user in any `period` seconds, in `storage` (this process's memory by default)."""
 
-    A user with no photo in the window is forgotten, so memory holds only the users of the last period or two,
-    not everyone who ever wrote.
-    """
+    def __init__(self, limit: int, period: int = 60, storage: Storage | None = None) -> None:
+        self.limit, self.period = limit, period
+        self.storage = storage if storage is not None else MemoryStorage()
+        self._item = RateLimitItemPerSecond(limit, period)
+        self._window = MovingWindowRateLimiter(self.storage)
 
-    def __init__(self, limit: int, period: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit, self.period, self.clock = limit, period, clock
-        self._seen: dict[str, deque[float]] = {}
-        self._swept = clock()
+    async def wait(self, user: str) -> float:
+        """0 if this user may send a photo now, else the seconds until a place frees; takes nothing."""
+        return await self._counted(user, self._window.test)
 
-    def __len__(self) -> int:
-        """How many users are remembered."""
-        return len(self._seen)
+    async def take(self, user: str) -> float:
+        """0 and a place is taken for this user's photo, or the seconds until one frees (nothing is taken then)."""
+        return await self._counted(user, self._window.hit)
 
-    def wait_for(self, user: str) -> float:
-        """0 and a place is taken for this user's photo (`release` gives it back), or the seconds until one frees."""
-        now = self.clock()
-        self._sweep(now)
-        seen = self._seen.setdefault(user, deque())
-        while seen and seen[0] <= now - self.period:
-            seen.popleft()
-        if len(seen) >= self.limit:
-            return seen[0] + self.period - now
-        seen.append(now)
-        return 0.0
+    async def _counted(self, user: str, step) -> float:
+        # If the storage cannot be reached (Redis down), the photo goes through: a missing count lets a few photos
+        # too many in, while refusing everyone would stop the bot. `/readyz` reports Redis meanwhile.
+        try:
+            if await step(self._item, user):
+                return 0.0
+            reset_at, _ = await self._window.get_window_stats(self._item, user)
+        except StorageError as e:
+            log.warning("rate limit not counted, its storage failed: %s", type(e.__cause__ or e).__name__)
+            return 0.0
+        # At least a second: the oldest place may free in a few milliseconds, and "0 seconds" reads as "now".
+        return max(reset_at - time.time(), 1.0)
 
-    def release(self, user: str) -> None:
-        """Give back the place `wait_for` took for `user`: the model never took that photo."""
-        seen = self._seen.get(user)
-        if seen:
-            # The newest place: any of this user's places in the window would do, and this one is surely ours.
-            seen.pop()
-        if not seen:
-            self._seen.pop(user, None)
-
-    def _sweep(self, now: float) -> None:
-        # Once a period, at the cost of one pass over the users, so each call stays cheap on average.
-        if now - self._swept < self.period:
-            return
-        self._swept = now
-        idle = [user for user, seen in self._seen.items() if not seen or seen[-1] <= now - self.period]
-        for user in idle:
-            del self._seen[user]
+    async def ping(self) -> str | None:
+        """None when the count can be kept, else why not."""
+        try:
+            if await self.storage.check():
+                return None
+        except Exception as e:  # any failure to reach it is the answer
+            return f"redis: {type(e).__name__}: {e}"
+        return "redis: does not answer"

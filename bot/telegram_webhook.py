@@ -148,8 +148,6 @@ def webhook_route(settings: Settings, core: ChatCore, stop: asyncio.Event, opera
         return None if app.running else "telegram: not taking webhook updates yet"
 
     operations.checks["telegram"] = telegram_ready
-    if settings.redis_url:
-        operations.checks["redis"] = updates.ping
     path = urlsplit(settings.telegram_webhook_url).path or "/"
     log.info("Telegram updates are taken at %s (webhook)", path)
     return path, webhook_handler(app, settings.telegram_webhook_secret, updates)

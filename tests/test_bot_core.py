@@ -179,13 +179,29 @@ def test_a_full_queue_answers_busy_at_once(classifier) -> None:
 
 
 def test_rate_limit_per_user() -> None:
-    now = [0.0]
-    limiter = RateLimiter(2, period=60, clock=lambda: now[0])
-    assert limiter.wait_for("a") == 0 and limiter.wait_for("a") == 0
-    assert limiter.wait_for("a") == pytest.approx(60)
-    assert limiter.wait_for("b") == 0
-    now[0] = 61
-    assert limiter.wait_for("a") == 0
+    """Two photos a minute: a third waits about a minute, another user does not, and looking takes no place."""
+
+    async def scenario() -> None:
+        limiter = RateLimiter(2, period=60)
+        assert [await limiter.take("a"), await limiter.take("a")] == [0, 0]
+        assert await limiter.wait("a") == pytest.approx(60, abs=1)
+        assert await limiter.take("a") == pytest.approx(60, abs=1)
+        assert [await limiter.wait("b") for _ in range(3)] == [0, 0, 0]
+        assert [await limiter.take("b"), await limiter.take("b")] == [0, 0]
+        assert await limiter.take("b") > 0
+
+    asyncio.run(scenario())
+
+
+def test_a_place_frees_when_its_period_is_over() -> None:
+    async def scenario() -> list[float]:
+        limiter = RateLimiter(1, period=1)
+        waits = [await limiter.take("a"), await limiter.take("a")]
+        await asyncio.sleep(1.1)
+        return [*waits, await limiter.take("a")]
+
+    first, refused, later = asyncio.run(scenario())
+    assert first == 0 and refused >= 1 and later == 0
 
 
 def test_rate_limited_user_is_told_to_wait(worker) -> None:

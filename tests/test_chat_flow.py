@@ -1,5 +1,5 @@
 """The one photo flow every adapter goes through (`ChatCore.answer`): type and announced size first, then the
-rate limit, then the download, then the model; only photos the model takes count against the limit."""
+rate limit, then the download, then the model; a photo counts against the limit once it is in hand and fits."""
 
 from __future__ import annotations
 
@@ -62,37 +62,43 @@ def test_refusals_use_no_quota_and_nothing_is_downloaded_past_the_limit(worker: 
     assert (huge.fetched, pdf.fetched, first.fetched, second.fetched) == (0, 0, 1, 0)
 
 
-def test_a_busy_refusal_uses_no_quota(classifier, worker: InferenceWorker) -> None:
-    limiter = RateLimiter(1)
+def test_a_busy_refusal_keeps_its_place_until_the_period_is_over(classifier, worker: InferenceWorker) -> None:
+    limiter = RateLimiter(1, period=1)
     stopped = InferenceWorker(classifier)
     stopped.close(timeout=30)  # a stopping worker answers "busy" at once, as a full queue does
 
-    async def scenario() -> tuple[str, str]:
+    async def scenario() -> list[str]:
         busy = await ChatCore(stopped, limiter).answer_photo(jpeg(scene(1)), USER)
-        answered = await ChatCore(worker, limiter).answer_photo(jpeg(scene(1)), USER)
-        return busy.text, answered.text
+        at_once = await ChatCore(worker, limiter).answer_photo(jpeg(scene(1)), USER)
+        await asyncio.sleep(1.1)  # the busy reply asks for a minute; here the period is a second
+        later = await ChatCore(worker, limiter).answer_photo(jpeg(scene(1)), USER)
+        return [busy.text, at_once.text, later.text]
 
-    busy, answered = asyncio.run(scenario())
-    assert "busy" in busy and ONE_FACE.fullmatch(answered), (busy, answered)
+    busy, at_once, later = asyncio.run(scenario())
+    assert "busy" in busy and at_once.startswith("You're sending photos faster"), (busy, at_once)
+    assert ONE_FACE.fullmatch(later), later
 
 
-def test_an_idle_user_is_forgotten_after_the_window() -> None:
-    now = [0.0]
-    limiter = RateLimiter(2, period=60, clock=lambda: now[0])
-    for user in ("ada", "grace", "linus"):
-        assert limiter.wait_for(user) == 0
-    assert len(limiter) == 3
-    now[0] = 30
-    assert limiter.wait_for("ada") == 0  # within the window: everyone is still remembered
-    assert len(limiter) == 3
-    now[0] = 75  # grace and linus have sent nothing for more than a minute; ada has, 45 s ago
-    assert limiter.wait_for("margaret") == 0
-    assert len(limiter) == 2
-    assert limiter.wait_for("ada") == 0 and limiter.wait_for("ada") > 0  # ada's photo at 30 s still counts
-    # A refused photo's place given back leaves no trace of a user who sent nothing else.
-    assert limiter.wait_for("ken") == 0
-    limiter.release("ken")
-    assert len(limiter) == 2
+def test_photos_sent_together_are_limited_each_once(worker: InferenceWorker) -> None:
+    """Ten photos at once from one user, with three a minute: three answered, seven told to wait, none twice."""
+    core = ChatCore(worker, RateLimiter(3))
+    sent = [Sent(jpeg(scene(1))) for _ in range(10)]
+
+    async def slowly(photo: Sent) -> bytes:
+        await asyncio.sleep(0.05)  # every photo is past the first look before any is counted
+        return await photo.download()
+
+    async def scenario() -> list[str]:
+        replies = await asyncio.gather(
+            *(core.answer(Photo(lambda p=p: slowly(p), len(p.data), "image/jpeg"), USER) for p in sent)
+        )
+        return [reply.text for reply in replies]
+
+    texts = asyncio.run(scenario())
+    answered = [t for t in texts if ONE_FACE.fullmatch(t)]
+    waiting = [t for t in texts if t.startswith("You're sending photos faster than I can look at them")]
+    assert (len(answered), len(waiting)) == (3, 7), texts
+    assert all(p.fetched <= 1 for p in sent)
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from e2e import model_folder, telegram_replies_to
+from e2e import model_folder, telegram_replies_to, telegram_text
 from fake_telegram import FakeTelegram
 from imagery import jpeg, scene
 from processes import ROOT
@@ -74,6 +74,30 @@ def test_a_replica_killed_mid_burst_leaves_every_update_answered_exactly_once(mo
             assert answers[1] >= updates_count - 4 and set(answers) <= {1, 2}, answers
         finally:
             second.stop_beside()
+
+
+def test_one_users_photos_are_limited_across_both_replicas(model, tmp_path) -> None:
+    """Five photos a minute, one user, 12 photos spread over two replicas sharing Redis: five answered in all."""
+    limited = {"RATE_LIMIT_PER_MINUTE": "5"}
+    with RedisServer() as redis, WebhookBot(model, tmp_path / "a", None, {"REDIS_URL": redis.url, **limited}) as first:
+        second = WebhookBot(model, tmp_path / "b", None, {"REDIS_URL": redis.url, **limited}).start_beside(first)
+        try:
+            fake = first.telegram
+            messages = [first.call(lambda: fake.push_private_photo(jpeg(scene(1)))) for _ in range(12)]
+            updates = first.call(lambda: list(fake.pushed[-12:]))
+
+            async def burst() -> None:
+                hooks = [first.hook, second.hook]  # update i goes to replica i % 2 first
+                await asyncio.gather(*(deliver(u, hooks, i) for i, u in enumerate(updates)))
+
+            first.run(burst(), timeout=300)
+            texts = [first.call(lambda m=m: [telegram_text(r) for r in telegram_replies_to(fake, m)]) for m in messages]
+        finally:
+            second.stop_beside()
+    assert all(len(replies) == 1 for replies in texts), texts
+    answered = [t[0] for t in texts if t[0].startswith("Eileen")]
+    slowed = [t[0] for t in texts if t[0].startswith("You're sending photos faster than I can look at them")]
+    assert (len(answered), len(slowed)) == (5, 7), texts
 
 
 def test_set_and_delete_webhook_are_deploy_steps(tmp_path: Path) -> None:
