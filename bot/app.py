@@ -141,14 +141,19 @@ async def _run_adapters(
 
         operations.checks["telegram"] = telegram_ready
     if settings.discord_token:
-        from .discord_adapter import build_client, run_discord
+        from .discord_adapter import build_client, connected, run_discord
 
-        client = build_client(core, settings.discord_api_base, settings.discord_gateway_url)
+        client = build_client(
+            core,
+            settings.discord_api_base,
+            settings.discord_gateway_url,
+            settings.discord_shard_count,
+            settings.discord_shard_ids,
+        )
         runs.append(asyncio.create_task(run_discord(client, settings.discord_token, stop), name="discord"))
 
         async def discord_ready() -> str | None:
-            connected = client.is_ready() and not client.is_closed()
-            return None if connected else "discord: not connected to the gateway"
+            return None if connected(client) else "discord: not connected to the gateway"
 
         operations.checks["discord"] = discord_ready
     if settings.web_port is not None:

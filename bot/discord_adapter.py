@@ -2,6 +2,9 @@
 
 A thin translation: every sentence the user reads comes from `ChatCore`; this module only decides which
 attachments to look at, shows that the bot is working, and sends the answer back where it was asked.
+
+The client is always discord.py's `AutoShardedClient`: over the shards it is given (`shard_count` in all,
+`shard_ids` here), or over Discord's recommended count, all in this process. A small bot gets one shard.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import asyncio
 import functools
 import io
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import aiohttp
@@ -33,7 +36,7 @@ from .core import (
     reply_messages,
 )
 
-__all__ = ["build_client", "run_discord"]
+__all__ = ["build_client", "connected", "run_discord"]
 
 log = logging.getLogger("doppelbot.discord")
 
@@ -90,14 +93,21 @@ async def _delivering(send: Callable[[], Awaitable[T]]) -> T:
         return await send()
 
 
-class _DoppelClient(discord.Client):
+class _DoppelClient(discord.AutoShardedClient):
     """A discord.py client that answers photos through `core`, and finishes its answers before it closes."""
 
-    def __init__(self, core: ChatCore, endpoints: _Endpoints) -> None:
+    def __init__(
+        self,
+        core: ChatCore,
+        endpoints: _Endpoints,
+        shard_count: int | None = None,
+        shard_ids: Sequence[int] | None = None,
+    ) -> None:
         # Our replies never ping anyone (whatever a class label or a future wording says); only the author
         # of the message we reply to is notified, as with any Discord reply.
         quiet = discord.AllowedMentions(everyone=False, users=False, roles=False, replied_user=True)
-        super().__init__(intents=_intents(), allowed_mentions=quiet)
+        ids = list(shard_ids) if shard_ids is not None else None
+        super().__init__(intents=_intents(), allowed_mentions=quiet, shard_count=shard_count, shard_ids=ids)
         self.core = core
         self._endpoints = endpoints
         self._jobs: set[asyncio.Task] = set()
@@ -109,7 +119,12 @@ class _DoppelClient(discord.Client):
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def setup_hook(self) -> None:
-        """Publish `/whois`; a failed sync leaves mentions working, so it is logged, not fatal."""
+        """Learn the recommended shard count if none was given; publish `/whois` (a failed sync is only logged)."""
+        if self.shard_count is None:
+            # Asked here rather than by discord.py, which would then open the gateway at the URL Discord
+            # names and not at DISCORD_GATEWAY_URL.
+            self.shard_count, _, _ = await self.http.get_bot_gateway()
+        log.info("Discord shards %s of %d", list(self.shard_ids or range(self.shard_count)), self.shard_count)
         try:
             await self.tree.sync()
         except discord.HTTPException as e:
@@ -274,13 +289,26 @@ class _Endpoints:
         Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = self._saved
 
 
-def build_client(core: ChatCore, api_base: str | None = None, gateway_url: str | None = None) -> discord.Client:
+def build_client(
+    core: ChatCore,
+    api_base: str | None = None,
+    gateway_url: str | None = None,
+    shard_count: int | None = None,
+    shard_ids: Sequence[int] | None = None,
+) -> discord.AutoShardedClient:
     """A Discord client answering through `core`; `api_base` and `gateway_url` point it at another server.
 
     `api_base` replaces `https://discord.com/api/v10`, `gateway_url` replaces `wss://gateway.discord.gg/`
-    (process-wide class attributes of discord.py, restored when the client closes).
+    (process-wide class attributes of discord.py, restored when the client closes). It runs `shard_ids` of
+    `shard_count` shards (all of them when `shard_ids` is None; Discord's recommended count when both are).
     """
-    return _DoppelClient(core, _Endpoints(api_base, gateway_url))
+    return _DoppelClient(core, _Endpoints(api_base, gateway_url), shard_count, shard_ids)
+
+
+def connected(client: discord.AutoShardedClient) -> bool:
+    """Whether every shard of `client` is connected and has been sent its servers."""
+    shards = client.shards.values()
+    return client.is_ready() and not client.is_closed() and bool(shards) and not any(s.is_closed() for s in shards)
 
 
 async def run_discord(client: discord.Client, token: str, stop: asyncio.Event) -> None:

@@ -86,6 +86,8 @@ RANGES: dict[str, Range] = {
     # update no longer stops another from answering its redelivery. Under a second, a slow photo's update
     # would be taken by a second replica; past an hour, Telegram may have given up redelivering.
     "UPDATE_CLAIM_SECONDS": Range(1, 3_600),
+    # Discord requires shards past 2,500 servers per shard; 100,000 shards is far past any bot there is.
+    "DISCORD_SHARD_COUNT": Range(1, 100_000, whole=True),
 }
 # The settings that are text: tokens, paths, addresses, names.
 TEXTS = (
@@ -102,6 +104,7 @@ TEXTS = (
     "TELEGRAM_WEBHOOK_URL",
     "TELEGRAM_WEBHOOK_SECRET",
     "REDIS_URL",
+    "DISCORD_SHARD_IDS",
 )
 # Every setting `load_settings` reads (and nothing else of the environment).
 NAMES = frozenset(RANGES) | frozenset(TEXTS)
@@ -151,6 +154,10 @@ class Settings:
     # Redis, shared by every replica: which webhook updates were answered. Unset: kept in this process.
     redis_url: str | None = field(default=None, repr=False)  # may hold a password
     update_claim_seconds: float = 30.0
+    # Discord's shards: how many the bot has in all, and which of them this process runs (None: all of
+    # them). No count: Discord's recommended count, every shard in this process.
+    discord_shard_count: int | None = None
+    discord_shard_ids: tuple[int, ...] | None = None
 
     @property
     def max_bytes(self) -> int:
@@ -174,6 +181,7 @@ _NUMBER_ATTRIBUTES = {
     "WEB_MAX_UPLOADS": "web_max_uploads",
     "WEB_UPLOAD_SECONDS": "web_upload_seconds",
     "UPDATE_CLAIM_SECONDS": "update_claim_seconds",
+    "DISCORD_SHARD_COUNT": "discord_shard_count",
 }
 
 
@@ -208,6 +216,9 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: str | Path | Non
         telegram_webhook_url=_service_url("TELEGRAM_WEBHOOK_URL", text("TELEGRAM_WEBHOOK_URL"), "this bot's public"),
         telegram_webhook_secret=_secret("TELEGRAM_WEBHOOK_SECRET", text("TELEGRAM_WEBHOOK_SECRET")),
         redis_url=_redis_url("REDIS_URL", text("REDIS_URL")),
+        discord_shard_ids=_shard_ids(
+            "DISCORD_SHARD_IDS", text("DISCORD_SHARD_IDS"), numbers.get("discord_shard_count")
+        ),
         **numbers,
     )
 
@@ -244,6 +255,22 @@ def _redis_url(name: str, raw: str | None) -> str | None:
             f"{name} is not allowed: it must be a redis://, rediss:// or unix:// URL (see .env.example)"
         )
     return raw
+
+
+def _shard_ids(name: str, raw: str | None, count: int | None) -> tuple[int, ...] | None:
+    """A comma-separated list of distinct shard ids, each from 0 to DISCORD_SHARD_COUNT - 1."""
+    if raw is None:
+        return None
+    if count is None:
+        raise SettingsError(f"{name} needs DISCORD_SHARD_COUNT, the number of shards in all (see .env.example)")
+    parts = [part.strip() for part in raw.split(",") if part.strip()]
+    ids = tuple(int(part) for part in parts if part.isdigit() and int(part) < count)
+    if not ids or len(ids) != len(parts) or len(set(ids)) != len(ids):
+        raise SettingsError(
+            f"{name}={raw!r} is not allowed: {name} must list distinct shard ids from 0 to {count - 1}, "
+            "separated by commas, such as 0,1 (see .env.example)"
+        )
+    return ids
 
 
 def _hosts(name: str, raw: str | None) -> tuple[str, ...]:

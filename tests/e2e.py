@@ -81,9 +81,10 @@ def telegram_text(call: Call) -> str:
 
 
 def discord_replies_to(fake: FakeDiscord, message: dict[str, Any]) -> list[RestCall]:
-    """The messages the bot posted in the channel as replies to `message`."""
+    """The messages the bot posted in `message`'s channel as replies to it."""
+    channel_id, message_id = int(message["channel_id"]), int(message["id"])
     return fake.calls_where(
-        lambda call: call.is_message_to(fake.channel_id) and call.reply_to == int(message["id"]) and call.status == 200
+        lambda call: call.is_message_to(channel_id) and call.reply_to == message_id and call.status == 200
     )
 
 
@@ -105,6 +106,7 @@ class LiveBot:
         env: dict[str, str] | None = None,
         heartbeat_interval_ms: int = 41_250,
         args: Sequence[str] = (),
+        guilds: int = 1,
     ) -> None:
         self.model = model
         self.workdir = workdir
@@ -112,7 +114,9 @@ class LiveBot:
         self.args = list(args)
         self.telegram = FakeTelegram() if telegram else None
         self.discord = (
-            FakeDiscord(token=DISCORD_TOKEN, heartbeat_interval_ms=heartbeat_interval_ms) if discord else None
+            FakeDiscord(token=DISCORD_TOKEN, heartbeat_interval_ms=heartbeat_interval_ms, guilds=guilds)
+            if discord
+            else None
         )
         self.log_path = workdir / "bot.log"
         self.process: subprocess.Popen | None = None
@@ -138,6 +142,30 @@ class LiveBot:
         )
         self.run(self._until_up(), timeout=START_TIMEOUT + 10)
         return self
+
+    def start_beside(self, first: LiveBot) -> LiveBot:
+        """Start this bot against `first`'s fakes (one Telegram and one Discord for both, on first's loop)."""
+        self.telegram, self.discord = first.telegram, first.discord
+        self._loop, self._thread = first._loop, first._thread
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._log_file = open(self.log_path, "wb")  # noqa: SIM115 - open for the process's whole life
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bot", *self.args],
+            cwd=self.workdir,
+            env=self.environment(),
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
+        self.run(self._until_up(), timeout=START_TIMEOUT + 10)
+        return self
+
+    def stop_beside(self) -> None:
+        """Stop this bot's process only: the fakes belong to the first."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(60)
+        if self._log_file is not None:
+            self._log_file.close()
 
     def environment(self) -> dict[str, str]:
         """The bot's whole configuration: where the model is, where "Telegram" and "Discord" are, and tokens."""
@@ -265,9 +293,12 @@ class LiveBot:
     async def _until_up(self) -> None:
         telegram, discord = self.telegram, self.discord
 
+        # A process that runs some of the shards is up once those are connected; the others are another's.
+        shards = [int(i) for i in self.extra_env.get("DISCORD_SHARD_IDS", "").split(",") if i]
+
         def up() -> bool:
             polling = telegram is None or bool(telegram.called("getUpdates"))
-            ready = discord is None or discord.is_ready
+            ready = discord is None or (discord.shards_connected(shards) if shards else discord.is_ready)
             return polling and ready
 
         await self.eventually(up, START_TIMEOUT, "the bot to poll Telegram and be READY on Discord")

@@ -9,6 +9,11 @@ as Discord does: every DISPATCH is numbered within its session and kept, `discon
 WebSocket from the server side (optionally with events the bot missed meanwhile), and a RESUME (op 6) with
 a known session id gets the events after the bot's last sequence number replayed, then RESUMED.
 
+Sharded as Discord is: `GET /gateway/bot` recommends `shards`; an IDENTIFY may carry `[shard_id, shard_count]`
+(one outside its count is closed with 4010, Invalid Shard); guild g lies on shard (g >> 22) % shard_count,
+gets its READY and GUILD_CREATE there, and its events go only to the session of that shard; direct messages
+go to shard 0. With `guilds=N` there are N guilds, and guild k lies on shard k % shard_count.
+
 As strict as Discord where a kinder fake would hide a lost reply: message content over 2,000 characters is
 refused (400, Invalid Form Body) wherever a message is posted. Faults are injected per route, by its handler's
 name ("create_message", "typing", "followup"): an error status (`fail_next`) or a dropped connection
@@ -43,6 +48,11 @@ TEXT_CHANNEL = 0
 DEFAULT_MESSAGE, REPLY_MESSAGE = 0, 19
 ATTACHMENT_OPTION = 11
 MAX_CONTENT = 2000  # characters of a message's content
+DM_CHANNEL = 1
+INVALID_SHARD = 4010
+# Guild ids are (GUILD_BASE + k) << 22: a multiple of 1..12's least common multiple puts guild k on shard
+# k % shard_count for every count up to 12, at the size of a real snowflake.
+GUILD_BASE = 27_720 * 9_000_000
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,14 @@ class _Session:
     events: list[dict[str, Any]] = field(default_factory=list)  # DISPATCH payloads, in order of `s`
     connection: _Connection | None = None  # None while the bot is disconnected
     replayed: list[int] = field(default_factory=list)  # sequence numbers sent again on a RESUME
+    shard: tuple[int, int] | None = None  # [shard_id, shard_count] from its IDENTIFY; None: unsharded
+
+    def covers(self, guild_id: int | None) -> bool:
+        """Whether this session gets the events of `guild_id` (None: a direct message, which go to shard 0)."""
+        if self.shard is None:
+            return True
+        shard_id, count = self.shard
+        return shard_id == (0 if guild_id is None else (guild_id >> 22) % count)
 
 
 @dataclass
@@ -136,14 +154,19 @@ def _too_long(body: dict[str, Any]) -> web.Response | None:
 class FakeDiscord:
     """`async with FakeDiscord() as fake:` serves Discord at `fake.api_base` and `fake.gateway_url`."""
 
-    def __init__(self, token: str | None = None, heartbeat_interval_ms: int = 41_250) -> None:
+    def __init__(
+        self, token: str | None = None, heartbeat_interval_ms: int = 41_250, shards: int = 1, guilds: int = 1
+    ) -> None:
         self.token = token  # when set, REST calls with another bot token are refused as by Discord
         self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.shards = shards  # what GET /gateway/bot recommends
         self._ids = itertools.count(1_100_000_000_000_000_000)
         self.application_id = self.new_id()
         self.bot_user = self._user_payload(self.application_id, "doppelbot", bot=True)
-        self.guild_id = self.new_id()
-        self.channel_id = self.new_id()
+        self.guild_ids = [(GUILD_BASE + k) << 22 for k in range(guilds)]
+        self.channel_ids = {guild_id: self.new_id() for guild_id in self.guild_ids}  # one text channel each
+        self.guild_id, self.channel_id = self.guild_ids[0], self.channel_ids[self.guild_ids[0]]
+        self.dm_channel_id = self.new_id()  # the bot's direct messages with every user, as one channel
         self.base_url = self.api_base = self.gateway_url = self.resume_gateway_url = ""
 
         self.calls: list[RestCall] = []
@@ -211,12 +234,22 @@ class FakeDiscord:
 
     @property
     def is_ready(self) -> bool:
-        """Whether the bot has identified and been sent its guild."""
+        """Whether the bot has identified and been sent its guilds (by all its shards together)."""
         return self._ready.is_set()
 
     async def wait_ready(self, timeout: float = 20) -> None:
-        """Until the bot has identified and been sent its guild, so that dispatched events reach it."""
+        """Until the bot has identified and been sent its guilds, so that dispatched events reach it."""
         await asyncio.wait_for(self._ready.wait(), timeout)
+
+    def shards_connected(self, shard_ids: Sequence[int]) -> bool:
+        """Whether the bot has a connected session on each of `shard_ids`."""
+        live = [s.shard for s in self.sessions if s.connection is not None and not s.connection.ws.closed]
+        return all(any(shard is not None and shard[0] == i for shard in live) for i in shard_ids)
+
+    @property
+    def identified_shards(self) -> list[list[int] | None]:
+        """The `shard` field of every IDENTIFY, in order (None where it had none)."""
+        return [identify.get("shard") for identify in self.identifies]
 
     async def wait_for(self, predicate: Callable[[RestCall], bool], timeout: float = 20) -> RestCall:
         """The first REST call (already made or still to come) for which `predicate` is true."""
@@ -286,15 +319,26 @@ class FakeDiscord:
         reply_to: dict[str, Any] | None = None,
         reply_ping: bool = False,
         include_referenced: bool = True,
+        guild: int = 0,
+        dm: bool = False,
     ) -> dict[str, Any]:
-        """A user posts in the guild's channel (a MESSAGE_CREATE); the message payload.
+        """A user posts in a guild's channel (a MESSAGE_CREATE); the message payload.
+
+        `guild` is which guild (k of `guilds`); `dm` sends it to the bot as a direct message instead.
 
         `mention_bot` writes `@doppelbot` in the text; `reply_ping` notifies the author of `reply_to` the
         way a Discord reply does, by listing them in the mentions only. With `include_referenced=False` a
         reply comes without the message it answers, as Discord sometimes sends it, and must be fetched.
         """
         message = self.compose_message(
-            author, content, mention_bot=mention_bot, attachments=attachments, reply_to=reply_to, reply_ping=reply_ping
+            author,
+            content,
+            mention_bot=mention_bot,
+            attachments=attachments,
+            reply_to=reply_to,
+            reply_ping=reply_ping,
+            guild=guild,
+            dm=dm,
         )
         await self.dispatch("MESSAGE_CREATE", self.message_event(message, include_referenced))
         return message
@@ -308,6 +352,8 @@ class FakeDiscord:
         attachments: list[dict[str, Any]] | tuple[dict[str, Any], ...] = (),
         reply_to: dict[str, Any] | None = None,
         reply_ping: bool = False,
+        guild: int = 0,
+        dm: bool = False,
     ) -> dict[str, Any]:
         """A user's message as `send_message` posts it, without sending it (for `disconnect(missed=...)`)."""
         mentions = [self.bot_user] if mention_bot else []
@@ -315,7 +361,9 @@ class FakeDiscord:
             mentions.append(reply_to["author"])
         if mention_bot:
             content = f"<@{self.application_id}> {content}".strip()
-        return self._message_payload(author, content, list(attachments), mentions, reply_to)
+        guild_id = None if dm else self.guild_ids[guild]
+        channel_id = self.dm_channel_id if guild_id is None else self.channel_ids[guild_id]
+        return self._message_payload(author, content, list(attachments), mentions, reply_to, guild_id, channel_id)
 
     @staticmethod
     def message_event(message: dict[str, Any], include_referenced: bool = True) -> dict[str, Any]:
@@ -358,10 +406,13 @@ class FakeDiscord:
         return interaction
 
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        """A DISPATCH event in the newest session: sent at once if the bot is connected, else kept for its RESUME."""
-        if not self.sessions:
-            raise RuntimeError("the bot has no gateway session")
-        await self._dispatch(self.sessions[-1], event, data)
+        """A DISPATCH event in the newest session of the shard its guild lies on: sent at once if the bot is
+        connected, else kept for its RESUME."""
+        guild_id = int(data["guild_id"]) if data.get("guild_id") else None
+        session = next((s for s in reversed(self.sessions) if s.covers(guild_id)), None)
+        if session is None:
+            raise RuntimeError(f"the bot has no gateway session for guild {guild_id}")
+        await self._dispatch(session, event, data)
 
     async def disconnect(self, code: int = RESUMABLE_CLOSE, missed: Sequence[tuple[str, dict[str, Any]]] = ()) -> None:
         """Close the bot's gateway connection from the server side, as Discord does now and then.
@@ -407,11 +458,12 @@ class FakeDiscord:
             "permissions": "2251799813685247",
         }
 
-    def _channel_payload(self) -> dict[str, Any]:
+    def _channel_payload(self, guild_id: int | None = None) -> dict[str, Any]:
+        guild_id = self.guild_id if guild_id is None else guild_id
         return {
-            "id": str(self.channel_id),
+            "id": str(self.channel_ids[guild_id]),
             "type": TEXT_CHANNEL,
-            "guild_id": str(self.guild_id),
+            "guild_id": str(guild_id),
             "name": "photos",
             "position": 0,
             "permission_overwrites": [],
@@ -421,9 +473,9 @@ class FakeDiscord:
             "rate_limit_per_user": 0,
         }
 
-    def _guild_payload(self) -> dict[str, Any]:
+    def _guild_payload(self, guild_id: int) -> dict[str, Any]:
         everyone = {
-            "id": str(self.guild_id),
+            "id": str(guild_id),
             "name": "@everyone",
             "permissions": "2251799813685247",
             "position": 0,
@@ -434,15 +486,15 @@ class FakeDiscord:
             "flags": 0,
         }
         return {
-            "id": str(self.guild_id),
-            "name": "Look-alikes",
+            "id": str(guild_id),
+            "name": "Look-alikes" if guild_id == self.guild_id else f"Look-alikes {self.guild_ids.index(guild_id)}",
             "icon": None,
             "owner_id": str(self.new_id()),
             "features": [],
             "roles": [everyone],
             "emojis": [],
             "stickers": [],
-            "channels": [self._channel_payload()],
+            "channels": [self._channel_payload(guild_id)],
             "threads": [],
             "members": [self._member_payload(self.bot_user)],
             "member_count": 2,
@@ -471,11 +523,12 @@ class FakeDiscord:
         attachments: list[dict[str, Any]],
         mentions: list[dict[str, Any]],
         reply_to: dict[str, Any] | None,
+        guild_id: int | None,
+        channel_id: int,
     ) -> dict[str, Any]:
         message: dict[str, Any] = {
             "id": str(self.new_id()),
-            "channel_id": str(self.channel_id),
-            "guild_id": str(self.guild_id),
+            "channel_id": str(channel_id),
             "author": author,
             "content": content,
             "timestamp": _now(),
@@ -490,7 +543,9 @@ class FakeDiscord:
             "type": DEFAULT_MESSAGE,
             "flags": 0,
         }
-        if not author.get("bot"):
+        if guild_id is not None:
+            message["guild_id"] = str(guild_id)
+        if guild_id is not None and not author.get("bot"):
             message["member"] = {k: v for k, v in self._member_payload(author).items() if k != "user"}
         if reply_to is not None:
             message["type"] = REPLY_MESSAGE
@@ -504,15 +559,17 @@ class FakeDiscord:
         self.messages[int(message["id"])] = message
         return message
 
-    def _posted_message(self, body: dict[str, Any], files: list[Upload]) -> dict[str, Any]:
-        """The message the bot created with `body` (and `files`), as Discord would return it."""
+    def _posted_message(self, channel_id: int, body: dict[str, Any], files: list[Upload]) -> dict[str, Any]:
+        """The message the bot created in `channel_id` with `body` (and `files`), as Discord would return it."""
         attachments = [
             self.attachment(upload.data, upload.filename, upload.content_type or "application/octet-stream")
             for upload in files
         ]
         ref = body.get("message_reference") or {}
         replied = self.messages.get(int(ref["message_id"])) if ref.get("message_id") else None
-        return self._message_payload(self.bot_user, body.get("content") or "", attachments, [], replied)
+        guild_id = next((g for g, c in self.channel_ids.items() if c == channel_id), None)
+        content = body.get("content") or ""
+        return self._message_payload(self.bot_user, content, attachments, [], replied, guild_id, channel_id)
 
     # -- REST ---------------------------------------------------------------------------------
 
@@ -601,7 +658,7 @@ class FakeDiscord:
 
     async def _gateway_info(self, request: web.Request) -> web.Response:
         limit = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
-        return _json_response({"url": self.gateway_url, "shards": 1, "session_start_limit": limit})
+        return _json_response({"url": self.gateway_url, "shards": self.shards, "session_start_limit": limit})
 
     def _command_payload(self, command: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -631,7 +688,8 @@ class FakeDiscord:
         return web.Response(status=204)
 
     async def _create_message(self, request: web.Request) -> web.Response:
-        if int(request.match_info["channel_id"]) != self.channel_id:
+        channel_id = int(request.match_info["channel_id"])
+        if channel_id not in (*self.channel_ids.values(), self.dm_channel_id):
             return _error(404, "Unknown Channel", 10003)
         call: RestCall = request[_CALL]
         body = call.json or {}
@@ -639,7 +697,7 @@ class FakeDiscord:
             return _error(400, "Cannot send an empty message", 50006)
         if (refused := _too_long(body)) is not None:
             return refused
-        call.response = self._posted_message(body, call.files)
+        call.response = self._posted_message(channel_id, body, call.files)
         return _json_response(call.response)
 
     async def _get_message(self, request: web.Request) -> web.Response:
@@ -664,7 +722,9 @@ class FakeDiscord:
         if (refused := _too_long(body.get("data") or {})) is not None:
             return refused
         if kind == CHANNEL_MESSAGE:
-            answer["resource"]["message"] = self._posted_message(body.get("data") or {}, request[_CALL].files)
+            answer["resource"]["message"] = self._posted_message(
+                self.channel_id, body.get("data") or {}, request[_CALL].files
+            )
         return _json_response(answer)
 
     async def _followup(self, request: web.Request) -> web.Response:
@@ -673,14 +733,14 @@ class FakeDiscord:
         call: RestCall = request[_CALL]
         if (refused := _too_long(call.json or {})) is not None:
             return refused
-        call.response = self._posted_message(call.json or {}, call.files)
+        call.response = self._posted_message(self.channel_id, call.json or {}, call.files)
         return _json_response(call.response)
 
     async def _edit_followup(self, request: web.Request) -> web.Response:
         call: RestCall = request[_CALL]
         if (refused := _too_long(call.json or {})) is not None:
             return refused
-        return _json_response(self._posted_message(call.json or {}, call.files))
+        return _json_response(self._posted_message(self.channel_id, call.json or {}, call.files))
 
     async def _download(self, request: web.Request) -> web.Response:
         if self.cdn_delay:
@@ -736,22 +796,35 @@ class FakeDiscord:
 
     async def _on_identify(self, connection: _Connection, data: dict[str, Any]) -> None:
         self.identifies.append(data)
+        shard = data.get("shard")
+        if shard is not None and not (len(shard) == 2 and 0 <= shard[0] < shard[1]):
+            await connection.ws.close(code=INVALID_SHARD, message=b"Invalid shard.")
+            return
         session = _Session(f"session-{self.new_id()}", data.get("token"), connection=connection)
+        session.shard = tuple(shard) if shard is not None else None
         self.sessions.append(session)
         connection.session = session
+        guilds = [guild_id for guild_id in self.guild_ids if session.covers(guild_id)]
         ready = {
             "v": 10,
             "user": self.bot_user,
-            "guilds": [{"id": str(self.guild_id), "unavailable": True}],
+            "guilds": [{"id": str(guild_id), "unavailable": True} for guild_id in guilds],
             "session_id": session.session_id,
             "resume_gateway_url": self.resume_gateway_url,
             "application": {"id": str(self.application_id), "flags": 0},
             "private_channels": [],
             "relationships": [],
         }
+        if shard is not None:
+            ready["shard"] = shard
         await self._dispatch(session, "READY", ready)
-        await self._dispatch(session, "GUILD_CREATE", self._guild_payload())
-        self._ready.set()
+        for guild_id in guilds:
+            await self._dispatch(session, "GUILD_CREATE", self._guild_payload(guild_id))
+        if all(self._live_session_for(guild_id) for guild_id in self.guild_ids):
+            self._ready.set()
+
+    def _live_session_for(self, guild_id: int) -> bool:
+        return any(s.covers(guild_id) and s.connection is not None for s in self.sessions)
 
     async def _on_resume(self, connection: _Connection, data: dict[str, Any]) -> None:
         self.resumes.append(data)

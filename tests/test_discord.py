@@ -26,13 +26,15 @@ QUIET_S = 1.0
 
 
 @asynccontextmanager
-async def discord_bot(core: ChatCore) -> AsyncIterator[FakeDiscord]:
-    """A fake Discord with the real bot connected to it; stops the bot (and checks it stopped) on exit."""
-    async with FakeDiscord(token=TOKEN) as fake:
+async def discord_bot(core: ChatCore, shards: int = 1, guilds: int = 1) -> AsyncIterator[FakeDiscord]:
+    """A fake Discord (recommending `shards`, with `guilds` servers) with the real bot connected to it; stops
+    the bot (and checks it stopped) on exit."""
+    async with FakeDiscord(token=TOKEN, shards=shards, guilds=guilds) as fake:
         stop = asyncio.Event()
         bot = asyncio.create_task(run_discord(build_client(core, fake.api_base, fake.gateway_url), TOKEN, stop))
-        ready = asyncio.create_task(fake.wait_ready())
-        await asyncio.wait({bot, ready}, timeout=20, return_when=asyncio.FIRST_COMPLETED)
+        # discord.py waits 5 s before each IDENTIFY after a process's first, as Discord's limit asks.
+        ready = asyncio.create_task(fake.wait_ready(20 + 5 * (shards - 1)))
+        await asyncio.wait({bot, ready}, timeout=30 + 5 * shards, return_when=asyncio.FIRST_COMPLETED)
         if bot.done():
             ready.cancel()
             bot.result()  # the bot failed to start: raise why
@@ -336,3 +338,33 @@ def test_past_the_rate_limit_nothing_is_downloaded_and_refusals_use_no_quota(wor
         assert [len(fake.downloads(a)) for a in (notes, huge, first, second)] == [0, 0, 1, 0]
 
     run_with_bot(limited, scenario)
+
+
+def test_unset_shards_are_discords_recommended_count_all_in_this_process(core: ChatCore) -> None:
+    """Discord recommends 2 shards: both run here, and each server's mention, and a direct message, get one reply."""
+
+    async def main() -> None:
+        async with discord_bot(core, shards=2, guilds=2) as fake:
+            assert fake.identified_shards == [[0, 2], [1, 2]]
+            asked = [
+                await fake.send_message(fake.user(), "who?", attachments=[fake.attachment(jpeg(scene(1)))], guild=1),
+                await fake.send_message(fake.user(), "who?", attachments=[fake.attachment(jpeg(scene(1)))], guild=0),
+                await fake.send_message(
+                    fake.user(), "and her?", attachments=[fake.attachment(jpeg(scene(1)))], dm=True
+                ),
+            ]
+            answers = [await fake.wait_for(lambda c, m=m: c.reply_to == int(m["id"]), timeout=60) for m in asked]
+            await asyncio.sleep(QUIET_S)
+            for message, answer in zip(asked, answers, strict=True):
+                assert answer.is_message_to(int(message["channel_id"])) and ONE_FACE.fullmatch(answer.content)
+                assert len(fake.calls_where(lambda c, m=message: c.reply_to == int(m["id"]))) == 1
+
+            # Server 1 lies on shard 1, server 0 and direct messages on shard 0: each shard's session was sent
+            # only its own servers and messages.
+            def sent(event: str) -> dict[int, list[str]]:
+                return {s.shard[0]: [e["d"]["id"] for e in s.events if e["t"] == event] for s in fake.sessions}
+
+            assert sent("GUILD_CREATE") == {0: [str(fake.guild_ids[0])], 1: [str(fake.guild_ids[1])]}
+            assert sent("MESSAGE_CREATE") == {0: [asked[1]["id"], asked[2]["id"]], 1: [asked[0]["id"]]}
+
+    asyncio.run(main())

@@ -85,3 +85,35 @@ def test_a_message_without_a_mention_gets_no_reply(live: LiveBot) -> None:
     live.run(live.quiet())
     assert live.call(lambda: discord_replies_to(fake, chatter)) == []
     assert live.call(lambda: fake.downloads(photo)) == []
+
+
+def test_two_processes_split_the_shards_and_each_message_is_answered_once(exported: Path, tmp_path: Path) -> None:
+    """DISCORD_SHARD_COUNT=2 in both, DISCORD_SHARD_IDS=0 in one and 1 in the other: a mention in the server on
+    shard 1 is answered once, by the second process; the server on shard 0 and direct messages by the first."""
+    model = model_folder(exported, tmp_path / "model")
+    env = {"DISCORD_SHARD_COUNT": "2"}
+    with LiveBot(model, tmp_path / "s0", telegram=False, env={**env, "DISCORD_SHARD_IDS": "0"}, guilds=2) as first:
+        second = LiveBot(model, tmp_path / "s1", telegram=False, env={**env, "DISCORD_SHARD_IDS": "1"})
+        second.start_beside(first)
+        try:
+            fake = first.discord
+            assert sorted(first.call(lambda: fake.identified_shards)) == [[0, 2], [1, 2]]
+
+            async def ask(**where) -> dict:
+                return await fake.send_message(
+                    fake.user(), "who?", attachments=[fake.attachment(jpeg(scene(1)))], **where
+                )
+
+            on_shard_1, on_shard_0, direct = first.run(ask(guild=1)), first.run(ask(guild=0)), first.run(ask(dm=True))
+            answers = [reply(first, message) for message in (on_shard_1, on_shard_0, direct)]
+            first.run(first.quiet())
+            assert [
+                len(first.call(lambda m=m: discord_replies_to(fake, m))) for m in (on_shard_1, on_shard_0, direct)
+            ] == [1, 1, 1]
+            assert all(EILEEN.fullmatch(answer.content) for answer in answers), [a.content for a in answers]
+            # Each process answered the messages of its own shard only (one log line per photo answered).
+            assert [len(bot.log_lines(r"request adapter=discord")) for bot in (first, second)] == [2, 1]
+            assert len(second.log_lines(r"request adapter=discord chat=guild")) == 1
+            assert "Discord shards [0] of 2" in first.log and "Discord shards [1] of 2" in second.log
+        finally:
+            second.stop_beside()

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import aiohttp
@@ -44,29 +41,6 @@ class WebhookBot(LiveBot):
         if telegram is not None:
             self.telegram = telegram  # replicas share one Telegram; its server is started once, by the first
         self.hook = f"http://127.0.0.1:{self.port}/telegram/hook"
-
-    def start_beside(self, first: LiveBot) -> WebhookBot:
-        """Start this replica against `first`'s fake Telegram (one Telegram for every replica, on first's loop)."""
-        self.telegram, self._loop, self._thread = first.telegram, first._loop, first._thread
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self._log_file = open(self.log_path, "wb")  # noqa: SIM115 - open for the process's whole life
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot"],
-            cwd=self.workdir,
-            env=self.environment(),
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-        )
-        self.run(self._until_up(), timeout=300)
-        return self
-
-    def stop_beside(self) -> None:
-        """Stop this replica's process only: the fakes belong to the first replica."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(60)
-        if self._log_file is not None:
-            self._log_file.close()
 
     async def _until_up(self) -> None:
         async def ready() -> bool:
