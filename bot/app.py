@@ -9,15 +9,12 @@ import dataclasses
 import logging
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from .adapters import run_adapters
 from .core import ChatCore, ModelInfo, RateLimiter, read_model_info
 from .ratelimit import limiter_storage
-
-if TYPE_CHECKING:
-    from .operations import Operations
 from .settings import Settings, SettingsError, load_settings
 
 __all__ = ["DEFAULT_WEB_PORT", "main", "serve"]
@@ -98,12 +95,6 @@ def _load_classifier(settings: Settings, pool=None):
     return classifier
 
 
-def _host_of(url: str) -> str:
-    from urllib.parse import urlsplit
-
-    return urlsplit(url).netloc
-
-
 def _unloadable(path: Path, error: Exception) -> str:
     """One line saying that the model file at `path` is unusable, and what to do."""
     # Its first sentence: torch's zip errors go on for lines about what the user could do in Python.
@@ -112,71 +103,6 @@ def _unloadable(path: Path, error: Exception) -> str:
         f"The model at {path} could not be loaded ({type(error).__name__}: {reason}); it is damaged or not an "
         "exported learner. Make it again with `python -m training`, or set MODEL_PATH to a good one."
     )
-
-
-async def _run_adapters(
-    settings: Settings,
-    core: ChatCore,
-    stop: asyncio.Event,
-    model_problem: Callable[[], str | None],
-    operations: Operations,
-) -> None:
-    runs = []
-    extra_routes = []
-    if settings.telegram_token and settings.telegram_webhook_url:
-        from .telegram_webhook import webhook_route
-
-        extra_routes.append(webhook_route(settings, core, stop, operations, runs))
-    elif settings.telegram_token:
-        from .telegram_adapter import build_application, run_telegram
-
-        app = build_application(
-            settings.telegram_token, core, settings.telegram_base_url, settings.telegram_base_file_url
-        )
-        runs.append(asyncio.create_task(run_telegram(app, stop), name="telegram"))
-
-        async def telegram_ready() -> str | None:
-            polling = app.running and app.updater is not None and app.updater.running
-            return None if polling else "telegram: not polling for updates"
-
-        operations.checks["telegram"] = telegram_ready
-    if settings.discord_token:
-        from .discord_adapter import build_client, connected, run_discord
-
-        client = build_client(
-            core,
-            settings.discord_api_base,
-            settings.discord_gateway_url,
-            settings.discord_shard_count,
-            settings.discord_shard_ids,
-        )
-        runs.append(asyncio.create_task(run_discord(client, settings.discord_token, stop), name="discord"))
-
-        async def discord_ready() -> str | None:
-            return None if connected(client) else "discord: not connected to the gateway"
-
-        operations.checks["discord"] = discord_ready
-    if settings.web_port is not None:
-        from .web_adapter import build_web_app, run_web
-        from .web_guards import AllowedHosts, WebGuards
-
-        allowed = settings.web_allowed_hosts
-        if settings.telegram_webhook_url:  # Telegram's requests name the webhook's public host
-            allowed = (*allowed, _host_of(settings.telegram_webhook_url))
-        hosts = AllowedHosts.configured(allowed, settings.web_host)
-        guards = WebGuards(hosts, settings.web_max_uploads, settings.web_upload_seconds)
-        page = build_web_app(core, model_problem, guards, operations)
-        for path, handler in extra_routes:
-            page.router.add_post(path, handler)
-        runs.append(asyncio.create_task(run_web(page, settings.web_host, settings.web_port, stop), name="web"))
-    log.info("running: %s", ", ".join(task.get_name() for task in runs))
-    try:
-        for finished in asyncio.as_completed(runs):
-            await finished  # an adapter that ends early (a bad token, say) ends the process
-            stop.set()
-    finally:
-        stop.set()
-        await asyncio.gather(*runs, return_exceptions=True)
 
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
@@ -295,7 +221,7 @@ async def _serve_with(settings: Settings, stop: asyncio.Event, worker, watching,
     watcher = asyncio.create_task(watching) if watching is not None else None
     code = 0
     try:
-        await _run_adapters(settings, core, stop, model_problem, operations)
+        await run_adapters(settings, core, stop, model_problem, operations)
     except Exception:
         log.exception("an adapter failed")
         code = 1

@@ -22,10 +22,14 @@ __all__ = ["RateLimiter", "limiter_storage"]
 
 log = logging.getLogger(__name__)
 KEY_PREFIX = "doppelbot:limits"
+# After the storage failed, photos go uncounted this long before it is tried again: an unreachable Redis
+# would otherwise hold every photo for its connect timeout, twice.
+RETRY_STORAGE_SECONDS = 5.0
 
 
 def limiter_storage(redis_url: str | None) -> Storage:
-    """Redis storage shared by every replica when `redis_url` is set (redis:// or rediss://), else this process's."""
+    """Redis storage shared by every replica when `redis_url` is set (redis://, rediss://, unix://), else this
+    process's memory."""
     if not redis_url:
         return MemoryStorage()
     # `limits` names its asyncio storages async+redis://; the client is redis-py's, which the update log uses too.
@@ -48,6 +52,7 @@ class RateLimiter:
         self.storage = storage if storage is not None else MemoryStorage()
         self._item = RateLimitItemPerSecond(limit, period)
         self._window = MovingWindowRateLimiter(self.storage)
+        self._uncounted_until = 0.0  # time.monotonic() before which the failed storage is not tried
 
     async def wait(self, user: str) -> float:
         """0 if this user may send a photo now, else the seconds until a place frees; takes nothing."""
@@ -60,12 +65,19 @@ class RateLimiter:
     async def _counted(self, user: str, step) -> float:
         # If the storage cannot be reached (Redis down), the photo goes through: a missing count lets a few photos
         # too many in, while refusing everyone would stop the bot. `/readyz` reports Redis meanwhile.
+        if time.monotonic() < self._uncounted_until:
+            return 0.0
         try:
             if await step(self._item, user):
                 return 0.0
             reset_at, _ = await self._window.get_window_stats(self._item, user)
         except StorageError as e:
-            log.warning("rate limit not counted, its storage failed: %s", type(e.__cause__ or e).__name__)
+            self._uncounted_until = time.monotonic() + RETRY_STORAGE_SECONDS
+            log.warning(
+                "rate limits not counted for %.0f s: their storage failed (%s)",
+                RETRY_STORAGE_SECONDS,
+                type(e.__cause__ or e).__name__,
+            )
             return 0.0
         # At least a second: the oldest place may free in a few milliseconds, and "0 seconds" reads as "now".
         return max(reset_at - time.time(), 1.0)

@@ -7,7 +7,6 @@ read, numbers and text, so that what runs the bot in a test can pin each one.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,55 +14,17 @@ from pathlib import Path
 from bot.core import MAX_FACES_LISTED
 from bot.web_guards import DEFAULT_MAX_UPLOADS, DEFAULT_UPLOAD_SECONDS, host_entry
 from model.answers import DEFAULT_THRESHOLD
-from model.environment import environment
+from model.environment import MODEL_RANGES, Range, SettingsError, environment
 from model.resources import DEFAULT_MODEL_PATH, DEFAULT_PHOTO_TIMEOUT
 
 __all__ = ["NAMES", "RANGES", "TEXTS", "Range", "Settings", "SettingsError", "load_settings"]
-
-
-class SettingsError(ValueError):
-    """A setting has a value we cannot use; the message names it and the values it may take."""
-
-
-@dataclass(frozen=True)
-class Range:
-    """The values a numeric setting may take: finite, from `low` (or above it) to `high`."""
-
-    low: float
-    high: float
-    whole: bool = False  # a whole number, such as a count or a port
-    above_low: bool = False  # `low` itself is not allowed (a size or a distance of 0 means nothing)
-
-    def __str__(self) -> str:
-        kind = "a whole number" if self.whole else "a number"
-        if self.above_low:
-            return f"{kind} above {self.low:g}, up to {self.high:g}"
-        return f"{kind} from {self.low:g} to {self.high:g}"
-
-    def holds(self, value: float) -> bool:
-        """Whether `value` is allowed; nan and the infinities never are."""
-        if not math.isfinite(value) or value > self.high:
-            return False
-        return value > self.low if self.above_low else value >= self.low
-
-    def parse(self, name: str, raw: str) -> float | int:
-        """`raw` as this range's kind of number, or a `SettingsError` naming `name` and the range."""
-        try:
-            value = int(raw) if self.whole else float(raw)
-        except ValueError:
-            value = math.nan
-        if not self.holds(value):
-            raise SettingsError(f"{name}={raw!r} is not allowed: {name} must be {self} (see .env.example)")
-        return value
 
 
 # Each limit keeps a typo from turning into a failure that shows only later, or never: 0 photos a minute
 # refused every photo, a queue of 0 had no bound, a reload every 0 s spun a core, an infinite batching
 # window killed the inference thread. Upper bounds are generous, but each waiting photo holds memory.
 RANGES: dict[str, Range] = {
-    "CONFIDENCE_THRESHOLD": Range(0, 1),
-    # dlib's descriptors lie well within 2 of each other; its own same-person line is 0.6.
-    "STRANGER_DISTANCE": Range(0, 10, above_low=True),
+    **MODEL_RANGES,  # CONFIDENCE_THRESHOLD and STRANGER_DISTANCE, which `python -m model` reads too
     # Telegram serves files up to 20 MB; 50 MB bounds the memory a queue of waiting photos holds.
     "MAX_PHOTO_MB": Range(0, 50, above_low=True),
     "RATE_LIMIT_PER_MINUTE": Range(1, 10_000, whole=True),

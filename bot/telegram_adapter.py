@@ -35,7 +35,7 @@ from bot.core import (
     showing,
 )
 
-__all__ = ["REPLIED", "build_application", "run_telegram"]
+__all__ = ["REPLIED", "build_application", "run_telegram", "set_commands"]
 
 log = logging.getLogger("doppelbot.telegram")
 
@@ -104,7 +104,7 @@ async def run_telegram(app: Application, stop: asyncio.Event) -> None:
     async with app:
         await app.start()
         try:
-            await _set_commands(app.bot)
+            await set_commands(app.bot)
             await app.updater.start_polling(allowed_updates=[Update.MESSAGE])
             await stop.wait()
         finally:
@@ -114,7 +114,8 @@ async def run_telegram(app: Application, stop: asyncio.Event) -> None:
             await app.stop()
 
 
-async def _set_commands(bot: Bot) -> None:
+async def set_commands(bot: Bot) -> None:
+    """Publish the command menu (/start, /help, /whois, /about); a failure is only logged."""
     try:
         await bot.set_my_commands([BotCommand(name, text) for name, text in COMMAND_DESCRIPTIONS.items()])
     except TelegramError as e:  # the menu is a nicety: answer photos without it

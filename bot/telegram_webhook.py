@@ -22,7 +22,7 @@ from telegram.ext import Application
 from .core import ChatCore
 from .operations import Operations
 from .settings import Settings
-from .telegram_adapter import REPLIED, _set_commands
+from .telegram_adapter import REPLIED, set_commands
 from .updates import UpdateLog
 
 __all__ = [
@@ -45,7 +45,7 @@ async def run_telegram_webhook(app: Application, stop: asyncio.Event) -> None:
     async with app:
         await app.start()
         try:
-            await _set_commands(app.bot)
+            await set_commands(app.bot)
             await stop.wait()
         finally:
             await app.stop()

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .decode import DecodeLimits
-from .environment import environment
+from .environment import MODEL_RANGES, SettingsError, environment, model_setting
 
 __all__ = ["main", "read_photo"]
 
@@ -68,6 +68,19 @@ def _annotate(out_dir: Path, path: Path, data: bytes, answer) -> None:
     annotate(data, answer).save(out_dir / f"{path.stem}.annotated.jpg", quality=90)
 
 
+def _thresholds(args: argparse.Namespace, settings: dict[str, str]) -> tuple[float | None, float | None]:
+    """--threshold and --stranger-distance, else CONFIDENCE_THRESHOLD and STRANGER_DISTANCE; each in its range."""
+    chosen = []
+    for name, flag, given in (
+        ("CONFIDENCE_THRESHOLD", "--threshold", args.threshold),
+        ("STRANGER_DISTANCE", "--stranger-distance", args.stranger_distance),
+    ):
+        if given is not None and not MODEL_RANGES[name].holds(given):
+            raise SettingsError(f"{flag} {given:g} is not allowed: it must be {MODEL_RANGES[name]}")
+        chosen.append(given if given is not None else model_setting(settings, name))
+    return chosen[0], chosen[1]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns 0 when every photo was read, 1 when some could not be, 2 without a model."""
     args = _parser().parse_args(argv)
@@ -77,12 +90,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     settings = environment()
     model = args.model or Path(settings.get("MODEL_PATH") or DEFAULT_MODEL_PATH)
-    threshold = args.threshold
+    try:
+        threshold, stranger_distance = _thresholds(args, settings)
+    except SettingsError as e:
+        print(f"Bad setting: {e}", file=sys.stderr)
+        return 2
     if threshold is None:
-        threshold = float(settings.get("CONFIDENCE_THRESHOLD") or DEFAULT_THRESHOLD)
-    stranger_distance = args.stranger_distance
-    if stranger_distance is None and settings.get("STRANGER_DISTANCE"):
-        stranger_distance = float(settings["STRANGER_DISTANCE"])
+        threshold = DEFAULT_THRESHOLD
     try:
         classifier = FaceClassifier.load(model, threshold=threshold, stranger_distance=stranger_distance)
     except ModelNotFound as e:

@@ -68,3 +68,15 @@ def test_without_a_model_it_says_which_command_makes_one(tmp_path) -> None:
     done = run_cli("a.jpg", "--model", "nowhere/export.pkl", cwd=tmp_path)
     assert done.returncode == 2
     assert "python -m training" in done.stderr
+
+
+def test_a_threshold_out_of_range_is_refused_with_what_it_may_be(tmp_path) -> None:
+    """A typo in .env or on the command line is named, with its range, before any model is loaded."""
+    (tmp_path / "photo.jpg").write_bytes(jpeg(scene(1)))
+    flag = run_python("-m", "model", "photo.jpg", "--threshold", "5", cwd=tmp_path)
+    comma = run_python("-m", "model", "photo.jpg", cwd=tmp_path, env={"CONFIDENCE_THRESHOLD": "0,8"})
+    zero = run_python("-m", "model", "photo.jpg", cwd=tmp_path, env={"STRANGER_DISTANCE": "0"})
+    assert [done.returncode for done in (flag, comma, zero)] == [2, 2, 2]
+    assert flag.stderr.strip() == "Bad setting: --threshold 5 is not allowed: it must be a number from 0 to 1"
+    assert "CONFIDENCE_THRESHOLD='0,8' is not allowed" in comma.stderr and "Traceback" not in comma.stderr
+    assert "STRANGER_DISTANCE must be a number above 0, up to 10" in zero.stderr

@@ -8,6 +8,7 @@ import itertools
 import pytest
 from redis_server import RedisServer
 
+from bot import ratelimit
 from bot.ratelimit import RateLimiter, limiter_storage
 
 USERS = itertools.count()
@@ -43,8 +44,9 @@ def test_each_process_counts_alone_without_redis() -> None:
     assert [wait == 0 for wait in asyncio.run(scenario())] == [True, True, False]
 
 
-def test_photos_go_through_while_redis_is_gone_and_are_counted_again_once_it_is_back() -> None:
+def test_photos_go_through_while_redis_is_gone_and_are_counted_again_once_it_is_back(monkeypatch) -> None:
     """Refusing every photo would stop the bot; `ping` (for /readyz) says what is wrong meanwhile."""
+    monkeypatch.setattr(ratelimit, "RETRY_STORAGE_SECONDS", 0.5)  # how long a failed storage is left alone
     server = RedisServer()
     server.start()
 
@@ -54,6 +56,7 @@ def test_photos_go_through_while_redis_is_gone_and_are_counted_again_once_it_is_
         for step in (None, server.stop, server.start):
             if step is not None:
                 step()  # blocks the loop a moment: nothing else runs on it here
+                await asyncio.sleep(0.6)
             seen.append(([await limiter.take("u"), await limiter.take("u")], await limiter.ping()))
         return seen
 
