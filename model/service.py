@@ -34,7 +34,7 @@ from .answers import PhotoAnswer
 from .decode import DecodeLimits, file_too_large
 from .resources import DEFAULT_MODEL_PATH
 
-__all__ = ["APP_NAME", "DEPLOYMENT", "Classifier", "build_app", "main", "status_of"]
+__all__ = ["APP_NAME", "DEPLOYMENT", "Classifier", "build_app", "main", "scaling", "status_of"]
 
 log = logging.getLogger(__name__)
 
@@ -114,12 +114,28 @@ class Classifier:
 def build_app(model: Path, replicas: int | str = 1, max_bytes: int = DecodeLimits.max_bytes, num_gpus: float = 0):
     """The application: `replicas` replicas of `Classifier`, or autoscaling from 1 to N with `auto:N`."""
     options: dict = {"user_config": _model_config(model), "ray_actor_options": {"num_cpus": 1, "num_gpus": num_gpus}}
-    if isinstance(replicas, str) and replicas.startswith("auto"):
-        top = int(replicas.partition(":")[2] or os.cpu_count() or 1)
-        options["autoscaling_config"] = {"min_replicas": 1, "max_replicas": top, "target_ongoing_requests": 4}
-    else:
-        options["num_replicas"] = int(replicas)
+    options.update(scaling(str(replicas)))
     return Classifier.options(**options).bind(max_bytes=max_bytes, device="cuda" if num_gpus else "cpu")
+
+
+def scaling(replicas: str) -> dict:
+    """Ray Serve's options for `--replicas`: N fixed replicas, `auto` (1 to the CPUs) or `auto:N` (1 to N)."""
+    word, colon, top = replicas.partition(":")
+    if replicas.isdigit() and int(replicas) >= 1:
+        return {"num_replicas": int(replicas)}
+    if word == "auto" and (not colon or (top.isdigit() and int(top) >= 1)):
+        most = int(top) if colon else os.cpu_count() or 1
+        # Four requests in hand per replica before another is added: @serve.batch answers up to 16 at once.
+        return {"autoscaling_config": {"min_replicas": 1, "max_replicas": most, "target_ongoing_requests": 4}}
+    raise ValueError(f"{replicas!r}: give a number of replicas (1 or more), auto, or auto:N")
+
+
+def _replicas(text: str) -> str:
+    try:
+        scaling(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 def _model_config(model: Path) -> dict:
@@ -131,7 +147,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH, help="the exported learner")
     p.add_argument("--host", default="127.0.0.1", help="address the HTTP ingress listens on (0.0.0.0: all)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--replicas", default="1", help="a number, or auto (autoscaling from 1 to the CPUs), or auto:N")
+    p.add_argument(
+        "--replicas", type=_replicas, default="1", help="a number, or auto (autoscaling from 1 to the CPUs), or auto:N"
+    )
     p.add_argument("--address", help="join this Ray cluster (auto, or ray://HOST:PORT); default: start one here")
     p.add_argument("--num-cpus", type=int, help="CPUs of the Ray instance started here (default: all)")
     p.add_argument("--num-gpus", type=float, default=0, help="GPUs per replica (the encoder runs on CUDA then)")

@@ -229,3 +229,16 @@ def test_the_service_down_is_busy_and_back_up_is_answered_again(service: Service
     finally:
         worker_loop.run_until_complete(worker.aclose())
         worker_loop.close()
+
+
+def test_replicas_is_a_count_or_autoscaling_and_anything_else_is_refused_before_ray_starts(tmp_path: Path) -> None:
+    from model.service import scaling
+
+    assert scaling("3") == {"num_replicas": 3}
+    autoscaled = {"min_replicas": 1, "max_replicas": 5, "target_ongoing_requests": 4}
+    assert scaling("auto:5") == {"autoscaling_config": autoscaled}
+    assert scaling("auto")["autoscaling_config"]["max_replicas"] == os.cpu_count()
+    for wrong in ("0", "auto:0", "auto:", "two", "-1"):
+        done = run_python("-m", "model.service", "--replicas", wrong, cwd=tmp_path)
+        assert done.returncode == 2 and f"argument --replicas: {wrong!r}: give a number" in done.stderr, done.stderr
+        assert "ray" not in done.stdout.lower()  # refused before Ray was started
