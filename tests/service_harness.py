@@ -1,18 +1,25 @@
-"""`python -m model.service` in its own process on a local Ray instance, for the tests and bench/cluster.py."""
+"""`python -m model.service` in its own process on a local Ray instance, and `python -m bot --web` frontends
+that use it, for the tests and bench/cluster.py."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from processes import ROOT, free_port
 
-__all__ = ["START_TIMEOUT", "Service"]
+from bot.settings import NAMES
+
+__all__ = ["START_TIMEOUT", "Frontend", "Service", "frontend"]
 
 START_TIMEOUT = 240.0  # Ray, its Serve controller and proxy, and two replicas loading the model, on 2 busy cores
 
@@ -56,3 +63,38 @@ class Service:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+@dataclass
+class Frontend:
+    """A running `python -m bot --web`: its web server at `url`, its process, what it printed to stderr."""
+
+    url: str
+    process: subprocess.Popen
+
+
+@contextlib.contextmanager
+def frontend(classifier_url: str, workdir: Path, **env: str) -> Iterator[Frontend]:
+    """`python -m bot --web` asking the classifier service at `classifier_url`, up once `/healthz` answers;
+    stopped (SIGTERM) on exit. Every other setting is its default unless given in `env`."""
+    port = free_port()
+    settings = {**dict.fromkeys(NAMES, ""), "CLASSIFIER_URL": classifier_url, "WEB_PORT": str(port), **env}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot", "--web"],
+        cwd=workdir,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **settings},
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
+                    break
+            assert process.poll() is None, f"the frontend exited with {process.returncode}"
+            assert time.monotonic() < deadline, "the frontend did not start"
+            time.sleep(0.2)
+        yield Frontend(url, process)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)

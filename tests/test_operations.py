@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 from imagery import jpeg, scene
-from processes import ROOT, free_port
+from processes import free_port
+from service_harness import frontend
 
 from bot.core import ChatCore, RateLimiter
 from bot.operations import Operations
@@ -82,26 +78,12 @@ def test_metrics_count_photos_refusals_latency_and_batches_and_readyz_names_what
 
 
 def test_a_frontend_whose_classifier_service_is_gone_is_alive_but_not_ready(tmp_path: Path) -> None:
-    port, gone = free_port(), free_port()  # nothing listens on `gone`
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "CLASSIFIER_URL": f"http://127.0.0.1:{gone}", "WEB_PORT": str(port)}
-    for name in ("TELEGRAM_TOKEN", "DISCORD_TOKEN", "MODEL_PATH"):
-        env.pop(name, None)
-    bot = subprocess.Popen([sys.executable, "-m", "bot", "--web"], cwd=tmp_path, env=env, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                alive = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline, "the frontend did not start"
-                time.sleep(0.2)
-        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=30)
-        scrape = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30)
-    finally:
-        bot.send_signal(signal.SIGTERM)
-        bot.wait(30)
+    gone = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    with frontend(gone, tmp_path) as bot:
+        alive = httpx.get(f"{bot.url}/healthz", timeout=5)
+        ready = httpx.get(f"{bot.url}/readyz", timeout=30)
+        scrape = httpx.get(f"{bot.url}/metrics", timeout=30)
     assert alive.status_code == 200
     assert ready.status_code == 503
-    assert ready.json()["reasons"] == [f"classifier service: http://127.0.0.1:{gone} does not answer"]
+    assert ready.json()["reasons"] == [f"classifier service: {gone} does not answer"]
     assert metric(scrape.text, "doppelbot_queue_depth") == 0

@@ -6,9 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,8 +13,8 @@ import httpx
 import pytest
 from e2e import memory_kb, model_folder
 from imagery import jpeg, noise_image, scene
-from processes import ROOT, free_port, run_python
-from service_harness import Service
+from processes import run_python
+from service_harness import Service, frontend
 
 from bot.core import Request
 from bot.remote import RemoteClassifier
@@ -98,43 +95,16 @@ def test_a_frontend_without_torch_replies_as_the_bot_does_in_process(service: Se
 
 
 def test_python_m_bot_with_classifier_url_needs_no_model_and_stays_small(service: Service, tmp_path: Path) -> None:
-    port = free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "CLASSIFIER_URL": service.url,
-        "WEB_PORT": str(port),
-        "MODEL_PATH": str(tmp_path / "no-model-here.pkl"),
-    }
-    for name in ("TELEGRAM_TOKEN", "DISCORD_TOKEN"):
-        env.pop(name, None)
-    bot = subprocess.Popen(
-        [sys.executable, "-m", "bot", "--web"], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                about = httpx.get(f"http://127.0.0.1:{port}/api/about", timeout=5)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            raise AssertionError("the frontend did not start")
+    with frontend(service.url, tmp_path, MODEL_PATH=str(tmp_path / "no-model-here.pkl")) as bot:
+        about = httpx.get(f"{bot.url}/api/about", timeout=30)
         assert "Eileen" in about.text
         answer = httpx.post(
-            f"http://127.0.0.1:{port}/api/classify",
-            content=jpeg(scene(1)),
-            headers={"Content-Type": "image/jpeg"},
-            timeout=60,
+            f"{bot.url}/api/classify", content=jpeg(scene(1)), headers={"Content-Type": "image/jpeg"}, timeout=60
         )
         assert answer.status_code == 200 and answer.json()["reply"]["text"].startswith("Eileen")
-        assert memory_kb(bot.pid)["VmRSS"] < 200 * 1024
-        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=30)
+        assert memory_kb(bot.process.pid)["VmRSS"] < 200 * 1024
+        ready = httpx.get(f"{bot.url}/readyz", timeout=30)
         assert (ready.status_code, ready.json()) == (200, {"ready": True, "reasons": []})
-    finally:
-        bot.send_signal(signal.SIGTERM)
-        bot.wait(30)
 
 
 KILL_A_REPLICA = """

@@ -116,18 +116,28 @@ def test_forty_slow_uploads_of_20_mb_are_cut_off_memory_stays_near_idle_and_phot
 # -- the same guards on the adapter in this process ----------------------------------------------------
 
 
+class _Watched(RateLimiter):
+    """The rate limit, counting how often a sender was looked up (each upload is, before its body is read)."""
+
+    looked = 0
+
+    async def wait(self, user: str) -> float:
+        self.looked += 1
+        return await super().wait(user)
+
+
 def test_past_the_bound_uploads_are_told_busy_before_reading_a_slow_one_is_hung_up_on_and_its_place_frees(
     worker,
 ) -> None:
     guards = WebGuards(max_uploads=1, upload_seconds=2)
-    limiter = RateLimiter(1000)
+    limiter = _Watched(1000)
     with Site(ChatCore(worker, limiter), guards=guards) as site:
 
         async def scenario() -> tuple:
             slow = asyncio.create_task(slow_upload(site.port, MB))
             # Past the rate limit, an upload takes its place before anything else can run on the server's loop.
             async with asyncio.timeout(GIVE_UP):
-                while not len(limiter):
+                while not limiter.looked:
                     await asyncio.sleep(0.02)
             busy = await post_with_headers(site.url, jpeg(scene(1)))
             return busy, await slow, await post_with_headers(site.url, jpeg(scene(1)))
