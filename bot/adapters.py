@@ -53,14 +53,18 @@ async def run_adapters(
 
         operations.checks["telegram"] = telegram_ready
     if settings.discord_token:
-        from .discord_adapter import build_client, connected, run_discord
+        from .discord_adapter import IDENTIFY_SECONDS, build_client, connected, run_discord
+        from .ratelimit import RateLimiter
 
+        # IDENTIFY turns are kept where the rate limits are: in Redis, every process of the bot takes its turn.
+        gate = RateLimiter(1, IDENTIFY_SECONDS, core.limiter.storage)
         client = build_client(
             core,
             settings.discord_api_base,
             settings.discord_gateway_url,
             settings.discord_shard_count,
             settings.discord_shard_ids,
+            gate,
         )
         runs.append(asyncio.create_task(run_discord(client, settings.discord_token, stop), name="discord"))
 

@@ -5,6 +5,8 @@ attachments to look at, shows that the bot is working, and sends the answer back
 
 The client is always discord.py's `AutoShardedClient`: over the shards it is given (`shard_count` in all,
 `shard_ids` here), or over Discord's recommended count, all in this process. A small bot gets one shard.
+Discord takes `max_concurrency` IDENTIFYs per 5 seconds, one per bucket (shard id % max_concurrency): each
+shard waits for its bucket's turn at an `IdentifyGate`, which the processes of a bot share through Redis.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import functools
 import io
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 import discord
@@ -36,7 +38,7 @@ from .core import (
     reply_messages,
 )
 
-__all__ = ["build_client", "connected", "run_discord"]
+__all__ = ["IDENTIFY_SECONDS", "IdentifyGate", "build_client", "connected", "run_discord"]
 
 log = logging.getLogger("doppelbot.discord")
 
@@ -51,6 +53,16 @@ _FAULT_PAUSE_S = 1.0
 _DRAIN_SECONDS = 60.0
 
 T = TypeVar("T")
+# Discord's window for IDENTIFYs: `max_concurrency` of them (one per bucket) in any 5 seconds.
+IDENTIFY_SECONDS = 5
+
+
+class IdentifyGate(Protocol):
+    """One turn per key in any IDENTIFY_SECONDS: `bot.ratelimit.RateLimiter(1, IDENTIFY_SECONDS, storage)`."""
+
+    async def take(self, key: str) -> float:
+        """0 and the turn is taken, or the seconds until the next turn."""
+        ...
 
 
 def _intents() -> discord.Intents:
@@ -102,6 +114,7 @@ class _DoppelClient(discord.AutoShardedClient):
         endpoints: _Endpoints,
         shard_count: int | None = None,
         shard_ids: Sequence[int] | None = None,
+        identify_gate: IdentifyGate | None = None,
     ) -> None:
         # Our replies never ping anyone (whatever a class label or a future wording says); only the author
         # of the message we reply to is notified, as with any Discord reply.
@@ -110,6 +123,8 @@ class _DoppelClient(discord.AutoShardedClient):
         super().__init__(intents=_intents(), allowed_mentions=quiet, shard_count=shard_count, shard_ids=ids)
         self.core = core
         self._endpoints = endpoints
+        self._identify_gate = identify_gate
+        self._max_concurrency = 1  # IDENTIFY buckets, from GET /gateway/bot
         self._jobs: set[asyncio.Task] = set()
         self._stopping = False
         self.tree = app_commands.CommandTree(self)
@@ -120,15 +135,26 @@ class _DoppelClient(discord.AutoShardedClient):
 
     async def setup_hook(self) -> None:
         """Learn the recommended shard count if none was given; publish `/whois` (a failed sync is only logged)."""
+        # Asked here rather than by discord.py, which would then open the gateway at the URL Discord names and
+        # not at DISCORD_GATEWAY_URL.
+        recommended, _, session_start = await self.http.get_bot_gateway()
+        self._max_concurrency = max(1, int(session_start.get("max_concurrency") or 1))
         if self.shard_count is None:
-            # Asked here rather than by discord.py, which would then open the gateway at the URL Discord
-            # names and not at DISCORD_GATEWAY_URL.
-            self.shard_count, _, _ = await self.http.get_bot_gateway()
+            self.shard_count = recommended
         log.info("Discord shards %s of %d", list(self.shard_ids or range(self.shard_count)), self.shard_count)
         try:
             await self.tree.sync()
         except discord.HTTPException as e:
             log.warning("could not sync the slash commands (%s %s); mentions still work", e.status, e.text)
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """Wait for this shard's bucket to have its IDENTIFY turn (without a gate: discord.py's 5 s between shards)."""
+        if self._identify_gate is None:
+            return await super().before_identify_hook(shard_id, initial=initial)
+        bot = self.user.id if self.user is not None else 0
+        key = f"discord:{bot}:identify:{(shard_id or 0) % self._max_concurrency}"
+        while (wait := await self._identify_gate.take(key)) > 0:
+            await asyncio.sleep(wait)
 
     async def drain(self, timeout: float = _DRAIN_SECONDS) -> None:
         """Take no new work, and wait for the answers in progress to be sent."""
@@ -295,14 +321,16 @@ def build_client(
     gateway_url: str | None = None,
     shard_count: int | None = None,
     shard_ids: Sequence[int] | None = None,
+    identify_gate: IdentifyGate | None = None,
 ) -> discord.AutoShardedClient:
     """A Discord client answering through `core`; `api_base` and `gateway_url` point it at another server.
 
     `api_base` replaces `https://discord.com/api/v10`, `gateway_url` replaces `wss://gateway.discord.gg/`
     (process-wide class attributes of discord.py, restored when the client closes). It runs `shard_ids` of
     `shard_count` shards (all of them when `shard_ids` is None; Discord's recommended count when both are).
+    Its shards IDENTIFY when `identify_gate` gives their bucket a turn.
     """
-    return _DoppelClient(core, _Endpoints(api_base, gateway_url), shard_count, shard_ids)
+    return _DoppelClient(core, _Endpoints(api_base, gateway_url), shard_count, shard_ids, identify_gate)
 
 
 def connected(client: discord.AutoShardedClient) -> bool:

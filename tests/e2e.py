@@ -127,26 +127,29 @@ class LiveBot:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def start(self) -> LiveBot:
-        """Start the fakes, then the bot; return once it polls Telegram and is READY on Discord."""
+    def start(self, wait: bool = True) -> LiveBot:
+        """Start the fakes, then the bot; return once it polls Telegram and is READY on Discord (or at once)."""
         self._thread.start()
         self.run(self._serve(), timeout=30)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self._log_file = open(self.log_path, "wb")  # noqa: SIM115 - open for the process's whole life
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot", *self.args],
-            cwd=self.workdir,
-            env=self.environment(),
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-        )
-        self.run(self._until_up(), timeout=START_TIMEOUT + 10)
+        self._launch()
+        if wait:
+            self.wait_up()
         return self
 
-    def start_beside(self, first: LiveBot) -> LiveBot:
+    def start_beside(self, first: LiveBot, wait: bool = True) -> LiveBot:
         """Start this bot against `first`'s fakes (one Telegram and one Discord for both, on first's loop)."""
         self.telegram, self.discord = first.telegram, first.discord
         self._loop, self._thread = first._loop, first._thread
+        self._launch()
+        if wait:
+            self.wait_up()
+        return self
+
+    def wait_up(self) -> None:
+        """Until the bot polls Telegram and is READY on Discord (its own shards, where it runs some)."""
+        self.run(self._until_up(), timeout=START_TIMEOUT + 10)
+
+    def _launch(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._log_file = open(self.log_path, "wb")  # noqa: SIM115 - open for the process's whole life
         self.process = subprocess.Popen(
@@ -156,8 +159,6 @@ class LiveBot:
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
         )
-        self.run(self._until_up(), timeout=START_TIMEOUT + 10)
-        return self
 
     def stop_beside(self) -> None:
         """Stop this bot's process only: the fakes belong to the first."""

@@ -12,7 +12,9 @@ a known session id gets the events after the bot's last sequence number replayed
 Sharded as Discord is: `GET /gateway/bot` recommends `shards`; an IDENTIFY may carry `[shard_id, shard_count]`
 (one outside its count is closed with 4010, Invalid Shard); guild g lies on shard (g >> 22) % shard_count,
 gets its READY and GUILD_CREATE there, and its events go only to the session of that shard; direct messages
-go to shard 0. With `guilds=N` there are N guilds, and guild k lies on shard k % shard_count.
+go to shard 0. With `guilds=N` there are N guilds, and guild k lies on shard k % shard_count. IDENTIFYs are
+limited as Discord limits them: one per 5 seconds per bucket (shard_id % max_concurrency, which
+`/gateway/bot` reports); one too early is answered INVALID_SESSION and kept in `identifies_too_early`.
 
 As strict as Discord where a kinder fake would hide a lost reply: message content over 2,000 characters is
 refused (400, Invalid Form Body) wherever a message is posted. Faults are injected per route, by its handler's
@@ -50,6 +52,7 @@ ATTACHMENT_OPTION = 11
 MAX_CONTENT = 2000  # characters of a message's content
 DM_CHANNEL = 1
 INVALID_SHARD = 4010
+IDENTIFY_SECONDS = 5.0  # Discord's window: one IDENTIFY per bucket in it
 # Guild ids are (GUILD_BASE + k) << 22: a multiple of 1..12's least common multiple puts guild k on shard
 # k % shard_count for every count up to 12, at the size of a real snowflake.
 GUILD_BASE = 27_720 * 9_000_000
@@ -160,6 +163,9 @@ class FakeDiscord:
         self.token = token  # when set, REST calls with another bot token are refused as by Discord
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.shards = shards  # what GET /gateway/bot recommends
+        self.max_concurrency = 1  # IDENTIFY buckets, as for every bot outside Discord's large-bot programme
+        self.identifies_too_early: list[dict[str, Any]] = []  # refused with INVALID_SESSION
+        self._identified_at: dict[int, float] = {}  # bucket -> time.monotonic() of its last IDENTIFY
         self._ids = itertools.count(1_100_000_000_000_000_000)
         self.application_id = self.new_id()
         self.bot_user = self._user_payload(self.application_id, "doppelbot", bot=True)
@@ -657,7 +663,7 @@ class FakeDiscord:
         )
 
     async def _gateway_info(self, request: web.Request) -> web.Response:
-        limit = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
+        limit = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": self.max_concurrency}
         return _json_response({"url": self.gateway_url, "shards": self.shards, "session_start_limit": limit})
 
     def _command_payload(self, command: dict[str, Any]) -> dict[str, Any]:
@@ -795,11 +801,17 @@ class FakeDiscord:
         await self._send(connection, {"op": HEARTBEAT_ACK})
 
     async def _on_identify(self, connection: _Connection, data: dict[str, Any]) -> None:
-        self.identifies.append(data)
         shard = data.get("shard")
         if shard is not None and not (len(shard) == 2 and 0 <= shard[0] < shard[1]):
             await connection.ws.close(code=INVALID_SHARD, message=b"Invalid shard.")
             return
+        bucket, now = (shard[0] if shard else 0) % self.max_concurrency, time.monotonic()
+        if now - self._identified_at.get(bucket, float("-inf")) < IDENTIFY_SECONDS:
+            self.identifies_too_early.append(data)
+            await self._send(connection, {"op": INVALID_SESSION, "d": False})
+            return
+        self._identified_at[bucket] = now
+        self.identifies.append(data)
         session = _Session(f"session-{self.new_id()}", data.get("token"), connection=connection)
         session.shard = tuple(shard) if shard is not None else None
         self.sessions.append(session)

@@ -10,6 +10,7 @@ import pytest
 from e2e import DISCORD_TOKEN, LiveBot, discord_replies_to, model_folder
 from fake_discord import RestCall
 from imagery import jpeg, scene
+from redis_server import RedisServer
 
 EILEEN = re.compile(r"Eileen, (9\d|100)% sure")
 TWIN = re.compile(r"Twin, (9\d|100)% sure")
@@ -88,14 +89,20 @@ def test_a_message_without_a_mention_gets_no_reply(live: LiveBot) -> None:
 
 
 def test_two_processes_split_the_shards_and_each_message_is_answered_once(exported: Path, tmp_path: Path) -> None:
-    """DISCORD_SHARD_COUNT=2 in both, DISCORD_SHARD_IDS=0 in one and 1 in the other: a mention in the server on
-    shard 1 is answered once, by the second process; the server on shard 0 and direct messages by the first."""
+    """DISCORD_SHARD_COUNT=2 in both, DISCORD_SHARD_IDS=0 in one and 1 in the other, started at the same moment
+    and sharing Redis: they take turns to IDENTIFY (Discord refuses a second one within 5 s); a mention in the
+    server on shard 1 is answered once, by the second process; the server on shard 0 and direct messages by the
+    first."""
     model = model_folder(exported, tmp_path / "model")
-    env = {"DISCORD_SHARD_COUNT": "2"}
-    with LiveBot(model, tmp_path / "s0", telegram=False, env={**env, "DISCORD_SHARD_IDS": "0"}, guilds=2) as first:
+    with RedisServer() as redis:
+        env = {"DISCORD_SHARD_COUNT": "2", "REDIS_URL": redis.url}
+        first = LiveBot(model, tmp_path / "s0", telegram=False, env={**env, "DISCORD_SHARD_IDS": "0"}, guilds=2)
         second = LiveBot(model, tmp_path / "s1", telegram=False, env={**env, "DISCORD_SHARD_IDS": "1"})
-        second.start_beside(first)
         try:
+            first.start(wait=False)
+            second.start_beside(first, wait=False)
+            first.wait_up()
+            second.wait_up()
             fake = first.discord
             assert sorted(first.call(lambda: fake.identified_shards)) == [[0, 2], [1, 2]]
 
@@ -115,5 +122,7 @@ def test_two_processes_split_the_shards_and_each_message_is_answered_once(export
             assert [len(bot.log_lines(r"request adapter=discord")) for bot in (first, second)] == [2, 1]
             assert len(second.log_lines(r"request adapter=discord chat=guild")) == 1
             assert "Discord shards [0] of 2" in first.log and "Discord shards [1] of 2" in second.log
+            assert first.call(lambda: fake.identifies_too_early) == []
         finally:
             second.stop_beside()
+            first.close()
