@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .report import CLUSTER_HEADING, machine_line
+from .report import CLUSTER_HEADING, machine_line, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results.md"
@@ -204,16 +204,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _write(table: str) -> None:
-    text = RESULTS.read_text() if RESULTS.is_file() else ""
     date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    section = f"{HEADING}\n\n`python -m bench.cluster --write`, {date}.\n\n{table}\n"
-    start = text.find(f"{HEADING}\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(HEADING))
-        text = text[:start] + section + (text[end:] if end >= 0 else "")
-    RESULTS.write_text(text)
+    write_section(RESULTS, HEADING, f"{HEADING}\n\n`python -m bench.cluster --write`, {date}.\n\n{table}\n")
 
 
 if __name__ == "__main__":

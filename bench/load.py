@@ -275,11 +275,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=0,
         help="instead: Telegram webhooks to N replicas sharing Redis, the first killed halfway (bench/webhook_load.py)",
     )
+    p.add_argument("--write", action="store_true", help="with --webhook-replicas: put the table in bench/results.md")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from bench.report import machine_line
+
+    machine = machine_line(1, {})  # before the run: its load average is the one the run started under
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         model = args.model
@@ -296,7 +300,10 @@ def main(argv: list[str] | None = None) -> int:
                 model, folder / "bot", args.photos, args.users, args.webhook_replicas
             )
             overhead = webhook_load.webhook_overhead(model, folder / "overhead")
-            print(webhook_load.report(result, retried, args.webhook_replicas, overhead))
+            table = webhook_load.report(result, retried, args.webhook_replicas, overhead)
+            print(table)
+            if args.write:
+                webhook_load.write(table, args.webhook_replicas, machine)
             print(json.dumps({k: v for k, v in asdict(result).items() if k != "wrong"} | {"wrong": len(result.wrong)}))
             return 0 if result.missing == 0 else 1
         result = run_load(model, folder / "bot", args.photos, args.users, args.discord_users, args.spread)

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from bench.accuracy import PAIRS, PINS, STRANGERS, _load, prepare, stranger_chips
-from bench.report import NOISE_HEADING, machine_line
+from bench.report import NOISE_HEADING, machine_line, write_section
 from model.encoder import load_face_encoder
 from model.faces import FaceFinder
 from model.serving import FaceClassifier
@@ -201,18 +201,6 @@ def targets(results: dict) -> list[str]:
     return [f"- {what}: {'met' if ok else 'not met'}" for what, ok in checks]
 
 
-def write_section(text: str) -> None:
-    """Append the section to bench/results.md, or replace it where an earlier run wrote it; the rest stays."""
-    old = RESULTS.read_text() if RESULTS.is_file() else ""
-    start = old.find(f"\n{HEADING}\n")
-    if start >= 0:
-        end = old.find("\n## ", start + len(HEADING) + 2)
-        rest = old[end:] if end >= 0 else ""
-        RESULTS.write_text(old[:start].rstrip("\n") + "\n\n" + text + ("\n" + rest if rest else "\n"))
-    else:
-        RESULTS.write_text(old.rstrip("\n") + "\n\n" + text + "\n")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Train and measure every pair at every rate, print the tables and targets; `--write` keeps them."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -241,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     print(body)
     if args.write:
         date = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-        write_section(f"{HEADING}\n\n`{command}`, {date}.\n\nMachine: {machine}\n\n{body}")
+        write_section(RESULTS, HEADING, f"{HEADING}\n\n`{command}`, {date}.\n\nMachine: {machine}\n\n{body}")
         log(f"written to {RESULTS}")
     return 0
 

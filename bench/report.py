@@ -16,6 +16,7 @@ __all__ = [
     "ACCURACY_HEADING",
     "CLUSTER_HEADING",
     "NOISE_HEADING",
+    "WEBHOOK_HEADING",
     "EncoderSpeed",
     "Figures",
     "Series",
@@ -25,11 +26,13 @@ __all__ = [
     "summary_json",
     "targets",
     "write_results",
+    "write_section",
 ]
 
 ACCURACY_HEADING = "## Accuracy"
 NOISE_HEADING = "## Web noise"
 CLUSTER_HEADING = "## Past one machine"
+WEBHOOK_HEADING = "## Webhook replicas"
 
 
 @dataclass(frozen=True)
@@ -303,10 +306,23 @@ def _kept_section(path: Path, heading: str) -> str | None:
     return section if "\n|" in section else None
 
 
+def write_section(path: Path, heading: str, text: str) -> None:
+    """Put `text` (which starts with `heading`) in the results file: in place of the section an earlier run wrote
+    under that heading, or at the end; the rest of the file stays as it is."""
+    old = path.read_text() if path.is_file() else ""
+    start = old.find(f"\n{heading}\n")
+    if start < 0:
+        path.write_text(old.rstrip("\n") + "\n\n" + text.strip("\n") + "\n")
+        return
+    end = old.find("\n## ", start + len(heading) + 2)
+    rest = old[end:] if end >= 0 else ""
+    path.write_text(old[:start].rstrip("\n") + "\n\n" + text.strip("\n") + ("\n" + rest if rest else "\n"))
+
+
 def write_results(path: Path, command: str, table: str, accuracy: str | None, skipped_note: str) -> None:
     """Rewrite the results file with this run; earlier accuracy and web-noise tables stay unless this run made one."""
     accuracy_section = accuracy or _kept_section(path, ACCURACY_HEADING) or f"{ACCURACY_HEADING}\n\n{skipped_note}"
-    kept = [_kept_section(path, heading) for heading in (NOISE_HEADING, CLUSTER_HEADING)]  # their own scripts'
+    kept = [_kept_section(path, h) for h in (NOISE_HEADING, CLUSTER_HEADING, WEBHOOK_HEADING)]  # their own scripts'
     text = (
         "# Benchmarks: doppelbot against the fastai book's serving path\n\n"
         f"Latest run of `{command}` (rewritten by each full run; `--quick` writes nothing).\n\n"

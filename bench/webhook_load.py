@@ -25,8 +25,11 @@ from redis_server import RedisServer
 from webhook_harness import TELEGRAM_CONNECTIONS, WebhookBot, deliver
 
 from .load import LoadResult, _score, _Sent, _warm_up, make_photos
+from .report import WEBHOOK_HEADING, write_section
 
-__all__ = ["run_webhook_load", "webhook_overhead"]
+RESULTS = Path(__file__).resolve().parent / "results.md"
+
+__all__ = ["report", "run_webhook_load", "webhook_overhead", "write"]
 
 
 def run_webhook_load(model: Path, workdir: Path, photos: int, users: int, replicas: int) -> tuple[LoadResult, int]:
@@ -125,4 +128,13 @@ def report(result: LoadResult, retried: int, replicas: int, overhead: tuple[floa
             f"| one photo alone, p50 of 20 | polling {polled:.0f} ms, webhook {posted:.0f} ms "
             f"({posted - polled:+.1f} ms; target < 5 ms more) |",
         ]
+    )
+
+
+def write(table: str, replicas: int, machine: str) -> None:
+    """The table as bench/results.md's section "Webhook replicas", in place of the one an earlier run wrote."""
+    date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    command = f"python bench/load.py --webhook-replicas {replicas} --write"
+    write_section(
+        RESULTS, WEBHOOK_HEADING, f"{WEBHOOK_HEADING}\n\n`{command}`, {date}.\n\nMachine: {machine}\n\n{table}\n"
     )

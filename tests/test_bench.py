@@ -36,3 +36,17 @@ def test_quick_bench_prints_table_and_json_summary() -> None:
     per_chip = summary.pop("encoder_ms_per_chip")
     assert set(per_chip) == {"1", "2", "16"} and all(v > 0 for v in per_chip.values()), per_chip
     assert all(isinstance(v, int | float) and math.isfinite(v) and v > 0 for v in summary.values()), summary
+
+
+def test_a_benchmark_section_replaces_its_earlier_run_and_leaves_the_others(tmp_path: Path) -> None:
+    from bench.report import CLUSTER_HEADING, WEBHOOK_HEADING, write_section
+
+    results = tmp_path / "results.md"
+    results.write_text(f"# Benchmarks\n\nthe main table\n\n{CLUSTER_HEADING}\n\nold cluster run\n")
+    write_section(results, WEBHOOK_HEADING, f"{WEBHOOK_HEADING}\n\nfirst webhook run\n")
+    write_section(results, CLUSTER_HEADING, f"{CLUSTER_HEADING}\n\nnew cluster run\n")
+    write_section(results, WEBHOOK_HEADING, f"{WEBHOOK_HEADING}\n\nsecond webhook run\n")
+    assert results.read_text() == (
+        f"# Benchmarks\n\nthe main table\n\n{CLUSTER_HEADING}\n\nnew cluster run\n\n"
+        f"{WEBHOOK_HEADING}\n\nsecond webhook run\n"
+    )
