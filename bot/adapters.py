@@ -53,11 +53,11 @@ async def run_adapters(
 
         operations.checks["telegram"] = telegram_ready
     if settings.discord_token:
-        from .discord_adapter import IDENTIFY_SECONDS, build_client, connected, run_discord
+        from .discord_adapter import IDENTIFY_TURN_SECONDS, build_client, connected, run_discord
         from .ratelimit import RateLimiter
 
         # IDENTIFY turns are kept where the rate limits are: in Redis, every process of the bot takes its turn.
-        gate = RateLimiter(1, IDENTIFY_SECONDS, core.limiter.storage)
+        gate = RateLimiter(1, IDENTIFY_TURN_SECONDS, core.limiter.storage)
         client = build_client(
             core,
             settings.discord_api_base,

@@ -38,7 +38,7 @@ from .core import (
     reply_messages,
 )
 
-__all__ = ["IDENTIFY_SECONDS", "IdentifyGate", "build_client", "connected", "run_discord"]
+__all__ = ["IDENTIFY_SECONDS", "IDENTIFY_TURN_SECONDS", "IdentifyGate", "build_client", "connected", "run_discord"]
 
 log = logging.getLogger("doppelbot.discord")
 
@@ -53,12 +53,15 @@ _FAULT_PAUSE_S = 1.0
 _DRAIN_SECONDS = 60.0
 
 T = TypeVar("T")
-# Discord's window for IDENTIFYs: `max_concurrency` of them (one per bucket) in any 5 seconds.
+# Discord's window for IDENTIFYs: `max_concurrency` of them (one per bucket) in any 5 seconds. A turn lasts a
+# second longer: it is taken a moment before its IDENTIFY reaches Discord, and the one before may have arrived
+# late (measured: a turn taken exactly 5 s after the last was refused by the fake, 1 ms short).
 IDENTIFY_SECONDS = 5
+IDENTIFY_TURN_SECONDS = IDENTIFY_SECONDS + 1
 
 
 class IdentifyGate(Protocol):
-    """One turn per key in any IDENTIFY_SECONDS: `bot.ratelimit.RateLimiter(1, IDENTIFY_SECONDS, storage)`."""
+    """One turn per key in any IDENTIFY_TURN_SECONDS: `bot.ratelimit.RateLimiter(1, IDENTIFY_TURN_SECONDS, storage)`."""
 
     async def take(self, key: str) -> float:
         """0 and the turn is taken, or the seconds until the next turn."""
