@@ -38,7 +38,15 @@ from .core import (
     reply_messages,
 )
 
-__all__ = ["IDENTIFY_SECONDS", "IDENTIFY_TURN_SECONDS", "IdentifyGate", "build_client", "connected", "run_discord"]
+__all__ = [
+    "IDENTIFY_SECONDS",
+    "IDENTIFY_TURN_SECONDS",
+    "IdentifyGate",
+    "SessionStartsUsedUp",
+    "build_client",
+    "connected",
+    "run_discord",
+]
 
 log = logging.getLogger("doppelbot.discord")
 
@@ -58,6 +66,10 @@ T = TypeVar("T")
 # late (measured: a turn taken exactly 5 s after the last was refused by the fake, 1 ms short).
 IDENTIFY_SECONDS = 5
 IDENTIFY_TURN_SECONDS = IDENTIFY_SECONDS + 1
+
+
+class SessionStartsUsedUp(RuntimeError):
+    """Discord's daily session starts (1000 for most bots) would run out: the bot does not connect."""
 
 
 class IdentifyGate(Protocol):
@@ -137,14 +149,24 @@ class _DoppelClient(discord.AutoShardedClient):
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def setup_hook(self) -> None:
-        """Learn the recommended shard count if none was given; publish `/whois` (a failed sync is only logged)."""
+        """Learn the shard count if none was given and the session starts left; publish `/whois` (a failed sync is
+        only logged). Raises `SessionStartsUsedUp` rather than start more sessions than Discord allows today."""
         # Asked here rather than by discord.py, which would then open the gateway at the URL Discord names and
         # not at DISCORD_GATEWAY_URL.
         recommended, _, session_start = await self.http.get_bot_gateway()
         self._max_concurrency = max(1, int(session_start.get("max_concurrency") or 1))
         if self.shard_count is None:
             self.shard_count = recommended
-        log.info("Discord shards %s of %d", list(self.shard_ids or range(self.shard_count)), self.shard_count)
+        shards = list(self.shard_ids or range(self.shard_count))
+        remaining = session_start.get("remaining")
+        if isinstance(remaining, int) and remaining < len(shards):
+            # Past the daily limit Discord ends every session of the bot: better not to start at all.
+            hours = (session_start.get("reset_after") or 0) / 3_600_000
+            raise SessionStartsUsedUp(
+                f"Discord allows this bot {remaining} more session start(s) for {hours:.1f} h and this process would "
+                f"start {len(shards)}: not connecting. Something restarts the bot too often; wait, or run fewer shards."
+            )
+        log.info("Discord shards %s of %d", shards, self.shard_count)
         try:
             await self.tree.sync()
         except discord.HTTPException as e:
@@ -333,6 +355,9 @@ def build_client(
     `shard_count` shards (all of them when `shard_ids` is None; Discord's recommended count when both are).
     Its shards IDENTIFY when `identify_gate` gives their bucket a turn.
     """
+    # The bot joins no voice channel: discord.py's warnings that voice needs PyNaCl and davey would only
+    # worry whoever reads the log at each start.
+    discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
     return _DoppelClient(core, _Endpoints(api_base, gateway_url), shard_count, shard_ids, identify_gate)
 
 

@@ -164,6 +164,7 @@ class FakeDiscord:
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.shards = shards  # what GET /gateway/bot recommends
         self.max_concurrency = 1  # IDENTIFY buckets, as for every bot outside Discord's large-bot programme
+        self.session_starts_left = 999  # of the day's 1000: each IDENTIFY takes one, as `/gateway/bot` reports
         self.identifies_too_early: list[dict[str, Any]] = []  # refused with INVALID_SESSION
         self._identified_at: dict[int, float] = {}  # bucket -> time.monotonic() of its last IDENTIFY
         self._ids = itertools.count(1_100_000_000_000_000_000)
@@ -663,7 +664,12 @@ class FakeDiscord:
         )
 
     async def _gateway_info(self, request: web.Request) -> web.Response:
-        limit = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": self.max_concurrency}
+        limit = {
+            "total": 1000,
+            "remaining": self.session_starts_left,
+            "reset_after": 14_400_000,
+            "max_concurrency": self.max_concurrency,
+        }
         return _json_response({"url": self.gateway_url, "shards": self.shards, "session_start_limit": limit})
 
     def _command_payload(self, command: dict[str, Any]) -> dict[str, Any]:
@@ -811,6 +817,7 @@ class FakeDiscord:
             await self._send(connection, {"op": INVALID_SESSION, "d": False})
             return
         self._identified_at[bucket] = now
+        self.session_starts_left = max(0, self.session_starts_left - 1)
         self.identifies.append(data)
         session = _Session(f"session-{self.new_id()}", data.get("token"), connection=connection)
         session.shard = tuple(shard) if shard is not None else None

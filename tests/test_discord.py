@@ -15,7 +15,7 @@ from fake_discord import MAX_CONTENT, FakeDiscord, RestCall
 from imagery import jpeg, noise_image, scene
 
 from bot.core import ChatCore, RateLimiter, describe
-from bot.discord_adapter import build_client, run_discord
+from bot.discord_adapter import SessionStartsUsedUp, build_client, run_discord
 from bot.worker import InferenceWorker
 
 TOKEN = "fake-token.never-logged"
@@ -366,5 +366,19 @@ def test_unset_shards_are_discords_recommended_count_all_in_this_process(core: C
 
             assert sent("GUILD_CREATE") == {0: [str(fake.guild_ids[0])], 1: [str(fake.guild_ids[1])]}
             assert sent("MESSAGE_CREATE") == {0: [asked[1]["id"], asked[2]["id"]], 1: [asked[0]["id"]]}
+
+    asyncio.run(main())
+
+
+def test_with_no_session_starts_left_today_the_bot_does_not_connect_and_says_why(core: ChatCore) -> None:
+    """Past Discord's daily session starts every session of the bot is ended: better not to connect at all."""
+
+    async def main() -> None:
+        async with FakeDiscord(token=TOKEN) as fake:
+            fake.session_starts_left = 0
+            client = build_client(core, fake.api_base, fake.gateway_url)
+            with pytest.raises(SessionStartsUsedUp, match=r"0 more session start\(s\) for 4\.0 h .* would start 1"):
+                await asyncio.wait_for(run_discord(client, TOKEN, asyncio.Event()), 30)
+            assert fake.connections == [] and fake.identifies == []
 
     asyncio.run(main())

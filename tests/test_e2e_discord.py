@@ -27,6 +27,7 @@ def live(exported: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[L
         assert ops.count("IDENTIFY") == 1 and "RESUME" not in ops, ops
         assert ops.count("HEARTBEAT") >= 2, ops
     assert DISCORD_TOKEN not in bot.log, "the bot logged its token"
+    assert bot.log_lines(" WARNING | ERROR ") == [], "a healthy run logged warnings or errors"
 
 
 def reply(live: LiveBot, message: dict) -> RestCall:
