@@ -50,6 +50,7 @@ from .learners import (
 )
 from .report import (
     ACCURACY_HEADING,
+    RSS_MB_EXPRESSION,
     Figures,
     Series,
     machine_line,
@@ -67,7 +68,6 @@ RSS_PHOTOS = 10
 
 # The serving processes measured for cold start and memory: each imports only what its bot would,
 # answers one photo (the parent times that), then nine more, and reports its resident memory.
-_RSS = "int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1]) / 1024"
 OURS_PROCESS = f"""
 import json, sys
 from pathlib import Path
@@ -78,7 +78,7 @@ assert classifier.classify(photos[0]).faces
 print("answered", flush=True)
 for data in photos[1:]:
     classifier.classify(data)
-print(json.dumps({{"rss_mb": {_RSS}}}), flush=True)
+print(json.dumps({{"rss_mb": {RSS_MB_EXPRESSION}}}), flush=True)
 """
 BOOK_PROCESS = f"""
 import contextlib, io, json, sys
@@ -91,7 +91,7 @@ answer(sys.argv[2])
 print("answered", flush=True)
 for path in sys.argv[3:]:
     answer(path)
-print(json.dumps({{"rss_mb": {_RSS}}}), flush=True)
+print(json.dumps({{"rss_mb": {RSS_MB_EXPRESSION}}}), flush=True)
 """
 
 

@@ -42,7 +42,7 @@ def bot_against_book(
 ) -> tuple[float, float, int]:
     """Median seconds for the whole burst: (our bot, the book's bot), and the faces our bot found.
 
-    The bot's defaults (BATCH_WINDOW_MS=30, batches of up to 16), with a queue that holds the whole
+    The bot's defaults (BATCH_WINDOW_MS=30, batches of up to 64), with a queue that holds the whole
     burst (QUEUE_SIZE=len(photos)), so that every photo is taken and answered. The two alternate round
     by round, so that load that drifts falls on both.
     """

@@ -23,13 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .report import CLUSTER_HEADING, machine_line, write_section
+from .report import CLUSTER_HEADING, RSS_MB_EXPRESSION, machine_line, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results.md"
 HEADING = CLUSTER_HEADING  # kept by `python -m bench` when it rewrites the file
 
-_RSS = "int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1]) / 1024"
 # Both sides print "ready" once they can take photos, then answer the burst and the single photos.
 _COMMON = f"""
 import asyncio, json, sys, time
@@ -50,7 +49,7 @@ async def measure(classify):
     return {{"wall": wall, "latencies": [t for t, _ in burst], "faces": sum(n for _, n in burst), "single": single}}
 
 def report(figures):
-    figures["rss_mb"] = {_RSS}
+    figures["rss_mb"] = {RSS_MB_EXPRESSION}
     figures["loaded"] = sorted(m for m in ("torch", "fastai", "dlib") if m in sys.modules)
     print(json.dumps(figures), flush=True)
 """
@@ -109,15 +108,17 @@ def _run_side(script: str, target: str, folder: Path) -> dict:
 
 def _replica_rss_mb() -> list[float]:
     """Resident memory of each Ray Serve replica of the classifier on this machine, from /proc."""
+    from e2e import memory_kb  # tests/, on the path once a service was started (`_with_service`)
+
     sizes = []
     for entry in Path("/proc").iterdir():
         try:
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            if "ServeReplica" in command and "Classifier" in command:
-                status = (entry / "status").read_text()
-                sizes.append(int(next(x for x in status.splitlines() if x.startswith("VmRSS")).split()[1]) / 1024)
-        except (OSError, StopIteration, ValueError):
+        except OSError:
             continue
+        replica = entry.name.isdigit() and "ServeReplica" in command and "Classifier" in command
+        if replica and (rss := memory_kb(int(entry.name)).get("VmRSS")):
+            sizes.append(rss / 1024)
     return sizes
 
 

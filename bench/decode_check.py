@@ -3,7 +3,7 @@
     python bench/decode_check.py [--per-person 60]
 
 The face finder decodes a large JPEG only as finely as it needs (libjpeg's 1/2, 1/4, 1/8 scaling):
-its first look at 512 px, and each chip from the coarsest reduction dlib itself would sample it at.
+its first look at 512 px; the chips of the faces found are cut at working resolution.
 This runs the pins photos of both look-alike pairs through the finder both ways, as they come (mostly
 small: nothing is reduced) and made into the large photos phones send, and prints, side by side:
 faces found, the largest box difference, the descriptor distance between the two ways' chips, and
@@ -17,19 +17,17 @@ import argparse
 import io
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from sklearn.linear_model import LogisticRegression
 
+from bench.accuracy import PAIRS, PINS
 from model.decode import decode_image
 from model.encoder import load_face_encoder
 from model.faces import FaceFinder
 
-PINS = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "pins"
-PAIRS = (("Selena_Gomez", "Barbara_Palvin"), ("Chris_Evans", "Chris_Hemsworth"))
 BACKGROUND = (128, 128, 128)
 
 

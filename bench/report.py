@@ -16,6 +16,7 @@ __all__ = [
     "ACCURACY_HEADING",
     "CLUSTER_HEADING",
     "NOISE_HEADING",
+    "RSS_MB_EXPRESSION",
     "WEBHOOK_HEADING",
     "EncoderSpeed",
     "Figures",
@@ -33,6 +34,8 @@ ACCURACY_HEADING = "## Accuracy"
 NOISE_HEADING = "## Web noise"
 CLUSTER_HEADING = "## Past one machine"
 WEBHOOK_HEADING = "## Webhook replicas"
+# What a measured child process prints for its own resident memory, in MiB (its scripts are strings).
+RSS_MB_EXPRESSION = "int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1]) / 1024"
 
 
 @dataclass(frozen=True)

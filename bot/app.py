@@ -167,9 +167,7 @@ async def _remote(settings: Settings):
     async def describe() -> bool:
         about = await worker.about()
         if about is not None:
-            classes = list(about.get("classes", []))
-            info = ModelInfo(classes, about.get("accuracy"), about.get("trained_at"), about.get("n_valid"))
-            worker.classifier.model_info = info
+            worker.classifier.model_info = ModelInfo.from_metadata(about)
         return about is not None
 
     async def keep_describing() -> None:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+
+from model.resources import read_metadata
 
 from .ratelimit import RateLimiter
 from .replies import (
@@ -95,14 +96,16 @@ class ModelInfo:
     trained_at: str | None
     n_valid: int | None
 
+    @classmethod
+    def from_metadata(cls, meta: dict) -> ModelInfo:
+        """From the metadata as the training script writes it (or the classifier service's `/about` sends it)."""
+        return cls(list(meta.get("classes", [])), meta.get("accuracy"), meta.get("trained_at"), meta.get("n_valid"))
+
 
 def read_model_info(model_path: Path) -> ModelInfo | None:
     """The metadata the training script wrote beside the model, or None; the bot's loader calls it."""
-    try:
-        meta = json.loads(model_path.with_suffix(".json").read_text())
-    except (OSError, ValueError):
-        return None
-    return ModelInfo(list(meta.get("classes", [])), meta.get("accuracy"), meta.get("trained_at"), meta.get("n_valid"))
+    meta = read_metadata(model_path)
+    return None if meta is None else ModelInfo.from_metadata(meta)
 
 
 @dataclass(frozen=True)

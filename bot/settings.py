@@ -112,7 +112,8 @@ class Settings:
     # and the secret Telegram sends with each. Unset: the bot polls (one process only).
     telegram_webhook_url: str | None = None
     telegram_webhook_secret: str | None = field(default=None, repr=False)
-    # Redis, shared by every replica: which webhook updates were answered. Unset: kept in this process.
+    # Redis, shared by every replica: which webhook updates were answered, the rate limits, and Discord's
+    # IDENTIFY turns. Unset: each kept in this process.
     redis_url: str | None = field(default=None, repr=False)  # may hold a password
     update_claim_seconds: float = 30.0
     # Discord's shards: how many the bot has in all, and which of them this process runs (None: all of

@@ -79,10 +79,13 @@ def webhook_handler(
         if state == "claimed":  # in hand here or on another replica; if that one died, its claim lapses
             return web.Response(status=503, headers={"Retry-After": "5"}, text="in hand")
         holding = asyncio.create_task(_hold(updates, key))
+        recorded = False
 
         async def replied() -> None:
+            nonlocal recorded
             holding.cancel()
             await updates.answered(key)
+            recorded = True
 
         REPLIED.set(replied)  # this request's task: the handlers run in it, and see it
         try:
@@ -93,7 +96,8 @@ def webhook_handler(
             return web.Response(status=500, text="not handled")
         finally:
             holding.cancel()
-        await updates.answered(key)
+        if not recorded:  # an update that needed no reply (a message not for the bot)
+            await updates.answered(key)
         return web.Response(status=200)
 
     return receive

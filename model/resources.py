@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,9 @@ __all__ = [
     "default_cache_dir",
     "face_encoder_dat_path",
     "landmarks_dat_path",
+    "metadata_path",
     "models_dir",
+    "read_metadata",
 ]
 
 # dlib's aligned face chips, the face encoder's input (here so that face finding needs no torch).
@@ -32,6 +35,20 @@ DEFAULT_PHOTO_TIMEOUT = 20.0
 
 class MissingResourceError(FileNotFoundError):
     """A dlib model file is not installed."""
+
+
+def metadata_path(model_path: Path) -> Path:
+    """Where the training script writes a model's metadata: `model/export.pkl` -> `model/export.json`."""
+    return model_path.with_suffix(".json")
+
+
+def read_metadata(model_path: Path) -> dict | None:
+    """The metadata written beside a model (classes, accuracy, when trained...); None when absent or unreadable."""
+    try:
+        meta = json.loads(metadata_path(model_path).read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
 
 
 def default_cache_dir() -> Path:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -32,7 +31,7 @@ from starlette.responses import JSONResponse, Response
 
 from .answers import PhotoAnswer
 from .decode import DecodeLimits, file_too_large
-from .resources import DEFAULT_MODEL_PATH
+from .resources import DEFAULT_MODEL_PATH, read_metadata
 
 __all__ = ["APP_NAME", "DEPLOYMENT", "Classifier", "build_app", "main", "scaling", "status_of"]
 
@@ -51,14 +50,6 @@ def status_of(answer: PhotoAnswer) -> int:
     if answer.error_kind == "FileTooLarge":
         return 413
     return 422 if answer.error_kind in UNREADABLE else 500
-
-
-def _model_meta(path: Path) -> dict:
-    try:
-        meta = json.loads(path.with_suffix(".json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return meta if isinstance(meta, dict) else {}
 
 
 @serve.deployment(name=DEPLOYMENT, ray_actor_options={"num_cpus": 1}, max_ongoing_requests=64)
@@ -84,7 +75,7 @@ class Classifier:
         if version == self.loaded:
             return
         classifier = FaceClassifier.load(path, limits=self.limits, device=self.device)
-        self.classifier, self.meta, self.loaded = classifier, _model_meta(path), version
+        self.classifier, self.meta, self.loaded = classifier, read_metadata(path) or {}, version
         log.info("replica serving %s (version %s)", path, version[1])
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.03)

@@ -67,7 +67,7 @@ class Service:
 
 @dataclass
 class Frontend:
-    """A running `python -m bot --web`: its web server at `url`, its process, what it printed to stderr."""
+    """A running `python -m bot --web`: its web server at `url`, and its process."""
 
     url: str
     process: subprocess.Popen

@@ -10,6 +10,7 @@ from pathlib import Path
 from fastai.learner import Learner
 
 from model.learner import export_learner
+from model.resources import metadata_path, read_metadata
 
 __all__ = ["Published", "metadata_path", "publish", "read_metadata"]
 
@@ -20,19 +21,6 @@ class Published:
 
     written: bool
     message: str
-
-
-def metadata_path(model_path: Path) -> Path:
-    """`model/export.pkl` -> `model/export.json`."""
-    return model_path.with_suffix(".json")
-
-
-def read_metadata(model_path: Path) -> dict | None:
-    """The recorded metadata of an existing model, or None when there is none (or it is unreadable)."""
-    try:
-        return json.loads(metadata_path(model_path).read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def _write_atomically(path: Path, write) -> None:
