@@ -38,7 +38,10 @@ def about_on_the_web(live: LiveBot) -> dict:
     """The web page's `/api/about`: the model line and the same words as `/about`."""
     (line,) = live.log_lines(r"web page at http://")
     url = re.search(r"(http://\S+/)", line).group(1)
-    with urllib.request.urlopen(url + "api/about", timeout=30) as response:
+    # No proxy for 127.0.0.1: urlopen's shared opener keeps whatever proxy the environment had when it was
+    # first used, and test_training points the proxies at a closed port while it runs.
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with direct.open(url + "api/about", timeout=30) as response:
         return json.loads(response.read())
 
 
