@@ -108,7 +108,7 @@ def _run_side(script: str, target: str, folder: Path) -> dict:
 
 def _replica_rss_mb() -> list[float]:
     """Resident memory of each Ray Serve replica of the classifier on this machine, from /proc."""
-    from e2e import memory_kb  # tests/, on the path once a service was started (`_with_service`)
+    from testkit.e2e import memory_kb
 
     sizes = []
     for entry in Path("/proc").iterdir():
@@ -123,8 +123,7 @@ def _replica_rss_mb() -> list[float]:
 
 
 def _with_service(model: Path, replicas: int, folder: Path) -> dict:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from service_harness import Service  # as the tests start it: a fresh `python -m model.service`
+    from testkit.service_harness import Service  # as the tests start it: a fresh `python -m model.service`
 
     service = Service(model, replicas)
     service.start()

@@ -5,7 +5,7 @@
     python bench/load.py --webhook-replicas 2   # through Telegram webhooks instead (bench/webhook_load.py)
 
 Starts the bot as a user would (a subprocess configured only by its environment) against the fake servers
-of tests/ on 127.0.0.1, warms it with one photo, then has `--users` people (`--discord-users` of them on
+of testkit/ on 127.0.0.1, warms it with one photo, then has `--users` people (`--discord-users` of them on
 Discord, the rest on Telegram) send `--photos` photos in all, evenly over `--spread` seconds. It checks
 that every photo got exactly one answer naming the right person, and prints throughput, latency from
 sending to the reply's arrival (p50, p95, max), and the bot process's resident memory (before, peak, after),
@@ -22,73 +22,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-# The fake servers and the bot-process harness live with the tests, which use them too.
-sys.path.insert(0, str(ROOT / "tests"))
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from bench.scoring import LoadResult, Sent, all_answered, make_photos, score, warm_up
+from testkit.e2e import LiveBot, memory_kb
 
-from e2e import LiveBot, discord_replies_to, memory_kb, telegram_replies_to, telegram_text  # noqa: E402
-
-__all__ = ["LoadResult", "main", "run_load"]
-
-NAMES = ("Eileen", "Twin")
-NAME = re.compile(r"\b(Eileen|Twin)\b")
-
-
-@dataclass
-class LoadResult:
-    """What the users saw, and what it cost."""
-
-    photos: int
-    users: int
-    discord_users: int
-    answered_once: int = 0
-    missing: int = 0  # photos with no answer at all
-    repeated: int = 0  # photos answered more than once
-    wrong: list[str] = field(default_factory=list)  # answers that do not name the person in the photo
-    seconds: float = 0.0  # from the first photo sent to the last answer
-    throughput: float = 0.0  # photos answered per second over that time
-    p50_ms: float = 0.0
-    p95_ms: float = 0.0
-    max_ms: float = 0.0
-    rss_before_mb: float = 0.0  # after start-up and one warm-up photo
-    rss_peak_mb: float = 0.0  # VmHWM at the end: the most the process ever held
-    rss_after_mb: float = 0.0
-    rss_samples: int = 0
-
-    @property
-    def exactly_once(self) -> bool:
-        return self.answered_once == self.photos and not self.wrong
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The `q` quantile (0..1) by linear interpolation, as numpy's default."""
-    ordered = sorted(values)
-    if not ordered:
-        return 0.0
-    position = (len(ordered) - 1) * q
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-def make_photos(n: int = 12, seed: int = 0) -> list[tuple[bytes, str]]:
-    """`n` different one-face 1280x853 JPEGs, alternately of each person, with who is in each."""
-    import numpy as np
-
-    from bench.learners import photo
-
-    rng = np.random.default_rng(seed)
-    return [(photo(1, rng, twin=i % 2 == 1), NAMES[i % 2]) for i in range(n)]
+__all__ = ["LoadResult", "main", "make_photos", "report", "run_load"]
 
 
 class _MemorySampler(threading.Thread):
@@ -128,14 +72,14 @@ def run_load(
     env = {"RATE_LIMIT_PER_MINUTE": str(photos + 10), "QUEUE_SIZE": str(max(64, 2 * photos))}
     result = LoadResult(photos, users, discord_users)
     with LiveBot(model, workdir, telegram=discord_users < users, discord=discord_users > 0, env=env) as live:
-        _warm_up(live, images[0][0])
+        warm_up(live, images[0][0])
         result.rss_before_mb = live.memory_kb().get("VmRSS", 0) / 1024
         sampler = _MemorySampler(live.process.pid)
         sampler.start()
         try:
             sent = live.run(_burst(live, photos, users, discord_users, spread, images), timeout=spread + 60)
             every = live.eventually(
-                lambda: _all_answered(live, sent), timeout, "an answer to every photo", interval=0.25
+                lambda: all_answered(live, sent), timeout, "an answer to every photo", interval=0.25
             )
             live.run(every, timeout + 30)
             live.run(live.quiet(1.0))
@@ -145,33 +89,13 @@ def run_load(
         result.rss_peak_mb = memory.get("VmHWM", 0) / 1024
         result.rss_after_mb = memory.get("VmRSS", 0) / 1024
         result.rss_samples = len(sampler.samples)
-        _score(live, sent, result)
+        score(live, sent, result)
     return result
-
-
-def _warm_up(live: LiveBot, data: bytes) -> None:
-    """One photo first: the first forward pass and the first connections cost more than the rest."""
-    if live.telegram is not None:
-        fake = live.telegram
-        message = live.call(lambda: fake.push_private_photo(data))
-        live.run(live.eventually(lambda: bool(telegram_replies_to(fake, message)), what="the warm-up reply"))
-    else:
-        fake = live.discord
-        message = live.run(fake.send_message(fake.user("warm"), attachments=[fake.attachment(data)]))
-        live.run(live.eventually(lambda: bool(discord_replies_to(fake, message)), what="the warm-up reply"))
-
-
-@dataclass
-class _Sent:
-    adapter: str
-    message: dict
-    expected: str
-    at: float
 
 
 async def _burst(
     live: LiveBot, photos: int, users: int, discord_users: int, spread: float, images: list[tuple[bytes, str]]
-) -> list[_Sent]:
+) -> list[Sent]:
     """Photos from every user in turn, evenly over `spread` seconds."""
     people = []
     for i in range(users):
@@ -180,7 +104,7 @@ async def _burst(
         else:
             user, chat = live.telegram.new_user(f"telegram{i}")
             people.append(("telegram", user, chat))
-    sent: list[_Sent] = []
+    sent: list[Sent] = []
     start = time.monotonic()
     for n in range(photos):
         adapter, user, chat = people[n % users]
@@ -190,59 +114,9 @@ async def _burst(
         else:
             fake = live.discord
             message = await fake.send_message(user, attachments=[fake.attachment(data)])
-        sent.append(_Sent(adapter, message, expected, time.monotonic()))
+        sent.append(Sent(adapter, message, expected, time.monotonic()))
         await asyncio.sleep(max(0.0, start + spread * (n + 1) / photos - time.monotonic()))
     return sent
-
-
-def _answers(live: LiveBot) -> dict[tuple, list[tuple[str, float]]]:
-    """Every answer delivered so far, by the message it answers: its text and when it arrived (one pass)."""
-    found: dict[tuple, list[tuple[str, float]]] = {}
-    if live.telegram is not None:
-        for call in live.telegram.replies:
-            key = ("telegram", str(call.params.get("chat_id")), call.reply_to)
-            found.setdefault(key, []).append((telegram_text(call), call.at))
-    if live.discord is not None:
-        fake = live.discord
-        for call in fake.calls:
-            if call.is_message_to(fake.channel_id) and call.status == 200 and call.reply_to is not None:
-                found.setdefault(("discord", call.reply_to), []).append((call.content or "", call.at))
-    return found
-
-
-def _key(item: _Sent) -> tuple:
-    if item.adapter == "telegram":
-        return ("telegram", str(item.message["chat"]["id"]), item.message["message_id"])
-    return ("discord", int(item.message["id"]))
-
-
-def _all_answered(live: LiveBot, sent: list[_Sent]) -> bool:
-    found = _answers(live)
-    return all(_key(item) in found for item in sent)
-
-
-def _score(live: LiveBot, sent: list[_Sent], result: LoadResult) -> None:
-    found = live.call(lambda: _answers(live))
-    latencies, last = [], 0.0
-    for item in sent:
-        replies = found.get(_key(item), [])
-        if not replies:
-            result.missing += 1
-            continue
-        if len(replies) > 1:
-            result.repeated += 1
-        else:
-            result.answered_once += 1
-        text, at = replies[0]
-        name = NAME.search(text)
-        if name is None or name.group(1) != item.expected:
-            result.wrong.append(text)
-        latencies.append((at - item.at) * 1000)
-        last = max(last, at)
-    result.seconds = last - sent[0].at if latencies else 0.0
-    result.throughput = len(latencies) / result.seconds if result.seconds else 0.0
-    result.p50_ms, result.p95_ms = percentile(latencies, 0.5), percentile(latencies, 0.95)
-    result.max_ms = max(latencies, default=0.0)
 
 
 def report(result: LoadResult) -> str:

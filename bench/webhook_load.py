@@ -13,19 +13,15 @@ from __future__ import annotations
 import asyncio
 import signal
 import statistics
-import sys
 import time
 from pathlib import Path
 
-# The fake servers and the bot-process harness live with the tests, which use them too.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from testkit.e2e import LiveBot, telegram_replies_to
+from testkit.redis_server import RedisServer
+from testkit.webhook_harness import TELEGRAM_CONNECTIONS, WebhookBot, deliver
 
-from e2e import LiveBot, telegram_replies_to
-from redis_server import RedisServer
-from webhook_harness import TELEGRAM_CONNECTIONS, WebhookBot, deliver
-
-from .load import LoadResult, _score, _Sent, _warm_up, make_photos
 from .report import WEBHOOK_HEADING, write_section
+from .scoring import LoadResult, Sent, make_photos, score, warm_up
 
 RESULTS = Path(__file__).resolve().parent / "results.md"
 
@@ -48,7 +44,7 @@ def run_webhook_load(model: Path, workdir: Path, photos: int, users: int, replic
         try:
             fake = first.telegram
             for bot in (first, *others):  # each replica's first photo costs more than the rest
-                _warm_up_webhook(first, bot.hook, images[0][0])
+                warm_up_webhook(first, bot.hook, images[0][0])
             people = [first.call(lambda i=i: fake.new_user(f"webhook{i}")) for i in range(users)]
             messages = []
             for n in range(photos):
@@ -58,11 +54,11 @@ def run_webhook_load(model: Path, workdir: Path, photos: int, users: int, replic
                 messages.append((message, expected, first.call(lambda: fake.pushed[-1])))
             hooks = [bot.hook for bot in (first, *others)]
 
-            async def burst() -> tuple[list[_Sent], int]:
+            async def burst() -> tuple[list[Sent], int]:
                 slots = asyncio.Semaphore(TELEGRAM_CONNECTIONS)
                 sent, tasks = [], []
                 for i, (message, expected, update) in enumerate(messages):
-                    sent.append(_Sent("telegram", message, expected, time.monotonic()))
+                    sent.append(Sent("telegram", message, expected, time.monotonic()))
                     tasks.append(asyncio.create_task(deliver(update, hooks, i, slots=slots, deadline=600)))
                 while sum(1 for m, _, _ in messages if telegram_replies_to(fake, m)) < photos // 2:
                     await asyncio.sleep(0.02)
@@ -72,7 +68,7 @@ def run_webhook_load(model: Path, workdir: Path, photos: int, users: int, replic
 
             sent, retried = first.run(burst(), timeout=900)
             first.run(first.quiet(1.0))
-            _score(first, sent, result)
+            score(first, sent, result)
         finally:
             for bot in others:
                 bot.stop_beside()
@@ -96,15 +92,15 @@ def webhook_overhead(model: Path, workdir: Path, n: int = 20) -> tuple[float, fl
 
     # Each way the same settings: no rate limit reached by 20 photos (its refusals would answer in 4 ms).
     with LiveBot(model, workdir / "polling", discord=False, env={"RATE_LIMIT_PER_MINUTE": "10000"}) as polling:
-        _warm_up(polling, images[0][0])
+        warm_up(polling, images[0][0])
         polled = one_by_one(polling, lambda bot: None)  # the bot's long poll takes it
     with WebhookBot(model, workdir / "webhook", None, {}) as hooked:
-        _warm_up_webhook(hooked, hooked.hook, images[0][0])
+        warm_up_webhook(hooked, hooked.hook, images[0][0])
         posted = one_by_one(hooked, lambda bot: bot.run(deliver(bot.call(lambda: bot.telegram.pushed[-1]), [bot.hook])))
     return polled, posted
 
 
-def _warm_up_webhook(fakes: LiveBot, hook: str, data: bytes) -> None:
+def warm_up_webhook(fakes: LiveBot, hook: str, data: bytes) -> None:
     """One photo to the replica at `hook`, through `fakes`' Telegram, answered before the timing starts."""
     fake = fakes.telegram
     fakes.call(lambda: fake.push_private_photo(data))

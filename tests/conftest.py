@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from imagery import CLASSES, jpeg, varied_photo
-
 from model.decode import decode_image
 from model.faces import FaceFinder
+from testkit.imagery import CLASSES, jpeg, varied_photo
 
 # The head needs about 100 steps on these 30 training chips to be sure of every face.
 HEAD_EPOCHS = 15

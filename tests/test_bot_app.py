@@ -6,9 +6,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from processes import run_python
 
 from bot.settings import SettingsError, load_settings
+from testkit.processes import run_python
 
 SETTING_NAMES = ("TELEGRAM_TOKEN", "DISCORD_TOKEN", "MODEL_PATH")
 

@@ -7,10 +7,10 @@ import re
 import threading
 
 import pytest
-from imagery import jpeg, noise_image, scene
 
 from bot.core import ChatCore, RateLimiter, Request, read_model_info
 from bot.worker import InferenceWorker, ModelWatcher
+from testkit.imagery import jpeg, noise_image, scene
 
 USER = Request("test", "private", "42")
 

@@ -9,9 +9,9 @@ import signal
 import sys
 from pathlib import Path
 
-from fake_discord import FakeDiscord
-from fake_telegram import FakeTelegram
-from imagery import jpeg, scene
+from testkit.fake_discord import FakeDiscord
+from testkit.fake_telegram import FakeTelegram
+from testkit.imagery import jpeg, scene
 
 ROOT = Path(__file__).resolve().parent.parent
 DISCORD_TOKEN = "discord-secret.for-tests"

@@ -7,10 +7,10 @@ import asyncio
 import re
 
 import pytest
-from imagery import jpeg, scene
 
 from bot.core import ChatCore, Photo, RateLimiter, Refused, Request, is_image
 from bot.worker import InferenceWorker
+from testkit.imagery import jpeg, scene
 
 USER = Request("test", "private", "7")
 ONE_FACE = re.compile(r"Eileen, (9\d|100)% sure")

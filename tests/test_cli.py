@@ -7,11 +7,11 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-from imagery import jpeg, noise_image, scene
 from PIL import Image
-from processes import run_python
 
 from model.annotate import BOX_COLOURS
+from testkit.imagery import jpeg, noise_image, scene
+from testkit.processes import run_python
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:

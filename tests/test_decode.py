@@ -8,7 +8,6 @@ import zlib
 
 import numpy as np
 import pytest
-from imagery import encode, face_crop, jpeg, scene
 from PIL import Image
 
 from model.decode import (
@@ -21,6 +20,7 @@ from model.decode import (
     TruncatedImage,
     decode_image,
 )
+from testkit.imagery import encode, face_crop, jpeg, scene
 
 
 def png_header_only(width: int, height: int) -> bytes:

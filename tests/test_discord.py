@@ -10,13 +10,13 @@ from contextlib import asynccontextmanager
 
 import discord
 import pytest
-from crowd import CrowdWorker
-from fake_discord import MAX_CONTENT, FakeDiscord, RestCall
-from imagery import jpeg, noise_image, scene
 
 from bot.core import ChatCore, RateLimiter, describe
 from bot.discord_adapter import SessionStartsUsedUp, build_client, run_discord
 from bot.worker import InferenceWorker
+from testkit.crowd import CrowdWorker
+from testkit.fake_discord import MAX_CONTENT, FakeDiscord, RestCall
+from testkit.imagery import jpeg, noise_image, scene
 
 TOKEN = "fake-token.never-logged"
 ONE_FACE = re.compile(r"Eileen, (9\d|100)% sure")

@@ -7,10 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e import DISCORD_TOKEN, LiveBot, discord_replies_to, model_folder
-from fake_discord import RestCall
-from imagery import jpeg, scene
-from redis_server import RedisServer
+
+from testkit.e2e import DISCORD_TOKEN, LiveBot, discord_replies_to, model_folder
+from testkit.fake_discord import RestCall
+from testkit.imagery import jpeg, scene
+from testkit.redis_server import RedisServer
 
 EILEEN = re.compile(r"Eileen, (9\d|100)% sure")
 TWIN = re.compile(r"Twin, (9\d|100)% sure")

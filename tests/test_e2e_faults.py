@@ -12,9 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e import DISCORD_TOKEN, LiveBot, discord_replies_to, model_folder, telegram_replies_to, telegram_text
-from fake_telegram import DOWNLOAD, FakeTelegram
-from imagery import jpeg, scene
+
+from testkit.e2e import DISCORD_TOKEN, LiveBot, discord_replies_to, model_folder, telegram_replies_to, telegram_text
+from testkit.fake_telegram import DOWNLOAD, FakeTelegram
+from testkit.imagery import jpeg, scene
 
 EILEEN = re.compile(r"Eileen, (9\d|100)% sure")
 TWIN = re.compile(r"Twin, (9\d|100)% sure")

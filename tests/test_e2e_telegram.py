@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e import LiveBot, model_folder, telegram_replies_to, telegram_text
-from fake_telegram import FakeTelegram
-from imagery import encode, jpeg, scene
 
 from bot.core import ChatCore, RateLimiter, read_model_info
+from testkit.e2e import LiveBot, model_folder, telegram_replies_to, telegram_text
+from testkit.fake_telegram import FakeTelegram
+from testkit.imagery import encode, jpeg, scene
 
 EILEEN = re.compile(r"Eileen, (9\d|100)% sure")
 TWIN = re.compile(r"Twin, (9\d|100)% sure")

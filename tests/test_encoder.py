@@ -6,12 +6,12 @@ import dlib
 import numpy as np
 import pytest
 import torch
-from imagery import astronaut, face_crop, make_twin
 
 from model.decode import decode_image
 from model.dlib_dat import DatFormatError, read_face_encoder_dat
 from model.encoder import load_face_encoder
 from model.resources import face_encoder_dat_path
+from testkit.imagery import astronaut, face_crop, make_twin
 
 
 def encode(encoder, chips: list[np.ndarray]) -> np.ndarray:
@@ -21,7 +21,7 @@ def encode(encoder, chips: list[np.ndarray]) -> np.ndarray:
 
 
 def test_descriptors_equal_dlibs_on_real_and_random_chips(finder) -> None:
-    from imagery import jpeg
+    from testkit.imagery import jpeg
 
     photo = decode_image(jpeg(astronaut(), 95))
     real = [f.chip for f in finder.find(photo).faces]
@@ -40,7 +40,7 @@ def test_descriptors_equal_dlibs_on_real_and_random_chips(finder) -> None:
 
 
 def test_same_face_is_near_and_another_is_far(finder) -> None:
-    from imagery import jpeg
+    from testkit.imagery import jpeg
 
     chips = [finder.find(decode_image(jpeg(im))).faces[0].chip for im in (face_crop(), face_crop(True))]
     flipped = chips[0][:, ::-1].copy()

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from imagery import astronaut, jpeg, noise_image, scene
 from PIL import Image
 
 from model.decode import decode_image
 from model.faces import FaceFinder, FaceOptions
+from testkit.imagery import astronaut, jpeg, noise_image, scene
 
 
 def find(finder: FaceFinder, im: Image.Image):

@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from fake_web import FakeWeb
 from PIL import Image
 
+from testkit.fake_web import FakeWeb
 from training import download as download_module
 from training.cli import _gather as cli_gather
 from training.cli import _progress as cli_progress

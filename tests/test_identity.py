@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from imagery import CLASSES, jpeg, varied_photo, varied_stranger
 from PIL import Image
 
 from model.decode import decode_image
 from model.encoder import load_face_encoder
 from model.faces import FaceFinder
+from testkit.imagery import CLASSES, jpeg, varied_photo, varied_stranger
 from training.clean import CleanOptions, descriptors
 from training.cli import main as training_main
 from training.identity import ANOTHER_PERSON, NoDominantPerson, looks_like, set_aside_faces

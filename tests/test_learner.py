@@ -8,11 +8,11 @@ import textwrap
 from pathlib import Path
 
 import torch
-from imagery import face_crop, jpeg
-from processes import run_python
 
 from model.encoder import FaceEncoder
 from model.learner import face_learner
+from testkit.imagery import face_crop, jpeg
+from testkit.processes import run_python
 
 
 def test_body_is_frozen_at_first_and_the_head_trains(chip_folder) -> None:

@@ -8,7 +8,7 @@ import re
 import urllib.request
 from pathlib import Path
 
-from e2e import LiveBot, model_folder, telegram_text
+from testkit.e2e import LiveBot, model_folder, telegram_text
 
 
 def publish(model: Path, pkl: bytes, accuracy: float) -> None:

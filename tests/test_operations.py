@@ -7,13 +7,13 @@ import re
 from pathlib import Path
 
 import httpx
-from imagery import jpeg, scene
-from processes import free_port
-from service_harness import frontend
 
 from bot.core import ChatCore, RateLimiter
 from bot.operations import Operations
 from bot.web_adapter import build_web_app, start_web
+from testkit.imagery import jpeg, scene
+from testkit.processes import free_port
+from testkit.service_harness import frontend
 
 
 def metric(text: str, name: str) -> float:

@@ -6,10 +6,10 @@ import asyncio
 import itertools
 
 import pytest
-from redis_server import RedisServer
 
 from bot import ratelimit
 from bot.ratelimit import RateLimiter, limiter_storage
+from testkit.redis_server import RedisServer
 
 USERS = itertools.count()
 

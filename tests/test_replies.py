@@ -4,7 +4,6 @@ and messages within each chat service's limits."""
 from __future__ import annotations
 
 import pytest
-from crowd import crowd_answer
 
 from bot.core import (
     DISCORD,
@@ -17,6 +16,7 @@ from bot.core import (
     describe,
     reply_messages,
 )
+from testkit.crowd import crowd_answer
 
 JPEG = b"\xff\xd8\xff boxed photo"
 

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from e2e import memory_kb, model_folder
-from imagery import jpeg, noise_image, scene
-from processes import run_python
-from service_harness import Service, frontend
 
 from bot.core import Request
 from bot.remote import RemoteClassifier
 from bot.worker import Busy
+from testkit.e2e import memory_kb, model_folder
+from testkit.imagery import jpeg, noise_image, scene
+from testkit.processes import run_python
+from testkit.service_harness import Service, frontend
 
 
 @pytest.fixture(scope="module")

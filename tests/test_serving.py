@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from imagery import encode, face_crop, jpeg, noise_image, scene
 from PIL import Image
 
 from model.faces import FaceOptions
 from model.serving import FaceClassifier, ModelNotFound
+from testkit.imagery import encode, face_crop, jpeg, noise_image, scene
 
 
 def test_one_face_is_named_with_a_confidence(classifier) -> None:

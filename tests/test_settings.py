@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 from dotenv import dotenv_values
-from e2e import BOT_SETTINGS, LiveBot
-from processes import ROOT, run_python
 
 from bot.settings import RANGES, Settings, SettingsError, load_settings
+from testkit.e2e import BOT_SETTINGS, LiveBot
+from testkit.processes import ROOT, run_python
 
 # A developer's own settings must not decide what these runs see: every name the bot reads.
 DEVELOPER_SETTINGS = sorted(BOT_SETTINGS)

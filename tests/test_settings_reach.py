@@ -10,11 +10,11 @@ import re
 from pathlib import Path
 
 import pytest
-from e2e import LiveBot
-from processes import ROOT, run_python
 
 from bot.app import serve
 from bot.settings import NAMES, RANGES, Settings, load_settings
+from testkit.e2e import LiveBot
+from testkit.processes import ROOT, run_python
 
 # Read by the face encoder from the process environment, not a setting of the bot's: the end-to-end bots share
 # the test session's cache, which the session fills.

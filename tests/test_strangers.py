@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from imagery import jpeg, scene, stranger
-from processes import run_python
 
 from bot.core import describe
 from model.serving import FaceClassifier
 from model.strangers import MAX_DISTANCE, MIN_DISTANCE, Gallery
+from testkit.imagery import jpeg, scene, stranger
+from testkit.processes import run_python
 
 
 def test_the_threshold_keeps_the_chosen_share_of_own_faces_and_turns_away_far_ones() -> None:

@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import pytest
-from crowd import CrowdWorker
-from fake_telegram import MAX_TEXT, Call, FakeTelegram
-from imagery import encode, jpeg, noise_image, scene
 
 from bot.core import ChatCore, RateLimiter, describe
 from bot.telegram_adapter import build_application, run_telegram
+from testkit.crowd import CrowdWorker
+from testkit.fake_telegram import MAX_TEXT, Call, FakeTelegram
+from testkit.imagery import encode, jpeg, noise_image, scene
 
 ONE_FACE = re.compile(r"Eileen, (9\d|100)% sure")
 # Long enough for an answer that was going to come to have come: nothing to classify, one round trip.

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_web import FakeWeb
-from imagery import CLASSES, jpeg, noise_image, scene, varied_photo
 from PIL import Image
-from processes import run_python
 
 from model.decode import decode_image
 from model.encoder import load_face_encoder
 from model.faces import FaceFinder
+from testkit.fake_web import FakeWeb
+from testkit.imagery import CLASSES, jpeg, noise_image, scene, varied_photo
+from testkit.processes import run_python
 from training.clean import clean_photos
 from training.cli import main as training_main
 from training.train import TrainingError

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from redis_server import RedisServer
 
 from bot.updates import MemoryUpdateLog, RedisUpdateLog
+from testkit.redis_server import RedisServer
 
 
 @pytest.fixture(scope="module")

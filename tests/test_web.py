@@ -24,15 +24,15 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from e2e import LiveBot
-from imagery import encode, jpeg, noise_image, scene, stranger
 from playwright.sync_api import Browser, Page, expect, sync_playwright
-from processes import run_python
-from webpage import Site, post, post_form, post_with_headers, raw_get, run, status_of_announced_upload
 
 from bot.core import ChatCore, ModelInfo, RateLimiter
 from bot.settings import SettingsError, load_settings
 from bot.web_guards import WebGuards
+from testkit.e2e import LiveBot
+from testkit.imagery import encode, jpeg, noise_image, scene, stranger
+from testkit.processes import run_python
+from testkit.webpage import Site, post, post_form, post_with_headers, raw_get, run, status_of_announced_upload
 
 CHROMIUM = "/usr/bin/chromium"
 # What this machine (a container, no GPU, no network) needs; the last four keep Chromium off the network.

@@ -13,12 +13,12 @@ from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
-from e2e import LiveBot, model_folder
-from imagery import jpeg, scene
-from webpage import Site, post_with_headers, run
 
 from bot.core import ChatCore, RateLimiter
 from bot.web_guards import DEFAULT_MAX_UPLOADS, AllowedHosts, WebGuards
+from testkit.e2e import LiveBot, model_folder
+from testkit.imagery import jpeg, scene
+from testkit.webpage import Site, post_with_headers, run
 
 MB = 1024 * 1024
 # How long a test waits for an answer that should come within seconds: a bound, so a server that never

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from e2e import model_folder, telegram_replies_to, telegram_text
-from fake_telegram import FakeTelegram
-from imagery import jpeg, scene
-from processes import ROOT
-from redis_server import RedisServer
-from webhook_harness import HEADER, SECRET, TELEGRAM_CONNECTIONS, WebhookBot, deliver
+
+from testkit.e2e import model_folder, telegram_replies_to, telegram_text
+from testkit.fake_telegram import FakeTelegram
+from testkit.imagery import jpeg, scene
+from testkit.processes import ROOT
+from testkit.redis_server import RedisServer
+from testkit.webhook_harness import HEADER, SECRET, TELEGRAM_CONNECTIONS, WebhookBot, deliver
 
 
 @pytest.fixture(scope="module")

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from imagery import jpeg, scene
 
 from bot.core import ChatCore, RateLimiter, Reply, Request
 from bot.worker import Busy, InferenceWorker, Result
 from model.decode import DecodedImage
 from model.faces import FaceFinder, FaceSearch
+from testkit.imagery import jpeg, scene
 
 # Marked photos are told apart by their width, which survives JPEG and reaches the finder.
 WIDTHS = {"crash": 1001, "hang": 1003, "slow": 1005}

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 
 __all__ = ["RedisServer"]
-from processes import free_port
+from testkit.processes import free_port
 
 
 class RedisServer:

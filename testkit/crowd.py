@@ -7,10 +7,9 @@ core's wording, the adapters, the real chat clients and the fake services) runs 
 
 from __future__ import annotations
 
-from imagery import jpeg, scene
-
 from bot.worker import Result
 from model.answers import FaceAnswer, PhotoAnswer
+from testkit.imagery import jpeg, scene
 
 __all__ = ["FOLDER_NAMES", "CrowdWorker", "crowd_answer"]
 

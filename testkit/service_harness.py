@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from processes import ROOT, free_port
 
 from bot.settings import NAMES
+from testkit.processes import ROOT, free_port
 
 __all__ = ["START_TIMEOUT", "Frontend", "Service", "frontend"]
 

@@ -9,9 +9,10 @@ import contextlib
 from pathlib import Path
 
 import aiohttp
-from e2e import LiveBot
-from fake_telegram import FakeTelegram
-from processes import free_port
+
+from testkit.e2e import LiveBot
+from testkit.fake_telegram import FakeTelegram
+from testkit.processes import free_port
 
 __all__ = ["HEADER", "SECRET", "TELEGRAM_CONNECTIONS", "WebhookBot", "deliver"]
 

@@ -22,10 +22,9 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from fake_discord import FakeDiscord, RestCall
-from fake_telegram import Call, FakeTelegram
-
 from bot.settings import NAMES
+from testkit.fake_discord import FakeDiscord, RestCall
+from testkit.fake_telegram import Call, FakeTelegram
 
 __all__ = [
     "DISCORD_TOKEN",
