@@ -59,7 +59,8 @@ FRONTEND = (
 from bot.remote import RemoteClassifier
 
 async def main():
-    worker = RemoteClassifier(sys.argv[1], max_in_flight=len(photos))
+    # The whole burst held at once, as the in-process side's queue holds it (queue_size=len(photos)).
+    worker = RemoteClassifier(sys.argv[1], max_in_flight=len(photos), queue_size=len(photos))
     print("ready", flush=True)
     figures = await measure(worker.classify)
     await worker.aclose()

@@ -15,6 +15,7 @@ from pathlib import Path
 from .adapters import run_adapters
 from .core import ChatCore, ModelInfo, RateLimiter, read_model_info
 from .ratelimit import limiter_storage
+from .redaction import redact_secrets
 from .settings import Settings, SettingsError, load_settings
 
 __all__ = ["DEFAULT_WEB_PORT", "main", "serve"]
@@ -47,8 +48,10 @@ def _problems(settings: Settings) -> list[str]:
             "(1 to 256 letters, digits, _ or -) and register it with `python -m bot --set-webhook`."
         )
     # The web page starts without a model, so that it can say how to make one; a frontend of the
-    # classifier service needs none.
-    if not web and not settings.classifier_url and not settings.model_path.is_file():
+    # classifier service needs none. A webhook replica serves the web port too, but answers Telegram as
+    # polling does: without a model it would take every update only to say there is none.
+    page = web and not settings.telegram_webhook_url
+    if not page and not settings.classifier_url and not settings.model_path.is_file():
         problems.append(_no_model(settings))
     return problems
 
@@ -162,7 +165,15 @@ async def _remote(settings: Settings):
 
     from .remote import RemoteClassifier
 
-    worker = RemoteClassifier(settings.classifier_url, limits=DecodeLimits(max_bytes=settings.max_bytes))
+    # The settings a reply depends on go with it, as they apply in-process: "busy" past QUEUE_SIZE, and the
+    # threshold and stranger distance applied by the service to this frontend's photos.
+    worker = RemoteClassifier(
+        settings.classifier_url,
+        limits=DecodeLimits(max_bytes=settings.max_bytes),
+        queue_size=settings.queue_size,
+        threshold=settings.threshold,
+        stranger_distance=settings.stranger_distance,
+    )
 
     async def describe() -> bool:
         about = await worker.about()
@@ -215,13 +226,26 @@ async def _serve_with(settings: Settings, stop: asyncio.Event, worker, watching,
     limiter = RateLimiter(settings.rate_limit, storage=limiter_storage(settings.redis_url))
     if settings.redis_url:
         operations.checks["redis"] = limiter.ping
-    core = ChatCore(worker, limiter, model_info, settings.max_bytes, settings.max_faces_listed, operations)
+    # As many photos are downloaded at once as the queue holds: one fetched past that would be answered "busy"
+    # by the queue anyway, so the memory photos take stays within twice QUEUE_SIZE x MAX_PHOTO_MB.
+    core = ChatCore(
+        worker,
+        limiter,
+        model_info,
+        settings.max_bytes,
+        settings.max_faces_listed,
+        operations,
+        max_downloads=settings.queue_size,
+    )
     watcher = asyncio.create_task(watching) if watching is not None else None
     code = 0
     try:
-        await run_adapters(settings, core, stop, model_problem, operations)
-    except Exception:
-        log.exception("an adapter failed")
+        # An adapter that fails is reported and retried where that helps, while the others go on; the process
+        # ends by itself (status 1) only when none is left to answer.
+        if not await run_adapters(settings, core, stop, model_problem, operations):
+            code = 1
+    except Exception:  # what starts the adapters failed, not one of them
+        log.exception("the adapters could not be started")
         code = 1
     finally:
         if watcher is not None:
@@ -263,10 +287,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as e:
         print(f"Bad setting: {e}", file=sys.stderr)
         return 2
+    # Whatever a library puts in a message or a traceback (PTB's InvalidToken names the token), no line shows one.
+    redact_secrets(_secrets(settings))
     if args.set_webhook or args.delete_webhook:
-        from .telegram_webhook import webhook_step
+        from .webhook_deploy import webhook_step
 
         return webhook_step(settings, delete=args.delete_webhook)
     if (args.web or settings.telegram_webhook_url) and settings.web_port is None:
         settings = dataclasses.replace(settings, web_port=DEFAULT_WEB_PORT)
-    return asyncio.run(serve(settings))
+    try:
+        return asyncio.run(serve(settings))
+    except Exception:  # through the log, so that the traceback is cleaned of secrets as every line is
+        log.exception("the bot failed")
+        return 1
+
+
+def _secrets(settings: Settings) -> list[str | None]:
+    """Every secret the settings hold: the tokens, the webhook's secret, and Redis' password."""
+    from urllib.parse import urlsplit
+
+    password = urlsplit(settings.redis_url).password if settings.redis_url else None
+    # A Telegram token's part after ':' is its secret, and may be quoted alone (the bot id before it is public).
+    telegram_secret = settings.telegram_token.partition(":")[2] if settings.telegram_token else None
+    return [
+        settings.telegram_token,
+        telegram_secret,
+        settings.discord_token,
+        settings.telegram_webhook_secret,
+        password,
+    ]

@@ -72,6 +72,12 @@ WHOIS_PHOTO_DESCRIPTION = "A photo with one or more faces"
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
 # Types that say nothing of what a file holds.
 _UNTYPED = frozenset({"", "application/octet-stream", "binary/octet-stream"})
+# Photos being downloaded at once, over every adapter, when the caller does not say (`python -m bot` passes
+# QUEUE_SIZE): each holds up to MAX_PHOTO_MB in memory until it is answered.
+DEFAULT_MAX_DOWNLOADS = 32
+# How long a photo past that bound waits for a download to finish before it is answered "busy": most photos
+# arrive in a second or two, and a sender would rather wait a few seconds than be asked to send again.
+DOWNLOAD_WAIT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -174,7 +180,12 @@ class Refused(Exception):
 
 
 class ChatCore:
-    """Turns photos into replies through the inference worker, with a per-user rate limit."""
+    """Turns photos into replies through the inference worker, with a per-user rate limit.
+
+    At most `max_downloads` photos are downloaded at once, whichever adapters they come from: the memory
+    downloads hold is bounded by it, times the largest photo taken. One more waits up to `download_wait` seconds
+    for a place, then hears "busy".
+    """
 
     def __init__(
         self,
@@ -184,6 +195,8 @@ class ChatCore:
         max_bytes: int = 20 * 1024 * 1024,
         max_faces_listed: int = MAX_FACES_LISTED,
         operations=None,
+        max_downloads: int = DEFAULT_MAX_DOWNLOADS,
+        download_wait: float = DOWNLOAD_WAIT_SECONDS,
     ) -> None:
         self.worker = worker
         self.operations = operations  # `bot.operations.Operations`: counts every photo for /metrics
@@ -191,6 +204,8 @@ class ChatCore:
         self.model_info = model_info
         self.max_bytes = max_bytes
         self.max_faces_listed = max_faces_listed
+        self.max_downloads, self.download_wait = max_downloads, download_wait
+        self._downloads = asyncio.Semaphore(max_downloads)
 
     # -- photos ------------------------------------------------------------------------------
 
@@ -244,7 +259,7 @@ class ChatCore:
             return self._refusal(request, self._slow_down(wait), start)
         try:
             async with showing(working):
-                data = await photo.download()
+                data = await self._download(photo)
                 if (refused := self.refuse_size(len(data))) is not None:  # announced less than it held, or nothing
                     return self._refusal(request, refused, start)
                 if (wait := await self.limiter.take(user)) > 0:  # its other photos got there while this one came
@@ -253,14 +268,30 @@ class ChatCore:
         except Refused as refusal:
             return self._refusal(request, refusal.reply, start)
         except Busy:
-            busy = Reply("I'm busy with a lot of photos right now; please try again in a minute.", refused="busy")
-            return self._refusal(request, busy, start)
+            return self._refusal(request, self.busy(), start)
         answer = result.answer
         outcome = answer.error_kind if answer.outcome == "error" else answer.outcome
         self._log(request, outcome, len(answer.faces), start)
         if self.operations is not None:
             self.operations.answered(request.adapter, outcome or "error", time.perf_counter() - start)
         return describe(answer, result.annotated, self.max_faces_listed)
+
+    def busy(self) -> Reply:
+        return Reply("I'm busy with a lot of photos right now; please try again in a minute.", refused="busy")
+
+    async def _download(self, photo: Photo) -> bytes:
+        """`photo.download()` once one of the `max_downloads` places is free; `Refused` ("busy") if none frees in
+        time."""
+        try:
+            async with asyncio.timeout(self.download_wait):
+                await self._downloads.acquire()
+        except TimeoutError:
+            log.info("a photo waited %g s to be downloaded and was answered busy", self.download_wait)
+            raise Refused(self.busy()) from None
+        try:
+            return await photo.download()
+        finally:
+            self._downloads.release()
 
     async def answer_photo(self, data: bytes, request: Request) -> Reply:
         """`answer` for a photo already in memory (scripts, benchmarks, tests): nothing left to download."""

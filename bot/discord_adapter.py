@@ -37,6 +37,7 @@ from .core import (
     Request,
     reply_messages,
 )
+from .supervisor import Failure, network_failure
 
 __all__ = [
     "IDENTIFY_SECONDS",
@@ -45,6 +46,7 @@ __all__ = [
     "SessionStartsUsedUp",
     "build_client",
     "connected",
+    "failure_of",
     "run_discord",
 ]
 
@@ -69,7 +71,12 @@ IDENTIFY_TURN_SECONDS = IDENTIFY_SECONDS + 1
 
 
 class SessionStartsUsedUp(RuntimeError):
-    """Discord's daily session starts (1000 for most bots) would run out: the bot does not connect."""
+    """Discord's daily session starts (1000 for most bots) would run out: the bot does not connect, until
+    `retry_after` seconds from now, when Discord resets them."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class IdentifyGate(Protocol):
@@ -161,10 +168,12 @@ class _DoppelClient(discord.AutoShardedClient):
         remaining = session_start.get("remaining")
         if isinstance(remaining, int) and remaining < len(shards):
             # Past the daily limit Discord ends every session of the bot: better not to start at all.
-            hours = (session_start.get("reset_after") or 0) / 3_600_000
+            seconds = (session_start.get("reset_after") or 0) / 1000
             raise SessionStartsUsedUp(
-                f"Discord allows this bot {remaining} more session start(s) for {hours:.1f} h and this process would "
-                f"start {len(shards)}: not connecting. Something restarts the bot too often; wait, or run fewer shards."
+                f"Discord allows this bot {remaining} more session start(s) for {seconds / 3600:.1f} h and this "
+                f"process would start {len(shards)}: not connecting. Something restarts the bot too often; wait, "
+                "or run fewer shards.",
+                seconds,
             )
         log.info("Discord shards %s of %d", shards, self.shard_count)
         try:
@@ -359,6 +368,26 @@ def build_client(
     # worry whoever reads the log at each start.
     discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
     return _DoppelClient(core, _Endpoints(api_base, gateway_url), shard_count, shard_ids, identify_gate)
+
+
+def failure_of(error: BaseException) -> Failure:
+    """What a failed Discord run means: a refused token or gateway is not retried, an outage or a used-up day is."""
+    if isinstance(error, SessionStartsUsedUp):
+        # A second past the reset Discord names, so that the first start of the new day is not refused.
+        return Failure("Discord's session starts for today are used up", retry=True, after=error.retry_after + 1)
+    if isinstance(error, discord.LoginFailure):
+        return Failure("Discord refused the token (401: check DISCORD_TOKEN and DISCORD_API_BASE)", retry=False)
+    if isinstance(error, discord.PrivilegedIntentsRequired):
+        return Failure("Discord refused the gateway intents (4014)", retry=False)
+    if isinstance(error, discord.ConnectionClosed):
+        # discord.py resumes by itself after every close code that allows it; what reaches here does not.
+        if error.code == 4004:
+            return Failure("Discord refused the token (4004: check DISCORD_TOKEN)", retry=False)
+        return Failure(f"Discord closed the gateway ({error.code}: {error.reason or 'no reason given'})", retry=False)
+    if isinstance(error, discord.DiscordServerError | discord.GatewayNotFound):
+        status = getattr(error, "status", None)
+        return Failure(f"Discord is failing ({status or 'no gateway'})", retry=True)
+    return network_failure(error)
 
 
 def connected(client: discord.AutoShardedClient) -> bool:

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
-__all__ = ["Operations", "add_operations_routes"]
+__all__ = ["PROBE_ONLY", "Operations", "add_operations_routes"]
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,9 @@ Check = Callable[[], Awaitable[str | None]]  # None when ready, else the reason,
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 CHECK_SECONDS = 5.0  # a check that takes longer than this says the thing it checks is not ready
+# Set by the web page on a probe by address (`bot.web_guards.Access.PROBE`): `/readyz` then says whether, not why
+# (its reasons name Redis' host and the classifier service's URL, which are nobody else's business).
+PROBE_ONLY = web.RequestKey("probe_only", bool)
 
 
 class Operations:
@@ -95,9 +98,13 @@ def add_operations_routes(app: web.Application, operations: Operations) -> None:
         return web.json_response({"alive": True})
 
     async def readyz(request: web.Request) -> web.Response:
-        """Ready when the model (or classifier service) answers and every configured adapter is connected."""
+        """Ready when the model (or classifier service) answers and every configured adapter is connected; the
+        reasons only to this machine's names (WEB_ALLOWED_HOSTS), not to a probe by address."""
         reasons = await operations.not_ready()
-        return web.json_response({"ready": not reasons, "reasons": reasons}, status=503 if reasons else 200)
+        body: dict = {"ready": not reasons}
+        if not request.get(PROBE_ONLY, False):
+            body["reasons"] = reasons
+        return web.json_response(body, status=503 if reasons else 200)
 
     async def metrics(request: web.Request) -> web.Response:
         """Every metric, in Prometheus' text format."""

@@ -45,42 +45,61 @@ def limiter_storage(redis_url: str | None) -> Storage:
 
 
 class RateLimiter:
-    """At most `limit` photos per user in any `period` seconds, in `storage` (this process's memory by default)."""
+    """At most `limit` photos per user in any `period` seconds, in `storage` (this process's memory by default).
 
-    def __init__(self, limit: int, period: int = 60, storage: Storage | None = None) -> None:
+    When `storage` cannot be reached, what it counts goes uncounted; with `local_fallback`, it is counted in this
+    process's memory instead (Discord's IDENTIFY turns: shards that identify back to back are refused).
+    """
+
+    def __init__(
+        self, limit: int, period: int = 60, storage: Storage | None = None, local_fallback: bool = False
+    ) -> None:
         self.limit, self.period = limit, period
         self.storage = storage if storage is not None else MemoryStorage()
         self._item = RateLimitItemPerSecond(limit, period)
         self._window = MovingWindowRateLimiter(self.storage)
         self._uncounted_until = 0.0  # time.monotonic() before which the failed storage is not tried
+        shared = not isinstance(self.storage, MemoryStorage)
+        self._local = RateLimiter(limit, period) if local_fallback and shared else None
 
     async def wait(self, user: str) -> float:
         """0 if this user may send a photo now, else the seconds until a place frees; takes nothing."""
-        return await self._counted(user, self._window.test)
+        return await self._counted(user, take=False)
 
     async def take(self, user: str) -> float:
         """0 and a place is taken for this user's photo, or the seconds until one frees (nothing is taken then)."""
-        return await self._counted(user, self._window.hit)
+        return await self._counted(user, take=True)
 
-    async def _counted(self, user: str, step) -> float:
+    async def _counted(self, user: str, take: bool) -> float:
         # If the storage cannot be reached (Redis down), the photo goes through: a missing count lets a few photos
         # too many in, while refusing everyone would stop the bot. `/readyz` reports Redis meanwhile.
         if time.monotonic() < self._uncounted_until:
-            return 0.0
+            return await self._fallback(user, take)
+        step = self._window.hit if take else self._window.test
         try:
             if await step(self._item, user):
+                if take and self._local is not None:  # this process's turns, known should the storage fail
+                    await self._local.take(user)
                 return 0.0
             reset_at, _ = await self._window.get_window_stats(self._item, user)
         except StorageError as e:
             self._uncounted_until = time.monotonic() + RETRY_STORAGE_SECONDS
+            where = "counted in this process" if self._local is not None else "not counted"
             log.warning(
-                "rate limits not counted for %.0f s: their storage failed (%s)",
+                "rate limits %s for %.0f s: their storage failed (%s)",
+                where,
                 RETRY_STORAGE_SECONDS,
                 type(e.__cause__ or e).__name__,
             )
-            return 0.0
+            return await self._fallback(user, take)
         # At least a second: the oldest place may free in a few milliseconds, and "0 seconds" reads as "now".
         return max(reset_at - time.time(), 1.0)
+
+    async def _fallback(self, user: str, take: bool) -> float:
+        """While the storage is out of reach: this process's own count, or none."""
+        if self._local is None:
+            return 0.0
+        return await (self._local.take(user) if take else self._local.wait(user))
 
     async def ping(self) -> str | None:
         """None when the count can be kept, else why not."""

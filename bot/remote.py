@@ -5,8 +5,15 @@ answer came from a thread in this process or from a Ray Serve replica on another
 module imports neither torch nor fastai: a frontend that uses it stays small and starts fast.
 
 Classifying a photo changes nothing on the service, so a request that fails on the way (a replica
-killed mid-burst, the service restarting, a 5xx) is sent again, a bounded number of times with
-backoff; only when the service stays unreachable does the user hear "busy, try again".
+killed mid-burst, the service restarting, a 503, a timeout) is sent again, a bounded number of times with
+backoff; only when the service stays unreachable does the user hear "busy, try again". A photo the
+service answered is never sent again, whatever the answer: one it could not read, or one that broke
+something there, is answered as in-process ("something went wrong reading this photo"), not retried.
+
+As in-process, the frontend's settings decide: its CONFIDENCE_THRESHOLD and STRANGER_DISTANCE go with
+each photo and the replica applies them to the unrounded numbers (so replies read exactly as they would
+in-process, and frontends with different settings can share one service), and its QUEUE_SIZE bounds the
+photos held here: past it, a caller hears "busy" at once, as from the in-process queue.
 """
 
 from __future__ import annotations
@@ -28,7 +35,17 @@ __all__ = ["RemoteClassifier", "ServiceModel"]
 log = logging.getLogger(__name__)
 
 # Statuses that say "not now" rather than "not this photo": sent again.
-_RETRY_STATUSES = {429, 500, 502, 503, 504}
+_RETRY_STATUSES = {429, 502, 503, 504}
+# The service answers every photo it takes with an answer; a 500 without one is Ray Serve's: the replica
+# died under the photo (killed, or the photo itself took it down). Sent again, but only this many times,
+# so that a photo that takes replicas down cannot take them all.
+_REPLICA_DIED_RETRIES = 2
+
+
+def _went_wrong() -> PhotoAnswer:
+    """The answer for a photo that took replicas down, in the words `model.search` uses for a photo that breaks
+    a library (that module imports dlib, which a frontend does without)."""
+    return PhotoAnswer("error", error="Something went wrong reading this photo.", error_kind="Internal")
 
 
 @dataclass
@@ -51,7 +68,12 @@ class RemoteClassifier:
         annotate_from: int = 2,
         max_in_flight: int = 64,
         limits: DecodeLimits | None = None,
+        queue_size: int = 32,
+        threshold: float | None = None,
+        stranger_distance: float | None = None,
     ) -> None:
+        """`queue_size`: photos held here at most (sent, or waiting to be); `threshold`, `stranger_distance`:
+        as in-process (None: the service's own, the default threshold and the model's trained distance)."""
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.attempts = attempts
@@ -62,9 +84,15 @@ class RemoteClassifier:
         self._client = httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=max_in_flight))
         self._slots = asyncio.Semaphore(max_in_flight)
         self._waiting = 0
+        self.queue_size = queue_size
+        decisions = {"threshold": threshold, "stranger_distance": stranger_distance}
+        self._params = {name: repr(value) for name, value in decisions.items() if value is not None}
 
     async def classify(self, data: bytes) -> Result:
-        """The service's answer for one photo; `Busy` when it stays unreachable through every attempt."""
+        """The service's answer for one photo; `Busy` at once when `queue_size` photos are held here already,
+        and when the service stays unreachable through every attempt."""
+        if self._waiting >= self.queue_size:
+            raise Busy
         self._waiting += 1
         try:
             async with self._slots:
@@ -76,12 +104,16 @@ class RemoteClassifier:
         return Result(answer, await asyncio.to_thread(boxed_jpeg, data, answer, None, self.limits))
 
     async def _post(self, data: bytes) -> PhotoAnswer:
+        died = 0
         for attempt in range(self.attempts):
             try:
                 response = await self._client.post(
-                    f"{self.url}/classify", content=data, headers={"Content-Type": "application/octet-stream"}
+                    f"{self.url}/classify",
+                    content=data,
+                    params=self._params,
+                    headers={"Content-Type": "application/octet-stream"},
                 )
-            except httpx.HTTPError as e:
+            except httpx.TransportError as e:  # refused, reset, timed out: the photo never got its answer
                 log.warning(
                     "classifier service unreachable (%s), attempt %d of %d",
                     type(e).__name__,
@@ -89,8 +121,17 @@ class RemoteClassifier:
                     self.attempts,
                 )
             else:
-                if response.status_code not in _RETRY_STATUSES:
-                    return self._answer(response)
+                if (answer := _answer_in(response)) is not None:
+                    return answer
+                if response.status_code == 500:
+                    died += 1
+                    if died > _REPLICA_DIED_RETRIES:
+                        log.error("a photo was under a replica that died, %d times; answering it with an error", died)
+                        return _went_wrong()
+                elif response.status_code not in _RETRY_STATUSES:
+                    raise RuntimeError(
+                        f"the classifier service answered {response.status_code}: {response.text[:200]!r}"
+                    )
                 log.warning(
                     "classifier service said %d, attempt %d of %d", response.status_code, attempt + 1, self.attempts
                 )
@@ -98,13 +139,6 @@ class RemoteClassifier:
                 # Full jitter: many frontends retrying together do not arrive together.
                 await asyncio.sleep(random.uniform(0, self.backoff * 2**attempt))
         raise Busy
-
-    @staticmethod
-    def _answer(response: httpx.Response) -> PhotoAnswer:
-        try:
-            return PhotoAnswer.from_json(response.json())
-        except (ValueError, KeyError, TypeError) as e:
-            raise RuntimeError(f"the classifier service sent an answer that is not one ({response.status_code})") from e
 
     def waiting(self) -> int:
         """Photos sent to the service (or waiting to be), not yet answered."""
@@ -121,3 +155,11 @@ class RemoteClassifier:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _answer_in(response: httpx.Response) -> PhotoAnswer | None:
+    """The photo's answer the response carries (with 200, 413 or 422), or None: Ray Serve's own errors are text."""
+    try:
+        return PhotoAnswer.from_json(response.json())
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None

@@ -19,6 +19,7 @@ __all__ = [
     "describe",
     "display_name",
     "face_line",
+    "listed_numbers",
     "reply_messages",
 ]
 
@@ -67,13 +68,28 @@ def describe(answer: PhotoAnswer, annotated: bytes | None = None, max_listed: in
             return Reply(f"This doesn't look like {_neither(face)}. Closest: {closest}.", answer=answer)
         text = face_line(face)
         return Reply(text[0].upper() + text[1:], answer=answer)
-    listed = answer.faces[:max_listed]
+    listed = listed_numbers(answer.faces, max_listed)
     lines = [f"I found {len(answer.faces)} faces:"]
-    lines += [f"{i}. {face_line(face)}" for i, face in enumerate(listed, start=1)]
+    lines += [f"{number}. {face_line(answer.faces[number - 1])}" for number in listed]
     if more := len(answer.faces) - len(listed):
-        # Faces come largest first, so those left out are the smallest; the boxed photo still numbers them all.
+        # Those left out are the smallest; the boxed photo still numbers them all.
         lines.append(f"and {more} more" + (", numbered on the photo." if annotated else "."))
     return Reply("\n".join(lines), annotated, answer=answer)
+
+
+def listed_numbers(faces: list[FaceAnswer], max_listed: int) -> list[int]:
+    """The numbers of the faces a crowd's reply lists: its `max_listed` largest, in the photo's order.
+
+    Faces come left to right and are numbered so on the boxed photo, so each line's number finds its
+    face there; the largest are kept because the person a photo is of is seldom the smallest face in it.
+    """
+    by_size = sorted(range(len(faces)), key=lambda i: -_area(faces[i].box))  # stable: equal sizes left to right
+    return sorted(i + 1 for i in by_size[:max_listed])
+
+
+def _area(box: tuple[int, int, int, int]) -> int:
+    left, top, right, bottom = box
+    return max(0, right - left) * max(0, bottom - top)
 
 
 # -- each chat service's message limits ----------------------------------------------------------

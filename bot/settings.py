@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.core import MAX_FACES_LISTED
-from bot.web_guards import DEFAULT_MAX_UPLOADS, DEFAULT_UPLOAD_SECONDS, host_entry
+from bot.web_guards import DEFAULT_MAX_UPLOADS, DEFAULT_UPLOAD_SECONDS, host_entry, proxy_networks
 from model.answers import DEFAULT_THRESHOLD
-from model.environment import MODEL_RANGES, Range, SettingsError, environment
+from model.environment import MODEL_RANGES, SERVICE_RANGES, Range, SettingsError, environment
 from model.resources import DEFAULT_MODEL_PATH, DEFAULT_PHOTO_TIMEOUT
 
 __all__ = ["NAMES", "RANGES", "TEXTS", "Range", "Settings", "SettingsError", "load_settings"]
@@ -25,20 +25,15 @@ __all__ = ["NAMES", "RANGES", "TEXTS", "Range", "Settings", "SettingsError", "lo
 # window killed the inference thread. Upper bounds are generous, but each waiting photo holds memory.
 RANGES: dict[str, Range] = {
     **MODEL_RANGES,  # CONFIDENCE_THRESHOLD and STRANGER_DISTANCE, which `python -m model` reads too
-    # Telegram serves files up to 20 MB; 50 MB bounds the memory a queue of waiting photos holds.
-    "MAX_PHOTO_MB": Range(0, 50, above_low=True),
+    # MAX_PHOTO_MB, MODEL_RELOAD_SECONDS, FACE_WORKERS, PHOTO_TIMEOUT_SECONDS: `python -m model.service`'s too
+    **SERVICE_RANGES,
     "RATE_LIMIT_PER_MINUTE": Range(1, 10_000, whole=True),
     "QUEUE_SIZE": Range(1, 10_000, whole=True),
     "BATCH_WINDOW_MS": Range(0, 1_000),
-    "MODEL_RELOAD_SECONDS": Range(0.1, 86_400),
     "TORCH_THREADS": Range(1, 256, whole=True),
-    "FACE_WORKERS": Range(0, 64, whole=True),
     "WEB_PORT": Range(0, 65_535, whole=True),
     # At least one face is named; past 100 lines a list is unreadable (and is sent in several messages anyway).
     "MAX_FACES_LISTED": Range(1, 100, whole=True),
-    # A fresh face-finding process starts in a second or two, so under 1 s would give up on photos that are
-    # fine; past 10 minutes a photo that hangs a library holds its process (and its sender) for good.
-    "PHOTO_TIMEOUT_SECONDS": Range(1, 600),
     # Each upload holds up to MAX_PHOTO_MB until it is answered: 1000 of them is 20 GB at the default.
     "WEB_MAX_UPLOADS": Range(1, 1_000, whole=True),
     # Under a second no real upload arrives; past an hour a trickling sender holds its place all that time.
@@ -61,6 +56,7 @@ TEXTS = (
     "DISCORD_GATEWAY_URL",
     "WEB_HOST",
     "WEB_ALLOWED_HOSTS",
+    "WEB_TRUSTED_PROXIES",
     "CLASSIFIER_URL",
     "TELEGRAM_WEBHOOK_URL",
     "TELEGRAM_WEBHOOK_SECRET",
@@ -105,6 +101,8 @@ class Settings:
     web_allowed_hosts: tuple[str, ...] = ()
     web_max_uploads: int = DEFAULT_MAX_UPLOADS  # uploads read and answered at once; more are told "busy"
     web_upload_seconds: float = DEFAULT_UPLOAD_SECONDS  # the longest an upload may take to arrive
+    # The load balancers (addresses or CIDR networks) whose X-Forwarded-For names the sender; none: the peer is.
+    web_trusted_proxies: tuple[str, ...] = ()
     # The classifier service (`python -m model.service`), e.g. http://10.0.0.5:8000; unset: the model
     # runs in this process. Set, this process loads neither torch nor the model.
     classifier_url: str | None = None
@@ -174,6 +172,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: str | Path | Non
         discord_gateway_url=text("DISCORD_GATEWAY_URL"),
         web_host=text("WEB_HOST") or "127.0.0.1",
         web_allowed_hosts=_hosts("WEB_ALLOWED_HOSTS", text("WEB_ALLOWED_HOSTS")),
+        web_trusted_proxies=_proxies("WEB_TRUSTED_PROXIES", text("WEB_TRUSTED_PROXIES")),
         classifier_url=_service_url("CLASSIFIER_URL", text("CLASSIFIER_URL")),
         telegram_webhook_url=_service_url("TELEGRAM_WEBHOOK_URL", text("TELEGRAM_WEBHOOK_URL"), "this bot's public"),
         telegram_webhook_secret=_secret("TELEGRAM_WEBHOOK_SECRET", text("TELEGRAM_WEBHOOK_SECRET")),
@@ -247,3 +246,16 @@ def _hosts(name: str, raw: str | None) -> tuple[str, ...]:
                 "without); list them separated by commas (see .env.example)"
             ) from None
     return hosts
+
+
+def _proxies(name: str, raw: str | None) -> tuple[str, ...]:
+    """A comma-separated list of addresses or CIDR networks, such as 10.0.0.0/8,fd00::1."""
+    proxies = tuple(proxy.strip() for proxy in (raw or "").split(",") if proxy.strip())
+    try:
+        proxy_networks(proxies)
+    except ValueError as e:
+        raise SettingsError(
+            f"{name}={raw!r} is not allowed: {e}; list addresses or networks (such as 10.0.0.0/8) separated by "
+            "commas (see .env.example)"
+        ) from None
+    return proxies

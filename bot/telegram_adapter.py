@@ -7,8 +7,8 @@ only a photo whose caption mentions the bot, or a reply to a photo that mentions
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import datetime
+import enum
 import functools
 import logging
 import traceback
@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from telegram import Bot, BotCommand, Message, MessageEntity, Update
 from telegram.constants import ChatAction
-from telegram.error import NetworkError, RetryAfter, TelegramError
+from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application, ApplicationBuilder, CommandHandler, ContextTypes, MessageHandler, filters
 from telegram.warnings import PTBDeprecationWarning
 
@@ -35,7 +35,7 @@ from bot.core import (
     showing,
 )
 
-__all__ = ["REPLIED", "build_application", "run_telegram", "set_commands"]
+__all__ = ["Outcome", "WebhookIsSet", "build_application", "handle_update", "run_telegram", "set_commands"]
 
 log = logging.getLogger("doppelbot.telegram")
 
@@ -59,12 +59,24 @@ FAULT_PAUSE_S = 1.0
 T = TypeVar("T")
 
 
+class Outcome(enum.Enum):
+    """What came of handling one update, for whoever must tell Telegram (the webhook answers by it)."""
+
+    REPLIED = "replied"  # the answer (or an apology for a failure of ours) went out
+    NOTHING = "nothing"  # the update needed no reply (a group message not meant for the bot)
+    FAILED = "failed"  # the reply could not be sent (5xx, timeout, flood control): a redelivery may get it out
+
+
+class WebhookIsSet(RuntimeError):
+    """Polling refused: a webhook is set for this bot, and polling would delete it (PTB's start_polling does)."""
+
+
 def build_application(
     token: str, core: ChatCore, base_url: str | None = None, base_file_url: str | None = None, polling: bool = True
 ) -> Application:
     """The one place the Telegram application is put together: where it connects and who answers what.
 
-    `polling=False`: updates come to a webhook (`webhook_handler`), so the application has no updater.
+    `polling=False`: updates come to a webhook (`bot.telegram_webhook`), so the application has no updater.
     """
     # httpx logs every request at INFO with its URL, and Bot API URLs carry the token.
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -102,6 +114,14 @@ async def run_telegram(app: Application, stop: asyncio.Event) -> None:
     if app.updater is None:
         raise ValueError("run_telegram polls, so the application needs its updater")
     async with app:
+        # Before start_polling, which deletes any webhook: a replica started without TELEGRAM_WEBHOOK_URL must
+        # not take the fleet's updates away from its webhook.
+        if url := (await app.bot.get_webhook_info()).url:
+            raise WebhookIsSet(
+                f"A webhook is set for this bot (Telegram posts its updates to {_redact(url, app.bot.token)}), so it "
+                "does not poll: polling would delete the webhook. To poll instead, run `python -m bot "
+                "--delete-webhook` first; to run as a webhook replica, set TELEGRAM_WEBHOOK_URL."
+            )
         await app.start()
         try:
             await set_commands(app.bot)
@@ -128,47 +148,49 @@ class _Handlers:
     def __init__(self, core: ChatCore) -> None:
         self.core = core
 
-    async def start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    async def start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> Outcome:
         """Say what the bot does."""
-        await _delivering(lambda: update.effective_message.reply_text(self.core.start_text()))
+        return await _text(update.effective_message, self.core.start_text())
 
-    async def help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    async def help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> Outcome:
         """Say how to ask, in private and in groups."""
-        await _delivering(lambda: update.effective_message.reply_text(self.core.help_text()))
+        return await _text(update.effective_message, self.core.help_text())
 
-    async def about(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    async def about(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> Outcome:
         """Describe the model."""
-        await _delivering(lambda: update.effective_message.reply_text(self.core.about_text()))
+        return await _text(update.effective_message, self.core.about_text())
 
-    async def whois(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    async def whois(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> Outcome:
         """Answer about the photo this command replies to, or explain how to ask."""
         message = update.effective_message
-        await self._answer_about(message, message.reply_to_message, context)
+        return await self._answer_about(message, message.reply_to_message, context)
 
-    async def private_photo(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    async def private_photo(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> Outcome:
         """Answer every photo or file sent in a private chat."""
         message = update.effective_message
-        await self._answer_about(message, message, context)
+        return await self._answer_about(message, message, context)
 
-    async def private_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    async def private_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> Outcome:
         """Point a private chat's text (or unknown command) at what the bot does."""
-        await _delivering(lambda: update.effective_message.reply_text(self.core.help_text()))
+        return await _text(update.effective_message, self.core.help_text())
 
-    async def private_other(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    async def private_other(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> Outcome:
         """Tell a private chat that stickers, videos, voice notes and the like are not photos."""
-        await _reply(update.effective_message, self.core.not_an_image())
+        return await _reply(update.effective_message, self.core.not_an_image())
 
-    async def group_photo(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    async def group_photo(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> Outcome:
         """Answer a group photo only when its caption mentions the bot or says /whois."""
         message = update.effective_message
-        if _addresses(message, context.bot):
-            await self._answer_about(message, message, context)
+        if not _addresses(message, context.bot):
+            return Outcome.NOTHING
+        return await self._answer_about(message, message, context)
 
-    async def group_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    async def group_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> Outcome:
         """Answer a group message that mentions the bot about the photo it replies to."""
         message = update.effective_message
-        if _addresses(message, context.bot):
-            await self._answer_about(message, message.reply_to_message, context)
+        if not _addresses(message, context.bot):
+            return Outcome.NOTHING
+        return await self._answer_about(message, message.reply_to_message, context)
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Log a handler's failure, without the token or the update's content, and tell the user."""
@@ -186,15 +208,14 @@ class _Handlers:
 
     # -- the photo round trip ----------------------------------------------------------------
 
-    async def _answer_about(self, ask: Message, source: Message | None, context: ContextTypes.DEFAULT_TYPE) -> None:
+    async def _answer_about(self, ask: Message, source: Message | None, context: ContextTypes.DEFAULT_TYPE) -> Outcome:
         """Reply to `ask` about the image in `source` (the same message, or the one `ask` replies to)."""
         if source is None or not (source.photo or source.document):
-            await _reply(ask, self.core.whois_without_photo())
-            return
+            return await _reply(ask, self.core.whois_without_photo())
         user = ask.from_user.id if ask.from_user else ask.chat.id
         typing = Indicator(lambda: ask.reply_chat_action(ChatAction.TYPING), ACTION_REFRESH_S)
         request = Request("telegram", ask.chat.type, str(user))
-        await _reply(ask, await self.core.answer(self._photo(source, context.bot), request, typing))
+        return await _reply(ask, await self.core.answer(self._photo(source, context.bot), request, typing))
 
     def _photo(self, source: Message, bot: Bot) -> Photo:
         """What `source` announces of its image (a compressed photo's largest size, or a file), not yet fetched."""
@@ -235,17 +256,55 @@ def _addresses(message: Message, bot: Bot) -> bool:
     return False
 
 
-async def _reply(ask: Message, reply: Reply) -> None:
+async def handle_update(app: Application, update: Update) -> Outcome:
+    """Handle `update` as `app.process_update` does, and say what came of it (the webhook answers Telegram by it).
+
+    The first handler that takes the update answers it (the application has one group). A failure of ours goes
+    to the error handler, which apologizes, as when polling. A reply that could not be sent is not apologized
+    for (that would fail the same way, or reach the user before the answer does): it is `Outcome.FAILED`, so
+    that Telegram delivers the update again, maybe to another replica. `app.process_update` hands every
+    failure to the error handler and returns nothing, so the webhook could not tell the two apart.
+    """
+    for group in app.handlers.values():
+        for handler in group:
+            check = handler.check_update(update)
+            if check is None or check is False:
+                continue
+            context = app.context_types.context.from_update(update, app)
+            await context.refresh_data()
+            try:
+                return await handler.handle_update(update, app, check, context)
+            except Exception as error:
+                if _undelivered(error):
+                    log.warning("a reply could not be sent (%s); Telegram will deliver the update again", _fault(error))
+                    return Outcome.FAILED
+                await app.process_error(update, error)
+                return Outcome.REPLIED
+    return Outcome.NOTHING
+
+
+def _undelivered(error: Exception) -> bool:
+    """Whether `error` says only that Telegram did not take a message now: a 5xx, a dropped connection, a timeout,
+    flood control. BadRequest (a NetworkError to python-telegram-bot) would be refused again, however often."""
+    return isinstance(error, RetryAfter) or (isinstance(error, NetworkError) and not isinstance(error, BadRequest))
+
+
+def _fault(error: Exception) -> str:
+    """ "Bad Gateway (502)" or "httpx.RemoteProtocolError": the kind of fault, never a URL (it holds the token)."""
+    return str(error).split(":")[0].split(". ")[0][:80]
+
+
+async def _text(ask: Message, text: str) -> Outcome:
+    """Answer `ask` with one text message."""
+    await _delivering(lambda: ask.reply_text(text))
+    return Outcome.REPLIED
+
+
+async def _reply(ask: Message, reply: Reply) -> Outcome:
     """Send `reply` as an answer to `ask`, in as many messages as Telegram's limits need (the boxed photo first)."""
     for message in reply_messages(reply, TELEGRAM):
         await _send(ask, message)
-    if (replied := REPLIED.get()) is not None:
-        await replied()
-
-
-# Told the moment an update's reply went out (the webhook records the update as answered then, so that a
-# replica killed an instant later leaves as small a window as can be for a redelivery to be answered twice).
-REPLIED: contextvars.ContextVar[Callable[[], Awaitable[None]] | None] = contextvars.ContextVar("replied", default=None)
+    return Outcome.REPLIED
 
 
 async def _send(ask: Message, message: Reply) -> None:
@@ -284,8 +343,7 @@ async def _delivering(send: Callable[[], Awaitable[T]]) -> T:
             if type(e) is not NetworkError or faults >= FAULT_RETRIES:
                 raise
             faults += 1
-            # "Bad Gateway (502)" or "httpx.RemoteProtocolError": the kind of fault, never a URL (it holds the token).
-            log.warning("sending failed (%s); sending once more", str(e).split(":")[0].split(". ")[0][:80])
+            log.warning("sending failed (%s); sending once more", _fault(e))
             await asyncio.sleep(FAULT_PAUSE_S)
 
 

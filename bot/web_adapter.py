@@ -20,7 +20,8 @@ from aiohttp import BodyPartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from .core import ChatCore, Photo, Request, face_line, is_image
-from .web_guards import AllowedHosts, UploadSlots, WebGuards, client_key
+from .operations import PROBE_ONLY
+from .web_guards import Access, UploadSlots, WebGuards, client_key
 
 __all__ = ["STATIC_DIR", "build_web_app", "run_web", "start_web"]
 
@@ -40,6 +41,7 @@ _BUSY_RETRY = 60
 _NO_MODEL_RETRY = 60
 _UPLOADS_RETRY = 5
 _UPLOADS_BUSY = "I'm receiving too many photos at once; please try again in a few seconds."
+_FORWARDED_FOR = "X-Forwarded-For"
 # The page is one HTML file, one script and one style sheet, all our own; photos are shown from blob: URLs.
 _SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -153,7 +155,7 @@ class _Handlers:
         if form and size is not None:
             size = max(0, size - _FORM_SLACK)
         content_type = None if form else request.headers.get(hdrs.CONTENT_TYPE, "")
-        user = client_key(request.remote)
+        user = client_key(self.guards.client_address(request.remote, request.headers.getall(_FORWARDED_FOR, [])))
         try:
             reply = await self.core.answer(Photo(download, size, content_type), Request("web", "page", user))
         except _Refusal as refusal:
@@ -234,16 +236,19 @@ async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
         yield chunk
 
 
-def _middleware(core: ChatCore, hosts: AllowedHosts):
+def _middleware(core: ChatCore, guards: WebGuards):
     @web.middleware
     async def guard(request: web.Request, handler: _Handler) -> web.StreamResponse:
-        """Only our own names answered; security headers on every response; words, not a stack trace, on failure."""
+        """Only our own names answered (the webhook's and addresses, each for its paths); security headers on every
+        response; words, not a stack trace, on failure."""
         host = request.headers.get(hdrs.HOST)
         try:
-            if not hosts.allows(host):
+            access = guards.access(host, request.method, request.path)
+            if access is Access.NOTHING:
                 # 421 Misdirected Request: this server is not the one for that name (a rebound DNS name, say).
                 response = _refused(421, "unknown_host", _unknown_host(host))
             else:
+                request[PROBE_ONLY] = access is Access.PROBE
                 response = await handler(request)
         except web.HTTPException as e:  # aiohttp's own answers: not found, method not allowed
             e.headers.update(_SECURITY_HEADERS)
@@ -269,10 +274,12 @@ def build_web_app(
     """The one place the web app is put together: the page, its files, the API and `operations`' endpoints."""
     guards = guards or WebGuards()
     # Our handlers read bodies under the core's cap themselves; aiohttp's own cap guards any other reader.
-    middlewares = [_middleware(core, guards.hosts)]
+    middlewares = [_middleware(core, guards)]
     app = web.Application(client_max_size=core.max_bytes + _FORM_SLACK, middlewares=middlewares)
     handlers = _Handlers(core, model_problem, guards)
     log.info("the web page answers to %s (WEB_ALLOWED_HOSTS)", guards.hosts)
+    if guards.webhook is not None:
+        log.info("the webhook's host answers at %s only", guards.webhook.path)
     app.router.add_get("/", handlers.index)
     app.router.add_get("/api/about", handlers.about)
     app.router.add_post("/api/classify", handlers.classify)

@@ -1,5 +1,5 @@
-"""The web page's guards against strangers on the network: the names it answers to, how many uploads it takes
-at once and for how long, and which addresses count as one client for the rate limit.
+"""The web page's guards against strangers on the network: the names it answers to (and what each may reach), how
+many uploads it takes at once and for how long, and which addresses count as one client for the rate limit.
 
 Policy only, no HTTP: `web_adapter.py` answers with it, `settings.py` checks `WEB_ALLOWED_HOSTS` with it.
 """
@@ -7,9 +7,10 @@ Policy only, no HTTP: `web_adapter.py` answers with it, `settings.py` checks `WE
 from __future__ import annotations
 
 import contextlib
+import enum
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -17,11 +18,15 @@ __all__ = [
     "DEFAULT_MAX_UPLOADS",
     "DEFAULT_UPLOAD_SECONDS",
     "LOCAL_NAMES",
+    "PROBE_PATHS",
+    "Access",
     "AllowedHosts",
     "UploadSlots",
     "WebGuards",
+    "WebhookHost",
     "client_key",
     "host_entry",
+    "proxy_networks",
 ]
 
 # A person on the page sends one photo at a time; a few scripts beside them fit too. Each upload may hold up to
@@ -36,6 +41,10 @@ _EVERY_ADDRESS = frozenset({"", "0.0.0.0", "::", "[::]"})
 # Labels of letters, digits, hyphens and underscores, joined by dots (IPv4 addresses are such names too).
 _NAME = re.compile(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# What a load balancer or an orchestrator asks a replica by its address: whether it lives, and whether it is ready.
+PROBE_PATHS = frozenset({"/healthz", "/readyz"})
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 Entry = tuple[str, int | None]  # a name (IPv6 addresses in brackets) and a port, None for any port
 
@@ -126,6 +135,53 @@ class AllowedHosts:
         return ", ".join(sorted(name if port is None else f"{name}:{port}" for name, port in self.entries))
 
 
+class Access(enum.Enum):
+    """What a request may reach, by the name it was sent to (its Host)."""
+
+    EVERYTHING = "everything"  # one of WEB_ALLOWED_HOSTS (by default this machine's own names)
+    WEBHOOK = "webhook"  # the webhook's public host: Telegram's POSTs to its path, nothing else
+    PROBE = "probe"  # an address: /healthz and /readyz, as load balancers ask, without /readyz's reasons
+    NOTHING = "nothing"
+
+
+@dataclass(frozen=True)
+class WebhookHost:
+    """The webhook's public name (from TELEGRAM_WEBHOOK_URL) and its path: all that name may reach."""
+
+    hosts: AllowedHosts
+    path: str
+
+    @classmethod
+    def of(cls, url: str) -> WebhookHost:
+        parts = urlsplit(url)
+        return cls(AllowedHosts.parse([parts.netloc]), parts.path or "/")
+
+
+def _is_address(host: str | None) -> bool:
+    """Whether a Host header names an IP address (with a port or without): never a rebound DNS name."""
+    try:
+        name, _ = host_entry(host or "")
+        ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def proxy_networks(texts: Iterable[str]) -> tuple[Network, ...]:
+    """`WEB_TRUSTED_PROXIES`'s entries (addresses or CIDR networks) as networks; ValueError for any other."""
+    return tuple(ipaddress.ip_network(text.strip(), strict=False) for text in texts if text.strip())
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
 def client_key(remote: str | None) -> str:
     """Who counts as one sender for the rate limit: an IPv4 address, or an IPv6 /64.
 
@@ -168,8 +224,52 @@ class UploadSlots:
 
 @dataclass(frozen=True)
 class WebGuards:
-    """How the page guards itself, from `WEB_ALLOWED_HOSTS`, `WEB_MAX_UPLOADS` and `WEB_UPLOAD_SECONDS`."""
+    """How the page guards itself, from `WEB_ALLOWED_HOSTS`, `WEB_MAX_UPLOADS`, `WEB_UPLOAD_SECONDS`,
+    `WEB_TRUSTED_PROXIES` and the webhook's URL."""
 
     hosts: AllowedHosts = field(default_factory=AllowedHosts.default)
     max_uploads: int = DEFAULT_MAX_UPLOADS
     upload_seconds: float = DEFAULT_UPLOAD_SECONDS
+    webhook: WebhookHost | None = None
+    trusted_proxies: tuple[Network, ...] = ()
+
+    def access(self, host: str | None, method: str, path: str) -> Access:
+        """What a request for `path`, sent to the name `host`, may reach.
+
+        The webhook's public name reaches its path and nothing more: the page, `/api/classify` and `/metrics` stay
+        on the names of WEB_ALLOWED_HOSTS. A probe by address (any IP literal: behind a load balancer or a port
+        mapping the replica cannot know which address it is reached by, and an address is never a rebound DNS
+        name) reaches `/healthz` and `/readyz` on any configuration.
+        """
+        if self.hosts.allows(host):
+            return Access.EVERYTHING
+        webhook = self.webhook
+        if webhook is not None and path == webhook.path and method == "POST" and webhook.hosts.allows(host):
+            return Access.WEBHOOK
+        if path in PROBE_PATHS and method in ("GET", "HEAD") and _is_address(host):
+            return Access.PROBE
+        return Access.NOTHING
+
+    def client_address(self, peer: str | None, forwarded: Sequence[str] = ()) -> str | None:
+        """The sender's address: the connecting `peer`'s, or, when the peer is one of WEB_TRUSTED_PROXIES, what
+        X-Forwarded-For (`forwarded`, each header's value in order) says the proxies saw.
+
+        Each proxy appends the address it was reached from, so the list is read from the right: the right-most
+        address that is not itself a trusted proxy is the sender (what lies left of it, the sender wrote itself).
+        """
+        if not self.trusted_proxies or not self._trusted(peer):
+            return peer
+        client = peer
+        hops = [hop for header in forwarded for hop in header.split(",")]
+        for hop in reversed(hops):
+            address = _address(hop)
+            if address is None:  # not an address: no proxy of ours wrote it, so nothing left of it is believed
+                break
+            client = str(address)
+            if not self._trusted(client):
+                break
+        return client
+
+    def _trusted(self, remote: str | None) -> bool:
+        address = _address(remote or "")
+        return address is not None and any(address in network for network in self.trusted_proxies)

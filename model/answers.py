@@ -57,7 +57,8 @@ class FaceAnswer:
 
 @dataclass
 class PhotoAnswer:
-    """The answer for one photo: faces largest first, or "no_face", or an error to show the user."""
+    """The answer for one photo: faces left to right (as the boxed photo numbers them), or "no_face", or an error
+    to show the user."""
 
     outcome: Outcome
     faces: list[FaceAnswer] = field(default_factory=list)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -150,7 +151,7 @@ def _open(data: bytes) -> Image.Image:
         raise TooManyPixels("This image has far too many pixels for me to open.") from e
     except UnidentifiedImageError as e:
         raise NotAnImage("That file isn't an image I can read (I take JPEG, PNG, GIF, WebP, BMP, TIFF).") from e
-    except (OSError, SyntaxError, ValueError) as e:
+    except Exception as e:  # whatever a parser raises on the file's bytes is the file's fault (see _reading)
         raise TruncatedImage("This image file is damaged and can't be opened.") from e
 
 
@@ -159,21 +160,35 @@ def _upright_size(im: Image.Image) -> tuple[int, int]:
     return (im.height, im.width) if _orientation(im) in (5, 6, 7, 8) else (im.width, im.height)
 
 
+@contextlib.contextmanager
+def _reading() -> Iterator[None]:
+    """Around Pillow reading a file's bytes: whatever it raises there is the file's fault, not ours.
+
+    Pillow's parsers raise more than OSError on damage (an animated GIF cut short after its first
+    frame makes `is_animated` raise IndexError), and a new Pillow may raise something else again: a
+    list of types would let the next one through as an "internal" error. Only Pillow's calls go
+    inside, so a bug of our own still shows as one.
+    """
+    try:
+        yield
+    except Exception as e:
+        raise TruncatedImage("This image file is cut short or damaged, so I can't read it.") from e
+
+
 def _load_first_frame(im: Image.Image, work_side: int, reduction: int = 1) -> Image.Image:
-    if getattr(im, "is_animated", False):
-        im.seek(0)
-    if im.format in ("JPEG", "MPO"):
-        if reduction > 1:
-            im.draft("RGB", (im.width // reduction, im.height // reduction))
-        elif max(im.size) > work_side:
-            # Let libjpeg decode at 1/2, 1/4 or 1/8 scale: it skips most of the work.
-            im.draft("RGB", (work_side, work_side))
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set: truncated photos would pass as whole")
-    try:
+    with _reading():
+        # is_animated reads on through the file to count its frames: damage past the first shows here.
+        if getattr(im, "is_animated", False):
+            im.seek(0)
+        if im.format in ("JPEG", "MPO"):
+            if reduction > 1:
+                im.draft("RGB", (im.width // reduction, im.height // reduction))
+            elif max(im.size) > work_side:
+                # Let libjpeg decode at 1/2, 1/4 or 1/8 scale: it skips most of the work.
+                im.draft("RGB", (work_side, work_side))
         im.load()
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, MemoryError) as e:
-        raise TruncatedImage("This image file is cut short or damaged, so I can't read it.") from e
     return im
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values, find_dotenv
 
-__all__ = ["MODEL_RANGES", "Range", "SettingsError", "environment", "model_setting"]
+__all__ = ["MODEL_RANGES", "SERVICE_RANGES", "Range", "SettingsError", "environment", "model_setting"]
 
 
 def environment(dotenv: str | Path | None = None) -> dict[str, str]:
@@ -59,6 +59,19 @@ MODEL_RANGES: dict[str, Range] = {
     "CONFIDENCE_THRESHOLD": Range(0, 1),
     # dlib's descriptors lie well within 2 of each other; its own same-person line is 0.6.
     "STRANGER_DISTANCE": Range(0, 10, above_low=True),
+}
+
+
+# The numbers `python -m model.service` takes as options and the bot reads as settings (its `RANGES` holds
+# these too), declared here once so that both refuse the same values.
+SERVICE_RANGES: dict[str, Range] = {
+    # Telegram serves files up to 20 MB; 50 MB bounds the memory a queue of waiting photos holds.
+    "MAX_PHOTO_MB": Range(0, 50, above_low=True),
+    "MODEL_RELOAD_SECONDS": Range(0.1, 86_400),
+    "FACE_WORKERS": Range(0, 64, whole=True),
+    # A fresh face-finding process starts in a second or two, so under 1 s would give up on photos that are
+    # fine; past 10 minutes a photo that hangs a library holds its process (and its sender) for good.
+    "PHOTO_TIMEOUT_SECONDS": Range(1, 600),
 }
 
 

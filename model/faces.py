@@ -159,6 +159,9 @@ class FaceFinder:
     def find(self, image: DecodedImage) -> FaceSearch:
         """All faces in the image large enough to name, left to right (the order people read).
 
+        That order holds everywhere after: answers, the boxed photo's numbers, a crowd's reply (which
+        lists the largest faces under those numbers, `bot.replies.listed_numbers`).
+
         Faces are looked for on a decode no finer than the detector needs; the working resolution is
         decoded only for the chips of faces found, and the chips are cut from it as dlib's encoder
         expects them. Not from a reduced decode: libjpeg's reduction is sharper than the halving dlib

@@ -4,14 +4,19 @@ dlib's detector holds Python's GIL, so threads cannot find faces in two photos a
 0.78x); processes can. The pool's workers import dlib, NumPy and Pillow, never torch, and are
 started with `spawn`, which is safe beside torch's threads. A photo that hangs a worker past the
 deadline, or kills it, costs that photo alone: its worker is replaced and the others are run again.
+The deadline runs from when a worker starts on the photo, which the worker notes on a queue: photos
+waiting behind others in a big batch have not begun, and are not late.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import multiprocessing
+import multiprocessing.queues
 import os
+import queue
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
@@ -81,6 +86,16 @@ def default_workers() -> int:
 
 # Each worker's face finders, by kind and options: made once, on the first photo that needs them.
 _finders: dict[tuple[type[FaceFinder], FaceOptions], FaceFinder] = {}
+# Each worker's end of its pool's queue of starts: (photo's token, time.monotonic() as it began).
+_starts: multiprocessing.queues.Queue | None = None
+# While photos wait for a worker, how often the pool's queue of starts is read (a start is noted exact
+# by the worker; this is only how soon the pool sees it, long before any photo's deadline).
+START_POLL_S = 0.1
+
+
+def _note_starts_on(starts: multiprocessing.queues.Queue) -> None:
+    global _starts
+    _starts = starts
 
 
 def _finder(kind: type[FaceFinder], options: FaceOptions) -> FaceFinder:
@@ -90,8 +105,11 @@ def _finder(kind: type[FaceFinder], options: FaceOptions) -> FaceFinder:
 
 
 def _search_in_worker(
-    kind: type[FaceFinder], options: FaceOptions, limits: DecodeLimits, images_from: int | None, data: bytes
+    kind: type[FaceFinder], options: FaceOptions, limits: DecodeLimits, images_from: int | None, token: int, data: bytes
 ) -> Searched:
+    if _starts is not None:
+        # CLOCK_MONOTONIC is the machine's, so the pool compares it with its own.
+        _starts.put((token, time.monotonic()))
     return search_photo(data, _finder(kind, options), limits, images_from)
 
 
@@ -102,7 +120,8 @@ def _warm_up(options: FaceOptions) -> None:
 class FacePool:
     """Finds the faces of several photos in parallel; `search_in_parts` answers in the photos' order.
 
-    `photo_timeout`: seconds a photo may take from the moment it is handed to the pool.
+    `photo_timeout`: seconds a photo may take from the moment a worker starts on it (not from when it
+    was handed to the pool: in a big batch most photos wait for a worker first).
     """
 
     def __init__(self, workers: int, photo_timeout: float = DEFAULT_PHOTO_TIMEOUT) -> None:
@@ -112,6 +131,10 @@ class FacePool:
         self.photo_timeout = photo_timeout
         self._executor: ProcessPoolExecutor | None = None
         self._closed = False
+        # One queue per set of workers, dropped with them: one killed mid-write could leave it unreadable.
+        self._starts: multiprocessing.queues.Queue | None = None
+        self._started: dict[int, float] = {}  # token → when a worker began it (time.monotonic)
+        self._tokens = itertools.count()
 
     def _pool(self) -> ProcessPoolExecutor:
         if self._closed:
@@ -119,8 +142,28 @@ class FacePool:
             raise RuntimeError("the face-finding processes were closed")
         if self._executor is None:
             context = multiprocessing.get_context("spawn")
-            self._executor = ProcessPoolExecutor(self.workers, mp_context=context)
+            self._starts = context.Queue()
+            self._executor = ProcessPoolExecutor(
+                self.workers, mp_context=context, initializer=_note_starts_on, initargs=(self._starts,)
+            )
         return self._executor
+
+    def _token(self) -> int:
+        """A new photo's name on the queue of starts; a photo run again gets a new one."""
+        return next(self._tokens)
+
+    def _read_starts(self) -> dict[int, float]:
+        """When a worker began each photo still remembered: token → time.monotonic()."""
+        while self._starts is not None:
+            try:
+                token, at = self._starts.get_nowait()
+            except queue.Empty:
+                break
+            self._started[token] = at
+        return self._started
+
+    def _forget(self, token: int) -> None:
+        self._started.pop(token, None)
 
     def start(self, options: FaceOptions | None = None) -> bool:
         """Start every worker now (about a second each), so that the first burst does not wait.
@@ -163,6 +206,8 @@ class FacePool:
 
     def _stop(self, grace: float) -> None:
         executor, self._executor = self._executor, None
+        starts, self._starts = self._starts, None
+        self._started.clear()  # the old workers' photos are settled below, and any run again get new tokens
         if executor is None:
             return
         # Taken before shutdown, which forgets them; a worker stuck on a photo never exits by itself.
@@ -178,6 +223,8 @@ class FacePool:
                 process.join()
         if manager is not None:
             manager.join(10)  # it settles every future of the old workers, then ends
+        if starts is not None:
+            starts.close()
 
     def close(self, grace: float = 5.0) -> None:
         """Stop the workers (killed after `grace` seconds); no process starts after this, photos get errors."""
@@ -191,13 +238,22 @@ class _Batch:
     When the pool breaks, nobody says which photo broke it: every photo then unfinished becomes a
     suspect and runs again alone, so that a photo that breaks the pool while alone is the one.
     A suspect that comes through (its worker was killed from outside, say) is answered as usual.
+
+    Each photo's deadline runs from when a worker starts it. While waiting for one photo, every
+    started photo of the batch is watched: a later photo stuck on a worker is answered "took too long"
+    then, not after the photos queued behind it have waited for it.
     """
 
-    def __init__(self, pool: FacePool, photos: Sequence[bytes], task: Callable[[bytes], Searched]) -> None:
+    def __init__(self, pool: FacePool, photos: Sequence[bytes], task: Callable[[int, bytes], Searched]) -> None:
         self.pool, self.photos, self.task = pool, photos, task
         self.done: dict[int, Searched] = {}
-        self.running: dict[int, tuple[Future, float]] = {}  # photo → its future and deadline
+        self.running: dict[int, tuple[Future, int]] = {}  # photo → its future and its token on the queue of starts
         self.suspects: set[int] = set()
+        # When a photo of the batch was last seen to start or finish: a pool where nothing moves for
+        # twice the timeout (its workers stuck before any photo) must not keep the waiting photos for
+        # ever. Twice: new workers take a few seconds to start, and no photo has begun meanwhile.
+        self.moved = time.monotonic()
+        self.seen_started: set[int] = set()  # tokens
         self._submit(range(len(photos)))
 
     def result(self, i: int) -> Searched:
@@ -206,12 +262,16 @@ class _Batch:
             if i not in self.running:
                 self._submit([i])  # a suspect's turn: alone in the pool
                 continue
-            future, deadline = self.running[i]
-            try:
-                found = future.result(timeout=max(0.0, deadline - time.monotonic()))
-            except TimeoutError:
+            late = self._late(i)
+            if late is not None:
                 log.error("a photo took over %.0f s; replacing the face-finding processes", self.pool.photo_timeout)
-                self._lost(i, _too_long())
+                self._lost(late, _too_long())
+                continue
+            future, _ = self.running[i]
+            try:
+                found = future.result(timeout=self._wait_s())
+            except TimeoutError:
+                continue  # a photo started, or a deadline came: look again
             except BrokenProcessPool:
                 if i in self.suspects:
                     log.error("a photo crashed a face-finding process on its own; answering it with an error")
@@ -228,9 +288,47 @@ class _Batch:
                 self._finish(i, found)
         return self.done[i]
 
+    def _unfinished(self) -> Iterator[tuple[int, float | None]]:
+        """Each photo still on a worker or waiting for one, with when it started (None: not yet)."""
+        starts = self.pool._read_starts()
+        for j, (future, token) in self.running.items():
+            if not future.done():
+                started = starts.get(token)
+                if started is not None and token not in self.seen_started:
+                    self.seen_started.add(token)
+                    self.moved = time.monotonic()
+                yield j, started
+
+    def _late(self, i: int) -> int | None:
+        """A photo past its deadline, if any: one that started over `photo_timeout` ago, or `i` itself
+        when it waits in a pool where nothing has started or finished for twice that."""
+        now, timeout = time.monotonic(), self.pool.photo_timeout
+        unfinished = dict(self._unfinished())
+        for j, started in unfinished.items():
+            if started is not None and now - started >= timeout:
+                return j
+        stalled = (
+            i in unfinished
+            and len(unfinished) == len(self.running)  # no finished photo waits to be collected
+            and all(started is None for started in unfinished.values())
+            and now - self.moved >= 2 * timeout
+        )
+        return i if stalled else None
+
+    def _wait_s(self) -> float:
+        """How long to wait for the photo asked for before looking at the others again."""
+        now, timeout = time.monotonic(), self.pool.photo_timeout
+        waits = [self.moved + 2 * timeout - now]
+        for _, started in self._unfinished():
+            waits.append(START_POLL_S if started is None else started + timeout - now)
+        return max(0.0, min(waits))
+
     def _finish(self, i: int, searched: Searched) -> None:
         self.done[i] = searched
-        self.running.pop(i, None)
+        if i in self.running:
+            _, token = self.running.pop(i)
+            self.pool._forget(token)
+        self.moved = time.monotonic()
 
     def _lost(self, i: int, answer: PhotoAnswer | None, suspect: bool = True) -> None:
         """The pool is replaced; photo `i` is answered with `answer` (None: it runs again), the others are settled."""
@@ -243,7 +341,7 @@ class _Batch:
             if future.done() and not future.cancelled() and future.exception() is None:
                 self._finish(j, future.result())  # finished before the pool went
                 continue
-            del self.running[j]
+            self.pool._forget(self.running.pop(j)[1])
             if broke:
                 self.suspects.add(j)
             elif j not in self.suspects:
@@ -256,8 +354,8 @@ class _Batch:
                 pool = self.pool._pool()
                 for i in indices:
                     if i not in self.running:
-                        deadline = time.monotonic() + self.pool.photo_timeout
-                        self.running[i] = (pool.submit(self.task, self.photos[i]), deadline)
+                        token = self.pool._token()
+                        self.running[i] = (pool.submit(self.task, token, self.photos[i]), token)
                 return
             except BrokenProcessPool:  # it broke before these photos came (a worker died while idle)
                 for i in indices:

@@ -1,14 +1,18 @@
 """The classifier as a Ray Serve service: `python -m model.service --model model/export.pkl --port 8000`.
 
-Each replica holds one `FaceClassifier` and answers as the one-process bot does: faces found, one
-batched forward pass, the batching done by `@serve.batch` instead of `bot/worker.py`.
+Each replica (`model/replica.py`) holds one `FaceClassifier` and answers as the one-process bot does:
+faces found in a pool of processes, one batched forward pass, the batching done by `@serve.batch`
+instead of `bot/worker.py`. `POST /classify` answers a photo, `GET /about` describes the model.
 
-- `POST /classify` with the photo as the body: the object `python -m model --json` prints for it
-  (200), 413 when the body is larger than the cap (refused from its Content-Length, before it is
-  read), 422 when the file cannot be read as a photo (the same object, saying why).
-- `GET /about`: the model's classes and the metadata the training script wrote beside it.
-- Replacing the model file moves every replica to the new model in place (`reconfigure`): requests
-  in progress finish on the old one, none is dropped.
+Replacing the model file moves every replica to the new model: requests in progress finish on the old
+one, none is dropped. (Not in place: Ray Serve gives every `serve.run` of a Python application a new code
+version, so it starts replicas on the new model and stops the old ones once those answer, as its
+controller's log shows; `reconfigure` keeps the old model where Ray does call it in place.)
+
+Each version of the file is copied aside and loaded once in a process of its own before it goes out
+(`model/rollout.py`): a file that does not load is logged and never reaches the replicas, which go on
+with the model they serve, as the in-process bot's `ModelWatcher` does; and a replica that Ray restarts
+meanwhile loads the copy, not whatever the file holds now.
 
 Needs the `cluster` extra (`pip install -e ".[cluster]"`, Ray Serve); nothing else imports this module.
 """
@@ -16,97 +20,45 @@ Needs the `cluster` extra (`pip install -e ".[cluster]"`, Ray Serve); nothing el
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ray import serve
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
 
-from .answers import PhotoAnswer
-from .decode import DecodeLimits, file_too_large
-from .resources import DEFAULT_MODEL_PATH, read_metadata
+from .decode import DecodeLimits
+from .environment import SERVICE_RANGES
+from .replica import DEPLOYMENT, Classifier, status_of
+from .resources import DEFAULT_MODEL_PATH, DEFAULT_PHOTO_TIMEOUT
+from .rollout import Rollout, load_problem
 
 __all__ = ["APP_NAME", "DEPLOYMENT", "Classifier", "build_app", "main", "scaling", "status_of"]
 
 log = logging.getLogger(__name__)
 
 APP_NAME = "doppelbot"
-DEPLOYMENT = "Classifier"
-# Refusals a user's file earns: the photo cannot be read. Anything else that fails is the service's fault (500).
-UNREADABLE = {"NotAnImage", "TruncatedImage", "TooManyPixels", "ImageTooSmall"}
 
 
-def status_of(answer: PhotoAnswer) -> int:
-    """The HTTP status an answer is sent with: 200, 413 too large, 422 unreadable, 500 the service failed."""
-    if answer.outcome != "error":
-        return 200
-    if answer.error_kind == "FileTooLarge":
-        return 413
-    return 422 if answer.error_kind in UNREADABLE else 500
-
-
-@serve.deployment(name=DEPLOYMENT, ray_actor_options={"num_cpus": 1}, max_ongoing_requests=64)
-class Classifier:
-    """One replica: a `FaceClassifier`, loaded from `user_config["model_path"]`, reloaded when it changes."""
-
-    def __init__(self, max_bytes: int = DecodeLimits.max_bytes, torch_threads: int = 1, device: str = "cpu") -> None:
-        import torch
-
-        torch.set_num_threads(torch_threads)
-        self.device = device
-        self.limits = DecodeLimits(max_bytes=max_bytes)
-        self.classifier = None
-        self.meta: dict = {}
-        self.loaded: tuple[str, int] | None = None  # the model's path and the mtime it was loaded at
-
-    def reconfigure(self, config: dict) -> None:
-        """Load the model `config` names, if it is not the one loaded; called in place, between requests."""
-        from .serving import FaceClassifier
-
-        path = Path(config["model_path"])
-        version = (str(path), int(config.get("version", 0)))
-        if version == self.loaded:
-            return
-        classifier = FaceClassifier.load(path, limits=self.limits, device=self.device)
-        self.classifier, self.meta, self.loaded = classifier, read_metadata(path) or {}, version
-        log.info("replica serving %s (version %s)", path, version[1])
-
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.03)
-    async def _classify(self, photos: list[bytes]) -> list[PhotoAnswer]:
-        classifier = self.classifier  # a reload during this batch does not change its model
-        return await asyncio.to_thread(classifier.classify_many, photos)
-
-    async def __call__(self, request: Request) -> Response:
-        path = request.url.path.rstrip("/")
-        if path.endswith("/about") and request.method == "GET":
-            return JSONResponse(self._about())
-        if request.method != "POST" or not path.endswith("/classify"):
-            return JSONResponse({"error": "POST a photo to /classify, or GET /about"}, status_code=404)
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limits.max_bytes:
-            too_large = file_too_large(int(declared), self.limits.max_bytes)
-            answer = PhotoAnswer("error", error=str(too_large), error_kind="FileTooLarge")
-            return JSONResponse(answer.to_json(), status_code=413)
-        answer = await self._classify(await request.body())
-        return JSONResponse(answer.to_json(), status_code=status_of(answer))
-
-    def _about(self) -> dict:
-        classes = list(self.classifier.classes) if self.classifier is not None else []
-        return {**self.meta, "classes": classes, "model_path": self.loaded[0] if self.loaded else None}
-
-
-def build_app(model: Path, replicas: int | str = 1, max_bytes: int = DecodeLimits.max_bytes, num_gpus: float = 0):
-    """The application: `replicas` replicas of `Classifier`, or autoscaling from 1 to N with `auto:N`."""
-    options: dict = {"user_config": _model_config(model), "ray_actor_options": {"num_cpus": 1, "num_gpus": num_gpus}}
+def build_app(
+    config: dict,
+    replicas: int | str = 1,
+    max_bytes: int = DecodeLimits.max_bytes,
+    num_gpus: float = 0,
+    face_workers: int = 1,
+    photo_timeout: float = DEFAULT_PHOTO_TIMEOUT,
+):
+    """The application: `replicas` replicas of `Classifier` on the model `config` names (`Rollout.take`),
+    or autoscaling from 1 to N with `auto:N`."""
+    options: dict = {"user_config": config, "ray_actor_options": {"num_cpus": 1, "num_gpus": num_gpus}}
     options.update(scaling(str(replicas)))
-    return Classifier.options(**options).bind(max_bytes=max_bytes, device="cuda" if num_gpus else "cpu")
+    device = "cuda" if num_gpus else "cpu"
+    return Classifier.options(**options).bind(
+        max_bytes=max_bytes, device=device, face_workers=face_workers, photo_timeout=photo_timeout
+    )
 
 
 def scaling(replicas: str) -> dict:
@@ -129,8 +81,20 @@ def _replicas(text: str) -> str:
     return text
 
 
-def _model_config(model: Path) -> dict:
-    return {"model_path": str(model.resolve()), "version": model.stat().st_mtime_ns}
+def _within(name: str) -> Callable[[str], float]:
+    """An argparse type: a number in the range the bot's setting `name` keeps to (`SERVICE_RANGES`)."""
+    allowed = SERVICE_RANGES[name]
+
+    def parse(raw: str) -> float:
+        try:
+            value = int(raw) if allowed.whole else float(raw)
+        except ValueError:
+            value = float("nan")
+        if not allowed.holds(value):
+            raise argparse.ArgumentTypeError(f"{raw!r} is not allowed: it must be {allowed} (as {name})")
+        return value
+
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -144,8 +108,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="join this Ray cluster (auto, or ray://HOST:PORT); default: start one here")
     p.add_argument("--num-cpus", type=int, help="CPUs of the Ray instance started here (default: all)")
     p.add_argument("--num-gpus", type=float, default=0, help="GPUs per replica (the encoder runs on CUDA then)")
-    p.add_argument("--max-mb", type=float, default=DecodeLimits.max_bytes / 2**20, help="largest photo, in MB")
-    p.add_argument("--reload-seconds", type=float, default=5.0, help="how often the model file is checked")
+    p.add_argument(
+        "--max-mb", type=_within("MAX_PHOTO_MB"), default=DecodeLimits.max_bytes / 2**20, help="largest photo, in MB"
+    )
+    p.add_argument(
+        "--reload-seconds", type=_within("MODEL_RELOAD_SECONDS"), default=5.0, help="seconds between looks at the model"
+    )
+    p.add_argument(
+        "--face-workers",
+        type=_within("FACE_WORKERS"),
+        default=1,
+        help="processes per replica that find faces, so that a photo crashing dlib costs only itself (0: none)",
+    )
+    p.add_argument(
+        "--photo-timeout",
+        type=_within("PHOTO_TIMEOUT_SECONDS"),
+        default=DEFAULT_PHOTO_TIMEOUT,
+        help="seconds a photo may take in a face-finding process before it is answered 'took too long'",
+    )
     return p
 
 
@@ -161,26 +141,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     ray.init(address=args.address, num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
     serve.start(http_options={"host": args.host, "port": args.port})
     max_bytes = int(args.max_mb * 2**20)
+    rollout = Rollout(args.model)
 
-    def deploy() -> None:
-        """Deploy, or move the running replicas in place to the model file as it is now."""
-        serve.run(build_app(args.model, args.replicas, max_bytes, args.num_gpus), name=APP_NAME, route_prefix="/")
+    def deploy(config: dict) -> None:
+        """Deploy, or move the running replicas in place to the model `config` names."""
+        app = build_app(config, args.replicas, max_bytes, args.num_gpus, args.face_workers, args.photo_timeout)
+        serve.run(app, name=APP_NAME, route_prefix="/")
 
-    deploy()
+    try:
+        # The file's version is read before deploying: a model published while the replicas load is a change.
+        deploy(first := rollout.take(check=False))
+    except Exception as e:  # the replicas could not load it: no old model to fall back on
+        # Ray's error says only that the deployment failed; loading the file here says why.
+        reason = load_problem(args.model) or f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[-1][:300]}"
+        print(f"Could not serve the model at {args.model} ({reason}).", file=sys.stderr)
+        rollout.close()
+        serve.shutdown()
+        ray.shutdown()
+        return 2
+    rollout.served(first)
     print(f"serving {args.model} at http://{args.host}:{args.port}/classify", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    version = args.model.stat().st_mtime_ns
     while not stop.wait(args.reload_seconds):
+        if (config := rollout.changed()) is None:  # as served, being replaced, or it does not load (logged)
+            continue
+        log.info("model file changed: moving every replica to it")
         try:
-            now = args.model.stat().st_mtime_ns
-        except OSError:
-            continue  # being replaced: look again next time
-        if now != version:
-            version = now
-            log.info("model file changed: moving every replica to it")
-            deploy()
+            deploy(config)
+        except Exception as e:  # the replicas keep what they serve; the next version of the file is tried again
+            log.error(
+                "could not move the replicas to the new model (%s: %s); still serving the old one", type(e).__name__, e
+            )
+            continue
+        rollout.served(config)
+    rollout.close()
     serve.shutdown()
     ray.shutdown()
     return 0

@@ -128,8 +128,16 @@ class LiveBot:
 
     def start(self, wait: bool = True) -> LiveBot:
         """Start the fakes, then the bot; return once it polls Telegram and is READY on Discord (or at once)."""
+        return self.start_fakes().launch(wait)
+
+    def start_fakes(self) -> LiveBot:
+        """Start the fake servers only, so that a test can arm their faults before the bot is launched."""
         self._thread.start()
         self.run(self._serve(), timeout=30)
+        return self
+
+    def launch(self, wait: bool = True) -> LiveBot:
+        """Start the bot against the fakes already started (`start_fakes`)."""
         self._launch()
         if wait:
             self.wait_up()

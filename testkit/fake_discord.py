@@ -14,7 +14,9 @@ Sharded as Discord is: `GET /gateway/bot` recommends `shards`; an IDENTIFY may c
 gets its READY and GUILD_CREATE there, and its events go only to the session of that shard; direct messages
 go to shard 0. With `guilds=N` there are N guilds, and guild k lies on shard k % shard_count. IDENTIFYs are
 limited as Discord limits them: one per 5 seconds per bucket (shard_id % max_concurrency, which
-`/gateway/bot` reports); one too early is answered INVALID_SESSION and kept in `identifies_too_early`.
+`/gateway/bot` reports); one too early is answered INVALID_SESSION and kept in `identifies_too_early`. One with
+another token than `token` is closed with 4004 (Authentication failed). The day's session starts
+(`session_starts_left`) are back to 1000 `session_reset_after_ms` after the first `/gateway/bot`, as it reports.
 
 As strict as Discord where a kinder fake would hide a lost reply: message content over 2,000 characters is
 refused (400, Invalid Form Body) wherever a message is posted. Faults are injected per route, by its handler's
@@ -52,6 +54,7 @@ ATTACHMENT_OPTION = 11
 MAX_CONTENT = 2000  # characters of a message's content
 DM_CHANNEL = 1
 INVALID_SHARD = 4010
+AUTHENTICATION_FAILED = 4004  # an IDENTIFY with another token than the bot's
 IDENTIFY_SECONDS = 5.0  # Discord's window: one IDENTIFY per bucket in it
 # Guild ids are (GUILD_BASE + k) << 22: a multiple of 1..12's least common multiple puts guild k on shard
 # k % shard_count for every count up to 12, at the size of a real snowflake.
@@ -165,6 +168,9 @@ class FakeDiscord:
         self.shards = shards  # what GET /gateway/bot recommends
         self.max_concurrency = 1  # IDENTIFY buckets, as for every bot outside Discord's large-bot programme
         self.session_starts_left = 999  # of the day's 1000: each IDENTIFY takes one, as `/gateway/bot` reports
+        # When they are back to 1000, from the first `/gateway/bot` on: Discord's "reset_after".
+        self.session_reset_after_ms = 14_400_000
+        self._session_reset_at: float | None = None  # time.monotonic()
         self.identifies_too_early: list[dict[str, Any]] = []  # refused with INVALID_SESSION
         self._identified_at: dict[int, float] = {}  # bucket -> time.monotonic() of its last IDENTIFY
         self._ids = itertools.count(1_100_000_000_000_000_000)
@@ -664,10 +670,15 @@ class FakeDiscord:
         )
 
     async def _gateway_info(self, request: web.Request) -> web.Response:
+        now = time.monotonic()
+        if self._session_reset_at is None:
+            self._session_reset_at = now + self.session_reset_after_ms / 1000
+        if now >= self._session_reset_at:  # a new day for session starts, as Discord counts them
+            self.session_starts_left, self._session_reset_at = 1000, now + 86_400
         limit = {
             "total": 1000,
             "remaining": self.session_starts_left,
-            "reset_after": 14_400_000,
+            "reset_after": round((self._session_reset_at - now) * 1000),
             "max_concurrency": self.max_concurrency,
         }
         return _json_response({"url": self.gateway_url, "shards": self.shards, "session_start_limit": limit})
@@ -807,6 +818,9 @@ class FakeDiscord:
         await self._send(connection, {"op": HEARTBEAT_ACK})
 
     async def _on_identify(self, connection: _Connection, data: dict[str, Any]) -> None:
+        if self.token is not None and data.get("token") != self.token:
+            await connection.ws.close(code=AUTHENTICATION_FAILED, message=b"Authentication failed.")
+            return
         shard = data.get("shard")
         if shard is not None and not (len(shard) == 2 and 0 <= shard[0] < shard[1]):
             await connection.ws.close(code=INVALID_SHARD, message=b"Invalid shard.")

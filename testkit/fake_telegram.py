@@ -178,6 +178,7 @@ class FakeTelegram:
             "getme": self._get_me,
             "deletewebhook": self._delete_webhook,
             "setwebhook": self._set_webhook,
+            "getwebhookinfo": self._get_webhook_info,
             "getupdates": self._get_updates,
             "getfile": self._get_file,
             "sendmessage": self._send_message,
@@ -186,7 +187,8 @@ class FakeTelegram:
             "setmycommands": self._set_my_commands,
         }
         self.commands: list[dict[str, Any]] = []  # the command menu, as last set
-        self.webhook: dict[str, Any] | None = None  # as setWebhook left it: url, secret_token, allowed_updates
+        # As setWebhook left it: url, secret_token, allowed_updates, max_connections; None while the bot may poll.
+        self.webhook: dict[str, Any] | None = None
         self._update_ids = itertools.count(100_000)
         self._message_ids: dict[int, itertools.count] = {}
         self._file_ids = itertools.count(1)
@@ -492,22 +494,47 @@ class FakeTelegram:
 
     async def _delete_webhook(self, call: Call) -> bool:
         self.webhook = None
+        self._drop_pending(call)
         return True
 
     async def _set_webhook(self, call: Call) -> bool:
         url = call.params.get("url") or ""
+        if not url:  # as the Bot API: setWebhook with an empty url removes the webhook
+            return await self._delete_webhook(call)
         if not url.startswith(("https://", "http://")):
             raise BotApiError(400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook")
         secret = call.params.get("secret_token")
         if secret is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
             raise BotApiError(400, "Bad Request: bad webhook: secret token contains unallowed characters")
+        connections = int(call.params.get("max_connections") or 40)
+        if not 1 <= connections <= 100:
+            raise BotApiError(400, "Bad Request: bad webhook: max_connections must be between 1 and 100")
         allowed = call.params.get("allowed_updates")
         self.webhook = {
             "url": url,
             "secret_token": secret,
             "allowed_updates": json.loads(allowed) if isinstance(allowed, str) else allowed,
+            "max_connections": connections,
         }
+        self._drop_pending(call)
         return True
+
+    async def _get_webhook_info(self, call: Call) -> dict[str, Any]:
+        # The Bot API's WebhookInfo: an empty url while none is set; the secret token is never shown.
+        info: dict[str, Any] = {
+            "url": "",
+            "has_custom_certificate": False,
+            "pending_update_count": len(self.updates),
+        }
+        if self.webhook is not None:
+            info.update(url=self.webhook["url"], max_connections=self.webhook["max_connections"])
+            if self.webhook["allowed_updates"] is not None:
+                info["allowed_updates"] = self.webhook["allowed_updates"]
+        return info
+
+    def _drop_pending(self, call: Call) -> None:
+        if call.params.get("drop_pending_updates") in (True, "true", "True", 1, "1"):
+            self.updates = []
 
     async def _send_chat_action(self, call: Call) -> bool:
         self._chat(call.params.get("chat_id"))

@@ -98,3 +98,37 @@ def test_a_frontend_reads_the_services_model_description_again_as_it_changes() -
         return first, worker.classifier.model_info.accuracy
 
     assert asyncio.run(scenario()) == (0.95, 0.99)
+
+
+def test_no_log_line_shows_a_secret_whoever_logs_it_and_however() -> None:
+    """The filter `python -m bot` puts on its log handlers: a secret in a message, in its arguments, in a
+    traceback (PTB's InvalidToken names the token) or in a stack is replaced, and the rest is kept."""
+    import io
+    import logging
+
+    from telegram.error import InvalidToken
+
+    from bot.redaction import REDACTED, SecretFilter
+
+    token, secret = "123456789:AAValidLookingToken_0123456789", "webhook-secret_42"
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(SecretFilter([token, secret, None, "abc"]))  # unset and too-short secrets are left alone
+    logger = logging.getLogger("test.redaction")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("GET https://api.telegram.org/bot%s/getMe with %s", token, secret)
+        try:
+            raise InvalidToken(f"The token `{token}` was rejected by the server.")
+        except InvalidToken:
+            logger.exception("an adapter failed (abc)")
+        logger.warning("where: %s", secret, stack_info=True)
+    finally:
+        logger.removeHandler(handler)
+    text = out.getvalue()
+    assert token not in text and secret not in text and token.split(":")[1] not in text
+    assert f"GET https://api.telegram.org/bot{REDACTED}/getMe with {REDACTED}" in text
+    assert f"telegram.error.InvalidToken: The token `{REDACTED}` was rejected" in text
+    assert "an adapter failed (abc)" in text and "Stack (most recent call last)" in text

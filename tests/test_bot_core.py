@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from bot.core import ChatCore, RateLimiter, Request, read_model_info
+from bot.core import ChatCore, Photo, RateLimiter, Request, read_model_info
 from bot.worker import InferenceWorker, ModelWatcher
 from testkit.imagery import jpeg, noise_image, scene
 
@@ -249,3 +249,66 @@ def test_about_reads_the_training_metadata(core: ChatCore, tmp_path) -> None:
     assert "Jessica Chastain or Bryce Dallas Howard" in text
     assert "98.5%" in text and "73 faces" in text and "2026-11-20" in text
     assert "Jessica Chastain or Bryce Dallas Howard" in about.start_text()
+
+
+class SlowDownloads:
+    """Photos whose downloads, once started, hang until the test lets them finish."""
+
+    def __init__(self) -> None:
+        self.started: list[int] = []
+        self.finished: list[int] = []
+        self.done = asyncio.Event()
+
+    def photo(self, i: int) -> Photo:
+        data = jpeg(scene(1))
+
+        async def download() -> bytes:
+            self.started.append(i)
+            await self.done.wait()
+            self.finished.append(i)
+            return data
+
+        return Photo(download, len(data), "image/jpeg")
+
+    async def until_started(self, n: int) -> None:
+        while len(self.started) < n:
+            await asyncio.sleep(0)
+
+
+def test_photos_downloaded_at_once_are_bounded_across_adapters_the_next_waits_its_turn(worker) -> None:
+    """Memory is downloads x MAX_PHOTO_MB: Discord's handlers and Telegram's 256 concurrent updates are one bound."""
+    slow = SlowDownloads()
+    core = ChatCore(worker, RateLimiter(100), max_downloads=2)
+
+    async def scenario() -> tuple[list[int], list[str]]:
+        asking = [Request(adapter, "private", "u") for adapter in ("telegram", "discord", "web")]
+        tasks = [asyncio.create_task(core.answer(slow.photo(i), request)) for i, request in enumerate(asking)]
+        await slow.until_started(2)
+        for _ in range(100):  # the loop runs the third request as far as it can go
+            await asyncio.sleep(0)
+        started_before = list(slow.started)
+        slow.done.set()
+        replies = await asyncio.gather(*tasks)
+        return started_before, [reply.text for reply in replies]
+
+    started_before, texts = run(scenario())
+    assert started_before == [0, 1]  # the third waited for a place
+    assert slow.started == [0, 1, 2] and all(text.startswith("Eileen") for text in texts), texts
+
+
+def test_a_photo_that_finds_no_download_place_in_time_hears_busy_and_is_not_fetched(worker) -> None:
+    slow = SlowDownloads()
+    core = ChatCore(worker, RateLimiter(100), max_downloads=1, download_wait=0)
+
+    async def scenario() -> tuple[str | None, list[str]]:
+        first = asyncio.create_task(core.answer(slow.photo(0), USER))
+        await slow.until_started(1)
+        late = await core.answer(slow.photo(1), Request("discord", "guild", "7"))
+        slow.done.set()
+        answered = await first
+        again = await core.answer(slow.photo(2), Request("discord", "guild", "7"))  # the place is free again
+        return late.refused, [answered.text, again.text]
+
+    refused, texts = run(scenario())
+    assert refused == "busy" and slow.started == [0, 2]
+    assert all(text.startswith("Eileen") for text in texts), texts

@@ -137,6 +137,29 @@ def test_animations_give_their_first_frame(fmt: str) -> None:
     assert np.abs(image.pixels.astype(int) - np.asarray(first, dtype=int)).mean() < 12
 
 
+def test_an_animated_gif_cut_short_after_its_first_frame_is_damaged_not_an_internal_error(finder) -> None:
+    """Found by `bench.fuzz`: Pillow's `is_animated` raises IndexError reading such a file's second frame."""
+    from model.search import search_photo
+
+    frames = [scene(1, width=400, height=300), Image.new("RGB", (400, 300), (255, 0, 0))]
+    data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
+
+    def pillow_fails(cut: bytes) -> bool:
+        try:
+            Image.open(io.BytesIO(cut)).is_animated  # noqa: B018
+        except IndexError:
+            return True
+        return False
+
+    cut = next(data[:n] for n in range(len(data) // 2, len(data)) if pillow_fails(data[:n]))
+    with pytest.raises(TruncatedImage, match="cut short or damaged") as caught:
+        decode_image(cut)
+    assert_user_message(caught.value)
+    found = search_photo(cut, finder, DecodeLimits()).found  # as the bot and the service answer it
+    assert found.outcome == "error" and found.error_kind == "TruncatedImage"
+    assert found.note == "This image file is cut short or damaged, so I can't read it."
+
+
 def test_corrupt_bytes_give_an_image_or_a_clear_error() -> None:
     rng = np.random.default_rng(1)
     good = bytearray(jpeg(scene(1, width=320, height=240)))

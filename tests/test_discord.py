@@ -382,3 +382,34 @@ def test_with_no_session_starts_left_today_the_bot_does_not_connect_and_says_why
             assert fake.connections == [] and fake.identifies == []
 
     asyncio.run(main())
+
+
+def test_what_each_discord_failure_means_for_a_retry() -> None:
+    """A refused token or gateway stays down; an outage is retried; a used-up day is waited out, to the second."""
+    from types import SimpleNamespace
+
+    import aiohttp
+
+    from bot.discord_adapter import failure_of
+
+    closed = SimpleNamespace(close_code=None)
+    response = SimpleNamespace(status=503, reason="Service Unavailable")
+    refused = [
+        discord.LoginFailure("Improper token has been passed."),
+        discord.ConnectionClosed(closed, shard_id=0, code=4004),
+        discord.ConnectionClosed(closed, shard_id=0, code=4013),
+        discord.PrivilegedIntentsRequired(0),
+        ValueError("a bug of ours"),
+    ]
+    retried = [
+        discord.DiscordServerError(response, "down"),
+        discord.GatewayNotFound(),
+        aiohttp.ClientConnectionError("refused"),
+        TimeoutError(),
+    ]
+    assert [failure_of(error).retry for error in refused] == [False] * len(refused)
+    assert "token (4004" in failure_of(refused[1]).reason and failure_of(refused[4]).unexpected
+    assert [failure_of(error).retry for error in retried] == [True] * len(retried)
+    assert all(failure_of(error).after is None for error in retried)  # the backoff's wait
+    used_up = failure_of(SessionStartsUsedUp("none left", 3600.0))
+    assert used_up.retry and used_up.after == 3601.0

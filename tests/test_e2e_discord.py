@@ -128,3 +128,18 @@ def test_two_processes_split_the_shards_and_each_message_is_answered_once(export
         finally:
             second.stop_beside()
             first.close()
+
+
+def test_with_redis_out_of_reach_one_processs_shards_still_take_their_identify_turns(
+    exported: Path, tmp_path: Path
+) -> None:
+    """The shared gate cannot be reached, so the process's own memory keeps the turns: back to back, Discord would
+    answer the second shard's IDENTIFY "invalid session"."""
+    from testkit.processes import free_port
+
+    env = {"DISCORD_SHARD_COUNT": "2", "REDIS_URL": f"redis://127.0.0.1:{free_port()}", "FACE_WORKERS": "0"}
+    with LiveBot(model_folder(exported, tmp_path / "model"), tmp_path, telegram=False, env=env, guilds=2) as live:
+        fake = live.discord
+        assert sorted(live.call(lambda: fake.identified_shards)) == [[0, 2], [1, 2]]
+        assert live.call(lambda: fake.identifies_too_early) == []
+        assert live.log_lines("rate limits counted in this process")

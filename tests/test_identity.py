@@ -130,10 +130,14 @@ def test_training_sets_aside_other_people_says_so_and_turns_them_away(tmp_path: 
     assert eileen.known and eileen.label == EILEEN
 
     # A line of the list copied into keep.txt puts that face back; --keep-all-faces keeps them all.
-    (work / "keep.txt").write_text(next(line for line in listed if "twin-1" in line) + "\n")
+    # A line that names no photo (a typo here) is said to be ignored, on stderr and in the summary.
+    (work / "keep.txt").write_text(next(line for line in listed if "twin-1" in line) + "\nphotos/Eileen/twin-9.jpg\n")
     assert training_main([*common, "--epochs", "1"]) == 0
-    summary = capsys.readouterr().out
+    summary, err = capsys.readouterr()
     assert "keep.txt lists 1 photos: 1 of their faces kept" in summary
+    warning = f"1 of the 2 photos listed in {work / 'keep.txt'} match no photo in the class folders"
+    assert f"Warning: {warning}, so they are ignored: line 2 'photos/Eileen/twin-9.jpg'" in err
+    assert f"Warning: {warning}" in summary
     assert json.loads(out.with_suffix(".json").read_text())["cleaning"]["kept"][EILEEN] == 15
     (work / "keep.txt").unlink()
     assert training_main([*common, "--epochs", "1", "--keep-all-faces"]) == 0
@@ -141,6 +145,34 @@ def test_training_sets_aside_other_people_says_so_and_turns_them_away(tmp_path: 
     assert f"{EILEEN}: 19 faces, kept 19; set aside nothing" in summary and "--keep-all-faces" in summary
     assert json.loads(out.with_suffix(".json").read_text())["cleaning"]["identity"] is False
     assert not (work / "plots" / "set_aside.png").exists()  # no sheet left over from the earlier run
+
+
+def test_keep_list_lines_that_match_no_photo_are_told_apart(tmp_path: Path, monkeypatch) -> None:
+    from training.clean import read_keep_list
+
+    photos = tmp_path / "photos"
+    (photos / EILEEN).mkdir(parents=True)
+    for name in ("a.jpg", "b.jpg"):
+        (photos / EILEEN / name).write_bytes(b"a photo")
+    (tmp_path / "elsewhere.jpg").write_bytes(b"a file, not one of the photos")
+    monkeypatch.chdir(tmp_path)
+    keep_txt = tmp_path / "keep.txt"
+    keep_txt.write_text(
+        "# vouched for\n"
+        f"photos/{EILEEN}/a.jpg  # {EILEEN}: another person, distance 0.700\n"  # as set_aside.txt writes it
+        f"{EILEEN}/b.jpg\n"  # relative to the photos folder
+        f"photos/{EILEEN}/a.jgp\n"  # a typo
+        "\n"
+        "elsewhere.jpg\n"  # a file, but none of the photos trained on
+    )
+    keep = read_keep_list(keep_txt, photos)
+    assert keep.photos == {(photos / EILEEN / name).resolve() for name in ("a.jpg", "b.jpg")}
+    assert keep.unmatched == [(4, f"photos/{EILEEN}/a.jgp"), (6, "elsewhere.jpg")]
+    assert keep.warning(keep_txt) == (
+        f"2 of the 4 photos listed in {keep_txt} match no photo in the class folders, so they are ignored: "
+        f"line 4 'photos/{EILEEN}/a.jgp', line 6 'elsewhere.jpg'"
+    )
+    assert read_keep_list(tmp_path / "none.txt", photos).warning(keep_txt) is None
 
 
 def test_a_class_without_a_dominant_person_stops_training_with_its_name(tmp_path: Path, capsys) -> None:

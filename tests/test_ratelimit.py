@@ -68,3 +68,26 @@ def test_photos_go_through_while_redis_is_gone_and_are_counted_again_once_it_is_
     assert during == [0, 0] and down is not None and down.startswith("redis")
     # A fresh redis-server holds no counts: the user starts again from nothing.
     assert after[0] == 0 and after[1] > 0 and back is None
+
+
+def test_identify_turns_fall_back_to_this_process_while_redis_is_gone() -> None:
+    """Discord's IDENTIFY gate: with Redis out of reach, this process's shards still take their turns one at a time
+    (back to back, Discord refuses the second), where the photos' limit lets everything through."""
+    server = RedisServer()
+    server.start()
+
+    async def scenario() -> tuple[list[float], list[float]]:
+        gate = RateLimiter(1, 6, limiter_storage(server.url), local_fallback=True)
+        photos = RateLimiter(1, 6, limiter_storage(server.url))
+        first = await gate.take("discord:1:identify:0")  # taken in Redis, and known here
+        server.stop()  # blocks the loop a moment: nothing else runs on it here
+        turns = [first, await gate.take("discord:1:identify:0"), await gate.take("discord:1:identify:1")]
+        return turns, [await photos.take("u"), await photos.take("u")]
+
+    try:
+        turns, photos = asyncio.run(scenario())
+    finally:
+        server.stop()
+    assert turns[0] == 0 and 1 <= turns[1] <= 6, turns  # the turn taken before Redis went is still counted
+    assert turns[2] == 0  # another bucket has its own turn
+    assert photos == [0, 0]

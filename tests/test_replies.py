@@ -14,6 +14,7 @@ from bot.core import (
     RateLimiter,
     Reply,
     describe,
+    face_line,
     reply_messages,
 )
 from testkit.crowd import crowd_answer
@@ -47,6 +48,21 @@ def test_a_crowd_lists_the_first_faces_and_counts_the_rest() -> None:
     # Up to the cap, every face is listed and nothing is added.
     exact = describe(crowd_answer(20), JPEG).text.splitlines()
     assert len(exact) == 21 and not exact[-1].startswith("and ")
+
+
+def test_a_crowd_lists_its_largest_faces_under_their_numbers_on_the_photo() -> None:
+    """Faces grow left to right: the largest, rightmost ones are listed, numbered as the boxed photo numbers them."""
+    answer = crowd_answer(25)
+    for i, face in enumerate(answer.faces):
+        face.box = (40 * i, 10, 40 * i + 10 + i, 20 + i)  # each a little larger than the one on its left
+    lines = describe(answer, JPEG).text.splitlines()
+    assert [line.split(".")[0] for line in lines[1:21]] == [str(n) for n in range(6, 26)]
+    assert lines[1] == f"6. {face_line(answer.faces[5])}"  # number n is the face boxed "n." on the photo
+    assert lines[21:] == ["and 5 more, numbered on the photo."]
+    # The largest face anywhere in the photo is listed, under its number, in the photo's order.
+    answer.faces[0].box = (0, 0, 500, 500)
+    numbers = [line.split(".")[0] for line in describe(answer, JPEG, max_listed=3).text.splitlines()[1:4]]
+    assert numbers == ["1", "24", "25"]
 
 
 def units(text: str) -> int:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -17,8 +19,8 @@ from bot.remote import RemoteClassifier
 from bot.worker import Busy
 from testkit.e2e import memory_kb, model_folder
 from testkit.imagery import jpeg, noise_image, scene
-from testkit.processes import run_python
-from testkit.service_harness import Service, frontend
+from testkit.processes import free_port, run_python
+from testkit.service_harness import Service, children, frontend
 
 
 @pytest.fixture(scope="module")
@@ -50,12 +52,35 @@ def test_the_service_answers_what_python_m_model_json_prints(service: Service, t
         assert response.status_code == (422 if expected["outcome"] == "error" else 200), name
     assert printed["four.jpg"]["outcome"] == "ok" and len(printed["four.jpg"]["faces"]) == 4
     assert printed["cut.jpg"]["error_kind"] == "TruncatedImage"
+    # A frontend's threshold and stranger distance, sent with the photo, decide as they do in-process.
+    confidence = printed["one.jpg"]["faces"][0]["confidence"]
+    settings = {"CONFIDENCE_THRESHOLD": str(min(1.0, confidence + 1e-4)), "STRANGER_DISTANCE": "0.0001"}
+    decided = run_python(
+        "-m", "model", "one.jpg", "four.jpg", "--json", "--model", str(service.model), cwd=tmp_path, env=settings
+    )
+    for expected in json.loads(decided.stdout):
+        params = {"threshold": settings["CONFIDENCE_THRESHOLD"], "stranger_distance": settings["STRANGER_DISTANCE"]}
+        response = httpx.post(
+            f"{service.url}/classify", params=params, content=(tmp_path / expected["path"]).read_bytes(), timeout=60
+        )
+        assert response.json()["faces"] == expected["faces"], expected["path"]
+        assert expected["faces"] and not any(face["known"] for face in expected["faces"])
+    wrong = httpx.post(f"{service.url}/classify", params={"threshold": "nan"}, content=b"x", timeout=60)
+    assert wrong.status_code == 400 and "threshold='nan' is not allowed" in wrong.json()["error"]
 
 
 def test_too_large_is_refused_with_413_and_about_describes_the_model(service: Service) -> None:
     response = httpx.post(f"{service.url}/classify", content=bytes(21 * 1024 * 1024), timeout=60)
     assert response.status_code == 413
     assert response.json()["error"] == "This file is 21 MB; I can take files up to 20 MB."
+
+    def chunked(parts: int):  # no Content-Length: refused once past the cap, not read to its end
+        for _ in range(parts):
+            yield bytes(1024 * 1024)
+
+    response = httpx.post(f"{service.url}/classify", content=chunked(200), timeout=60)
+    assert response.status_code == 413 and response.json()["error_kind"] == "FileTooLarge"
+    assert response.json()["error"] == "This file is over 20 MB; I can take files up to 20 MB."
     about = httpx.get(f"{service.url}/about", timeout=30).json()
     assert about["classes"] == ["Eileen", "Twin"] and about["accuracy"] == 0.985
 
@@ -105,6 +130,27 @@ def test_python_m_bot_with_classifier_url_needs_no_model_and_stays_small(service
         assert memory_kb(bot.process.pid)["VmRSS"] < 200 * 1024
         ready = httpx.get(f"{bot.url}/readyz", timeout=30)
         assert (ready.status_code, ready.json()) == (200, {"ready": True, "reasons": []})
+
+
+def test_a_face_finder_process_that_dies_costs_no_answer_and_no_replica(service: Service) -> None:
+    """Each replica finds faces in processes of its own, so a photo that crashes dlib there (here: SIGKILL, as a
+    segfault ends it) leaves the replica, and the other photos of its batch, answering."""
+    replicas = service.replica_pids()
+    assert len(replicas) == 2
+    finders = {replica: [pid for pid in children(replica) if "spawn_main" in _command(pid)] for replica in replicas}
+    assert all(finders.values()), finders  # faces are not found in the replica's own process
+    for pids in finders.values():
+        os.kill(pids[0], signal.SIGKILL)
+
+    async def burst() -> list:
+        worker = RemoteClassifier(service.url, attempts=1, max_in_flight=8)  # no retry hides a lost answer
+        try:
+            return await asyncio.gather(*(worker.classify(jpeg(scene(1))) for _ in range(8)))
+        finally:
+            await worker.aclose()
+
+    assert all(r.answer.outcome == "ok" and r.answer.faces[0].label == "Eileen" for r in asyncio.run(burst()))
+    assert sorted(service.replica_pids()) == sorted(replicas)  # the same processes: none died, none was restarted
 
 
 KILL_A_REPLICA = """
@@ -186,16 +232,77 @@ def test_a_replaced_model_file_moves_every_replica_to_it_without_dropping_reques
     assert answers and all(a.outcome == "ok" and a.faces[0].label == "Eileen" for a in answers)
 
 
+def publish(model: Path, accuracy: float) -> None:
+    """As `python -m training` publishes a model: the file replaced by a rename, then its metadata."""
+    replacement = model.with_name("replacement.pkl")
+    replacement.write_bytes(model.read_bytes())
+    os.replace(replacement, model)
+    meta = json.loads(model.with_suffix(".json").read_text())
+    model.with_suffix(".json").write_text(json.dumps({**meta, "accuracy": accuracy}))
+
+
+def test_a_model_file_overwritten_with_junk_leaves_the_old_model_answering_until_a_good_one_comes(
+    service: Service,
+) -> None:
+    good, meta_path = service.model.read_bytes(), service.model.with_suffix(".json")
+    service.model.write_bytes(b"this is not a learner\n" * 1000)  # in place, as a careless copy would
+    deadline = time.monotonic() + 180
+    while "does not load" not in service.log_text():
+        assert service.proc.poll() is None, service.log_text()[-3000:]
+        assert time.monotonic() < deadline, "the service never looked at the new file"
+        time.sleep(0.5)
+    for _ in range(3):  # still answering (on both replicas, with near certainty), with the old model
+        time.sleep(1.0)  # the harness has the service look every second: the same junk is not tried again
+        answer = httpx.post(f"{service.url}/classify", content=jpeg(scene(1)), timeout=60)
+        assert answer.status_code == 200 and answer.json()["faces"][0]["label"] == "Eileen"
+    assert service.proc.poll() is None
+    refusals = [line for line in service.log_text().splitlines() if "does not load" in line]
+    assert len(refusals) == 1 and str(service.model) in refusals[0], refusals
+    # A good file published later is rolled out.
+    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "accuracy": 0.95}))
+    service.model.write_bytes(good)
+    while httpx.get(f"{service.url}/about", timeout=30).json().get("accuracy") != 0.95:
+        assert time.monotonic() < deadline + 120, "the good model was never rolled out"
+        time.sleep(0.5)
+    assert [httpx.get(f"{service.url}/about", timeout=30).json()["accuracy"] for _ in range(10)] == [0.95] * 10
+    # The copy served before is removed once the service has every replica on the new one: one copy is left.
+    while len(copies := list(service.model.parent.glob(".*.serving"))) > 1:
+        assert time.monotonic() < deadline + 180, copies
+        time.sleep(0.5)
+    assert len(copies) == 1
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def test_the_service_down_is_busy_and_back_up_is_answered_again(service: Service) -> None:
     worker_loop = asyncio.new_event_loop()
     worker = RemoteClassifier(service.url, attempts=3, backoff=0.1)
     try:
         service.stop()
+        assert not list(service.model.parent.glob(".*.serving"))  # the copy it served went with it
         with pytest.raises(Busy):
             worker_loop.run_until_complete(worker.classify(jpeg(scene(1))))
-        service.start()
+        # Started again, and a model published while it starts, once it has read the file's version (its copy
+        # appears), while the replicas load: rolled out too, not mistaken for the one they loaded.
+        starting = threading.Thread(target=service.start)
+        starting.start()
+        while not list(service.model.parent.glob(".*.serving")):
+            assert starting.is_alive(), "the service did not start"
+            time.sleep(0.05)
+        publish(service.model, accuracy=0.97)
+        starting.join()
+        assert service.proc.poll() is None, service.log_text()[-3000:]
         result = worker_loop.run_until_complete(worker.classify(jpeg(scene(1))))
         assert result.answer.faces[0].label == "Eileen"
+        deadline = time.monotonic() + 180
+        while httpx.get(f"{service.url}/about", timeout=30).json().get("accuracy") != 0.97:
+            assert time.monotonic() < deadline, "the model published during start-up was never rolled out"
+            time.sleep(0.5)
     finally:
         worker_loop.run_until_complete(worker.aclose())
         worker_loop.close()
@@ -212,3 +319,24 @@ def test_replicas_is_a_count_or_autoscaling_and_anything_else_is_refused_before_
         done = run_python("-m", "model.service", "--replicas", wrong, cwd=tmp_path)
         assert done.returncode == 2 and f"argument --replicas: {wrong!r}: give a number" in done.stderr, done.stderr
         assert "ray" not in done.stdout.lower()  # refused before Ray was started
+    # The bot's ranges for the numbers it shares with the service (a reload every 0 s spun a core).
+    for option, wrong, allowed in [
+        ("--reload-seconds", "0", "a number from 0.1 to 86400"),
+        ("--max-mb", "0", "a number above 0, up to 50"),
+        ("--max-mb", "nan", "a number above 0, up to 50"),
+        ("--face-workers", "-1", "a whole number from 0 to 64"),
+    ]:
+        done = run_python("-m", "model.service", option, wrong, cwd=tmp_path)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert f"argument {option}: {wrong!r} is not allowed: it must be {allowed}" in done.stderr, done.stderr
+
+
+def test_a_model_that_does_not_load_at_start_up_exits_2_saying_why_in_one_line(tmp_path: Path) -> None:
+    model = tmp_path / "export.pkl"
+    model.write_bytes(b"this is not a learner\n" * 1000)
+    args = ["--model", str(model), "--port", str(free_port()), "--num-cpus", "2", "--replicas", "1"]
+    done = run_python("-m", "model.service", *args, cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    (line,) = [line for line in done.stderr.splitlines() if str(model) in line]
+    assert line.startswith(f"Could not serve the model at {model} (UnpicklingError: "), line
+    assert not list(tmp_path.glob(".*.serving"))  # its copy is removed

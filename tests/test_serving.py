@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bot.replies import describe
 from model.faces import FaceOptions
 from model.serving import FaceClassifier, ModelNotFound
 from testkit.imagery import encode, face_crop, jpeg, noise_image, scene
@@ -27,6 +28,25 @@ def test_one_face_is_named_with_a_confidence(classifier) -> None:
 def test_each_face_of_a_group_photo_is_named(classifier) -> None:
     answer = classifier.classify(jpeg(scene(4, twins=(True, False, False, True))))
     assert [f.label for f in answer.faces] == ["Twin", "Eileen", "Eileen", "Twin"]
+
+
+def test_a_crowd_reply_keeps_the_largest_face_when_she_stands_on_the_right(classifier) -> None:
+    """Two smaller faces on the left, the photo's subject on the right; a reply with room for one lists her."""
+    from model.annotate import face_caption
+
+    photo = Image.new("RGB", (1280, 853), (196, 204, 188))
+    for left, side in ((30, 230), (300, 230), (700, 480)):
+        face = face_crop().resize((side, round(side * 145 / 140)), Image.Resampling.LANCZOS)
+        photo.paste(face, (left, (853 - face.height) // 2))
+    answer = classifier.classify(jpeg(photo))
+    assert len(answer.faces) == 3
+    lefts = [f.box[0] for f in answer.faces]
+    assert lefts == sorted(lefts)  # numbered left to right, as the boxed photo shows them
+    areas = [(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]) for f in answer.faces]
+    assert areas.index(max(areas)) == 2
+    lines = describe(answer, b"boxed", max_listed=1).text.splitlines()
+    assert lines[1].startswith("3. Eileen, ") and lines[2] == "and 2 more, numbered on the photo."
+    assert face_caption(3, answer.faces[2]).startswith("3. Eileen")  # the label on her box
 
 
 def test_a_tight_face_crop_is_answered(classifier) -> None:

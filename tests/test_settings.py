@@ -128,3 +128,13 @@ def test_classifier_url_must_be_an_http_url() -> None:
     for bad in ("10.0.0.5:8000", "ftp://host/", "http://"):
         with pytest.raises(SettingsError, match=r"^CLASSIFIER_URL=.* must be the classifier service's http\(s\) URL"):
             load_settings({"CLASSIFIER_URL": bad})
+
+
+def test_web_trusted_proxies_are_addresses_or_networks() -> None:
+    settings = load_settings({"WEB_TRUSTED_PROXIES": " 10.0.0.0/8, fd00::1 ,192.168.1.7"})
+    assert settings.web_trusted_proxies == ("10.0.0.0/8", "fd00::1", "192.168.1.7")
+    assert load_settings({}).web_trusted_proxies == ()
+    for bad in ("lb.example", "10.0.0.0/33", "10.0.0.1:80"):
+        refused = r"^WEB_TRUSTED_PROXIES=.* is not allowed: .* \(such as 10\.0\.0\.0/8\)"
+        with pytest.raises(SettingsError, match=refused):
+            load_settings({"WEB_TRUSTED_PROXIES": bad})

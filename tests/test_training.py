@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +18,10 @@ from model.encoder import load_face_encoder
 from model.faces import FaceFinder
 from testkit.fake_web import FakeWeb
 from testkit.imagery import CLASSES, jpeg, noise_image, scene, varied_photo
-from testkit.processes import run_python
+from testkit.processes import ROOT, run_python
 from training.clean import clean_photos
 from training.cli import main as training_main
-from training.train import TrainingError
+from training.train import TrainingError, TrainOptions
 
 # Every generated photo comes from one astronaut photo, so their faces are far nearer to each other
 # than real photos of one person; the default near-duplicate distance would keep only a few.
@@ -44,19 +47,32 @@ def run_module(module: str, *args: str, cwd: Path) -> subprocess.CompletedProces
 def test_from_folder_to_a_model_that_python_m_model_loads(tmp_path: Path) -> None:
     photos = photo_folder(tmp_path / "photos")
     out = tmp_path / "model" / "export.pkl"
-    trained = run_module(
-        "training",
-        "--from-folder",
-        str(photos),
-        "--work",
-        "work",
-        "--out",
-        str(out),
-        *GENERATED,
-        cwd=tmp_path,
-    )
+    args = ["--from-folder", str(photos), "--work", "work", "--out", str(out), *GENERATED]
+    # As `python -m training > train.log` runs it: stdout a file, read back as bytes (a text pipe would
+    # turn carriage returns into newlines and hide the bars' redraws).
+    log = tmp_path / "train.log"
+    with log.open("wb") as stdout:
+        trained = subprocess.run(
+            [sys.executable, "-m", "training", *args],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=600,
+        )
     assert trained.returncode == 0, trained.stderr[-3000:]
-    summary = trained.stdout
+    written = log.read_bytes()
+    assert b"\r" not in written  # no progress bar redrawn into the file
+    summary = written.decode()
+    lines = summary.splitlines()
+    total = TrainOptions().epochs
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in epochs] == [f"epoch {i}/{total}" for i in range(1, total + 1)], summary
+    assert all("train_loss" in line and "valid_loss" in line for line in epochs)
+    stages = [line for line in lines if line.startswith("finding faces")]
+    assert len(stages) == 1 and re.fullmatch(r"finding faces: 30 of 30 in \d+ s", stages[0]), summary
+    assert len(lines) < total + 30, summary  # the epochs, the stage and the summary: nothing else
     assert "1 unreadable" in summary and "1 no face" in summary
     assert "validation accuracy" in summary and str(out) in summary
 

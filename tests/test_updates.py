@@ -20,19 +20,22 @@ def logs(kind: str, redis: RedisServer, claim_seconds: float = 30.0, replicas: i
     if kind == "memory":
         one = MemoryUpdateLog(claim_seconds)
         return [one] * replicas  # one process: every "replica" is the same log
-    return [RedisUpdateLog(redis.url, claim_seconds, prefix=f"test:{id(object())}:") for _ in range(replicas)]
+    prefix = f"test:{id(object())}:"
+    return [RedisUpdateLog(redis.url, claim_seconds, prefix=prefix) for _ in range(replicas)]
 
 
 @pytest.mark.parametrize("kind", ["memory", "redis"])
 def test_an_update_is_handled_once_then_answered_done(kind: str, redis: RedisServer) -> None:
     async def scenario() -> list[str]:
         log = logs(kind, redis)[0]
-        seen = [await log.claim("7"), await log.claim("7")]  # the second is a redelivery while in hand
-        await log.answered("7")
-        seen.append(await log.claim("7"))  # a redelivery after the reply went out
-        seen.append(await log.claim("8"))
-        await log.release("8")  # handling failed before any reply: the next delivery is handled
-        seen.append(await log.claim("8"))
+        first = await log.claim("7")
+        seen = [first.state, (await log.claim("7")).state]  # the second is a redelivery while in hand
+        assert await log.answered("7", first.token)
+        seen.append((await log.claim("7")).state)  # a redelivery after the reply went out
+        eight = await log.claim("8")
+        seen.append(eight.state)
+        await log.release("8", eight.token)  # handling failed before any reply: the next delivery is handled
+        seen.append((await log.claim("8")).state)
         await log.close()
         return seen
 
@@ -47,7 +50,7 @@ def test_a_claim_of_a_replica_that_died_lapses(kind: str, redis: RedisServer) ->
         await asyncio.sleep(0.5)
         again = await log.claim("9")
         await log.close()
-        return [first, again]
+        return [first.state, again.state]
 
     assert asyncio.run(scenario()) == ["new", "new"]
 
@@ -61,7 +64,7 @@ def test_replicas_sharing_redis_handle_each_update_exactly_once(redis: RedisServ
         claims = await asyncio.gather(*(r.claim(str(u)) for u in range(50) for r in replicas))
         for r in replicas:
             await r.close()
-        return [sum(c == "new" for c in claims[2 * u : 2 * u + 2]) for u in range(50)]
+        return [sum(c.state == "new" for c in claims[2 * u : 2 * u + 2]) for u in range(50)]
 
     assert asyncio.run(scenario()) == [1] * 50
 
@@ -90,16 +93,75 @@ def test_redis_gone_is_reported_and_back_is_usable_again() -> None:
 
 @pytest.mark.parametrize("kind", ["memory", "redis"])
 def test_a_held_claim_outlives_its_period_and_a_dropped_one_lapses(kind: str, redis: RedisServer) -> None:
-    async def scenario() -> list[str]:
+    async def scenario() -> list[object]:
         log = logs(kind, redis, claim_seconds=0.3)[0]
-        await log.claim("held")
+        mine = await log.claim("held")
+        held = []
         for _ in range(4):  # 0.6 s of work, held every 0.15 s
             await asyncio.sleep(0.15)
-            await log.hold("held")
-        seen = [await log.claim("held")]
+            held.append(await log.hold("held", mine.token))
+        seen = [held, (await log.claim("held")).state]
         await asyncio.sleep(0.5)  # no longer held: as if the replica died
-        seen.append(await log.claim("held"))
+        seen.append((await log.claim("held")).state)
         await log.close()
         return seen
 
-    assert asyncio.run(scenario()) == ["claimed", "new"]
+    assert asyncio.run(scenario()) == [[True] * 4, "claimed", "new"]
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_a_replica_that_lost_its_claim_learns_it_and_leaves_the_new_owners_claim_alone(
+    kind: str, redis: RedisServer
+) -> None:
+    """A lapses (stuck), B takes the redelivery: A's hold says so and changes nothing, A's release spares B's claim."""
+
+    async def scenario() -> list[object]:
+        a, b = logs(kind, redis, claim_seconds=0.2, replicas=2)
+        lost = await a.claim("u")
+        await asyncio.sleep(0.4)
+        taken = await b.claim("u")
+        seen: list[object] = [taken.state, await a.hold("u", lost.token)]
+        await a.release("u", lost.token)
+        seen.append((await a.claim("u")).state)  # still B's
+        assert await b.hold("u", taken.token)
+        await b.release("u", taken.token)
+        seen.append((await a.claim("u")).state)  # B's own release did drop it
+        await a.close()
+        await b.close()
+        return seen
+
+    assert asyncio.run(scenario()) == ["new", False, "claimed", "new"]
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_answered_is_final_a_late_hold_never_turns_it_back_into_a_claim(kind: str, redis: RedisServer) -> None:
+    """The renewal still running after the reply went out must not undo "answered" (SET XX did)."""
+
+    async def scenario() -> list[object]:
+        log = logs(kind, redis, claim_seconds=0.3)[0]
+        mine = await log.claim("done")
+        assert await log.answered("done", mine.token)
+        seen: list[object] = [await log.hold("done", mine.token)]
+        await log.release("done", mine.token)  # a late release is as harmless
+        await asyncio.sleep(0.5)  # past the claim period: an "answered" turned into a claim would have lapsed
+        seen.append((await log.claim("done")).state)
+        await log.close()
+        return seen
+
+    assert asyncio.run(scenario()) == [False, "answered"]
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_a_reply_sent_after_the_claim_lapsed_is_still_recorded_answered(kind: str, redis: RedisServer) -> None:
+    """The reply went out: whoever holds the update now, a redelivery must not be answered again."""
+
+    async def scenario() -> list[object]:
+        a, b = logs(kind, redis, claim_seconds=0.2, replicas=2)
+        late = await a.claim("slow")
+        await asyncio.sleep(0.4)
+        seen: list[object] = [await a.answered("slow", late.token), (await b.claim("slow")).state]
+        await a.close()
+        await b.close()
+        return seen
+
+    assert asyncio.run(scenario()) == [True, "answered"]

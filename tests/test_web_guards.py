@@ -15,7 +15,7 @@ import aiohttp
 from aiohttp import web
 
 from bot.core import ChatCore, RateLimiter
-from bot.web_guards import DEFAULT_MAX_UPLOADS, AllowedHosts, WebGuards
+from bot.web_guards import DEFAULT_MAX_UPLOADS, AllowedHosts, WebGuards, proxy_networks
 from testkit.e2e import LiveBot, model_folder
 from testkit.imagery import jpeg, scene
 from testkit.webpage import Site, post_with_headers, run
@@ -236,3 +236,42 @@ def test_the_rate_limit_counts_an_ipv6_64_as_one_sender_and_ipv4_through_ipv6_as
             ]
 
         assert run(scenario()) == senders
+
+
+def test_behind_trusted_proxies_x_forwarded_for_names_the_sender_and_from_anyone_else_it_is_ignored(worker) -> None:
+    """Behind a load balancer every sender would share its address, and so one rate limit."""
+    guards = WebGuards(trusted_proxies=proxy_networks(["203.0.113.0/24", "2001:db8:ff::1"]))
+    site = Site(ChatCore(worker, RateLimiter(1)), guards=guards)
+
+    @web.middleware
+    async def arriving_from(request: web.Request, handler):
+        """As if sent from the address the test names: this machine has only 127.0.0.1 and ::1 to send from."""
+        return await handler(request.clone(remote=request.headers["X-Test-Remote"]))
+
+    site.app.middlewares.insert(0, arriving_from)
+    requests = [  # the peer, its X-Forwarded-For, and the answer with one photo a minute per sender
+        ("203.0.113.1", "198.51.100.7", 200),
+        ("203.0.113.2", "198.51.100.7", 429),  # the same sender, through another balancer
+        ("2001:db8:ff::1", "198.51.100.7", 429),  # and through a balancer on IPv6
+        ("203.0.113.1", "198.51.100.8", 200),  # another sender behind the same balancer
+        ("203.0.113.1", "10.9.9.9, 198.51.100.8", 429),  # what a sender writes itself, left of its address, is no one
+        ("203.0.113.1", "198.51.100.9, 203.0.113.7", 200),  # through two balancers of ours
+        ("192.0.2.1", "198.51.100.10", 200),  # not a balancer of ours: its own address is the sender
+        ("192.0.2.1", "198.51.100.11", 429),  # so it cannot pick a new rate limit by writing a new header
+    ]
+    with site:
+
+        async def scenario() -> list[tuple[str, str, int]]:
+            photo = jpeg(scene(1))
+            seen = []
+            for peer, forwarded, _ in requests:
+                headers = {"X-Test-Remote": peer, "X-Forwarded-For": forwarded}
+                seen.append((peer, forwarded, (await post_with_headers(site.url, photo, **headers))[0]))
+            return seen
+
+        assert run(scenario()) == requests
+    # An entry no proxy wrote (not an address) ends the list: the last address a proxy of ours vouched for counts.
+    assert guards.client_address("203.0.113.1", ["nonsense, 203.0.113.9"]) == "203.0.113.9"
+    assert guards.client_address("203.0.113.1", []) == "203.0.113.1"
+    assert guards.client_address("::ffff:203.0.113.1", ["198.51.100.7"]) == "198.51.100.7"
+    assert WebGuards().client_address("203.0.113.1", ["198.51.100.7"]) == "203.0.113.1"  # none trusted by default

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from testkit.e2e import model_folder, telegram_replies_to, telegram_text
-from testkit.fake_telegram import FakeTelegram
+from testkit.fake_telegram import DOWNLOAD, FakeTelegram
 from testkit.imagery import jpeg, scene
 from testkit.processes import ROOT
 from testkit.redis_server import RedisServer
@@ -136,27 +136,44 @@ def test_set_and_delete_webhook_are_deploy_steps(tmp_path: Path) -> None:
         "url": "https://bot.example.com/telegram/hook",
         "secret_token": SECRET,
         "allowed_updates": ["message"],
+        "max_connections": 40,  # Telegram's default
     }
     assert after_delete is None
     assert all(SECRET not in out + err for _, out, err in codes)  # the secret is never printed
     assert json.dumps(codes).count("123456789:AAFake") == 0  # nor the token
 
 
-def test_readyz_turns_503_while_redis_is_gone(model, tmp_path) -> None:
+def test_with_redis_gone_photos_are_answered_once_without_apology_and_readyz_says_so(model, tmp_path) -> None:
+    """Redis goes while a photo is in hand (its "answered" cannot be recorded) and stays gone for the next (it
+    cannot be claimed): each is answered once, at the first delivery, and no apology follows."""
     redis = RedisServer()
     redis.start()
     try:
         with WebhookBot(model, tmp_path / "r", None, {"REDIS_URL": redis.url}) as bot:
+            fake = bot.telegram
 
             async def readyz() -> tuple[int, dict]:
                 async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{bot.port}/readyz") as r:
                     return r.status, await r.json()
 
+            async def redis_goes_mid_photo() -> list[int]:
+                fake.download_delay = 1.0
+                fake.push_private_photo(jpeg(scene(1)))
+                in_hand = asyncio.create_task(deliver(fake.pushed[-1], [bot.hook], deadline=30))
+                await fake.wait_for(DOWNLOAD)  # claimed by now
+                await asyncio.to_thread(redis.stop)
+                first = await in_hand
+                fake.push_private_photo(jpeg(scene(1)))
+                return [first, await deliver(fake.pushed[-1], [bot.hook], deadline=30)]
+
             assert bot.run(readyz()) == (200, {"ready": True, "reasons": []})
-            redis.stop()
+            tries = bot.run(redis_goes_mid_photo())
             status, body = bot.run(readyz())
             assert status == 503 and [r.split(":")[0] for r in body["reasons"]] == ["redis"], body
             redis.start()
             assert bot.run(readyz())[0] == 200
+            texts = bot.call(lambda: [telegram_text(c) for c in fake.replies])
     finally:
         redis.stop()
+    assert tries == [1, 1]
+    assert len(texts) == 2 and all(t.startswith("Eileen") for t in texts), texts

@@ -27,7 +27,7 @@ from model.faces import FaceFinder, FaceSearch
 from testkit.imagery import jpeg, scene
 
 # Marked photos are told apart by their width, which survives JPEG and reaches the finder.
-WIDTHS = {"crash": 1001, "hang": 1003, "slow": 1005}
+WIDTHS = {"crash": 1001, "hang": 1003, "slow": 1005, "slowish": 1007}
 KINDS = {width: kind for kind, width in WIDTHS.items()}
 SEEN = "DOPPELBOT_TEST_SEEN"  # a folder where the finder notes each photo it looks at, and in which process
 PHOTO_TIMEOUT = 10.0  # generous for a worker started on a busy two-core machine; a hang costs this much
@@ -36,7 +36,7 @@ BOUND = 120  # seconds after which a photo counts as left hanging
 
 class FaultyFinder(FaceFinder):
     """dlib's finder, except on marked photos: "crash" ends its process at once (as a segfault in dlib would),
-    "hang" never returns, "slow" takes two seconds (time to kill its process from outside)."""
+    "hang" never returns, "slow" takes two seconds (time to kill its process from outside), "slowish" one."""
 
     def find(self, image: DecodedImage) -> FaceSearch:
         kind = KINDS.get(image.original_size[0], "plain")
@@ -48,6 +48,8 @@ class FaultyFinder(FaceFinder):
             time.sleep(3600)
         if kind == "slow":
             time.sleep(2)
+        if kind == "slowish":
+            time.sleep(1)
         return super().find(image)
 
 
@@ -190,6 +192,55 @@ def test_a_process_killed_during_a_photo_costs_no_answer(pooled_core, seen) -> N
     assert first_words(twin) == ["Twin"]
     assert first_words(group) == list(GROUP)
     assert os.getpid() not in pids(seen)  # run again in a new process, not in the bot's
+
+
+# Eight slowish photos' time, and room for a first photo's finder to load on a busy machine: a
+# worker's share of the batch below (ten photos) takes longer.
+SHORT_TIMEOUT = 8.0
+
+
+@pytest.fixture(scope="module")
+def short_deadline_core(exported: Path, seen: Path) -> Iterator[ChatCore]:
+    """The faulty finder in two real processes that give a photo `SHORT_TIMEOUT` seconds."""
+    from model.search import FacePool
+    from model.serving import FaceClassifier
+
+    pool = FacePool(2, photo_timeout=SHORT_TIMEOUT)
+    try:
+        assert pool.start()
+        classifier = FaceClassifier.load(exported, pool=pool)
+        classifier.finder = FaultyFinder(classifier.finder.options)
+        worker = InferenceWorker(classifier, batch_window=0.3)  # photos sent together share a batch
+        try:
+            yield ChatCore(worker, RateLimiter(1000))
+        finally:
+            worker.close(timeout=30)
+    finally:
+        pool.close()
+
+
+def slowish(n: int) -> list[bytes]:
+    """`n` different slowish photos of Eileen (JPEG's quality tells them apart)."""
+    return [jpeg(scene(1, width=WIDTHS["slowish"]), quality=80 + i) for i in range(n)]
+
+
+def test_photos_queued_behind_slow_ones_are_not_late_and_no_process_is_replaced(short_deadline_core, seen) -> None:
+    """20 photos of a second each on two workers: ten seconds each, past the 8 s timeout, each photo within it."""
+    before = pids(seen, "slowish")
+    answered = replies(short_deadline_core, slowish(20))
+    assert [first_words(reply) for reply in answered] == [["Eileen"]] * 20, [r.text for r in answered]
+    workers = pids(seen, "slowish") - before
+    assert 1 <= len(workers) <= 2 and all(alive(pid) for pid in workers)  # the same two: none was replaced
+
+
+def test_a_stuck_photo_in_a_big_batch_times_out_alone(short_deadline_core, seen) -> None:
+    photos = slowish(6)
+    photos.insert(2, marked("hang"))
+    answered = replies(short_deadline_core, photos)
+    hang = answered.pop(2)
+    assert hang.answer.error_kind == "PhotoTimeout"
+    assert [first_words(reply) for reply in answered] == [["Eileen"]] * 6, [r.text for r in answered]
+    assert not any(alive(pid) for pid in pids(seen, "hang"))
 
 
 # -- the inference thread ------------------------------------------------------------------------

@@ -28,6 +28,7 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "CleanOptions",
     "CleanReport",
+    "KeepList",
     "SetAsideFace",
     "class_folders",
     "clean_photos",
@@ -123,24 +124,51 @@ class CleanReport:
         }
 
 
-def read_keep_list(path: Path, photos_dir: Path) -> set[Path]:
+@dataclass
+class KeepList:
+    """What `keep.txt` says: the photos vouched for, and the lines that name none of the photos."""
+
+    photos: set[Path] = field(default_factory=set)  # resolved paths of photos in the class folders
+    unmatched: list[tuple[int, str]] = field(default_factory=list)  # (line number, path as written)
+
+    def warning(self, path: Path, shown: int = 10) -> str | None:
+        """The lines that match no photo, in words; None when every line matched one."""
+        if not self.unmatched:
+            return None
+        named = ", ".join(f"line {n} {text!r}" for n, text in self.unmatched[:shown])
+        more = f" and {len(self.unmatched) - shown} more" if len(self.unmatched) > shown else ""
+        return (
+            f"{len(self.unmatched)} of the {len(self.unmatched) + len(self.photos)} photos listed in {path} "
+            f"match no photo in the class folders, so they are ignored: {named}{more}"
+        )
+
+
+def read_keep_list(path: Path, photos_dir: Path) -> KeepList:
     """The photos a person has vouched for: `keep.txt` holds one path a line, as the set-aside list names them.
 
     Paths are absolute, relative to the working directory, or relative to `photos_dir`; blank lines,
     lines starting with # and the rest of a line after " #" are skipped. No file: nothing vouched for.
+    A line that names no photo of `photos_dir`'s class folders (a typo, a photo since removed, a
+    path from another working folder) vouches for nothing, and is listed in `unmatched`: silently
+    ignored, the person would believe that face is trained on.
     """
     try:
         lines = path.read_text().splitlines()
     except FileNotFoundError:
-        return set()
-    kept = set()
-    for line in lines:
+        return KeepList()
+    folders = class_folders(photos_dir) if photos_dir.is_dir() else {}
+    photos = {p.resolve() for paths in folders.values() for p in paths}
+    keep = KeepList()
+    for number, line in enumerate(lines, start=1):
         line = line.split(" #", 1)[0].strip()  # the set-aside list's lines carry a comment
         if line and not line.startswith("#"):
             listed = Path(line)
-            found = next((p for p in (listed, photos_dir / listed) if p.is_file()), listed)
-            kept.add(found.resolve())
-    return kept
+            found = next((p.resolve() for p in (listed, photos_dir / listed) if p.resolve() in photos), None)
+            if found is None:
+                keep.unmatched.append((number, line))
+            else:
+                keep.photos.add(found)
+    return keep
 
 
 def class_folders(root: Path) -> dict[str, list[Path]]:

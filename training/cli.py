@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import io
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -62,7 +61,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _progress(label: str) -> Callable[[int, int], None]:
-    """A `progress(done, total)` callback that draws fastprogress's console bar, as fastai's training does."""
+    """A `progress(done, total)` callback: fastprogress's console bar in a terminal, as fastai's training draws.
+
+    Written to a file or a pipe (`python -m training > train.log`) every redraw of a bar would stay
+    there, carriage returns and all: there it prints one line when the stage is done instead.
+    """
+    if not sys.stdout.isatty():
+        return _stage_line(label)
     bar: _Bar | None = None
 
     def update(done: int, total: int) -> None:
@@ -76,30 +81,31 @@ def _progress(label: str) -> Callable[[int, int], None]:
     return update
 
 
-class _Bar(ConsoleProgressBar):
-    """fastprogress's console bar (on stdout, beside fastai's epoch bars), labelled like fastai's epochs.
+def _stage_line(label: str) -> Callable[[int, int], None]:
+    """`progress(done, total)` that prints `label: 30 of 30 in 12 s` once, when the stage is done."""
+    started = time.perf_counter()
+    printed = False
 
-    In a terminal it is redrawn in place, as fastprogress does. Written to a file or a pipe, those
-    redraws would pile up into one endless line, so there it prints a whole line at each quarter.
-    """
+    def update(done: int, total: int) -> None:
+        nonlocal printed
+        if total > 0 and done >= total and not printed:
+            printed = True
+            print(f"{label}: {done} of {total} in {time.perf_counter() - started:.0f} s", flush=True)
+
+    return update
+
+
+class _Bar(ConsoleProgressBar):
+    """fastprogress's console bar (on stdout, beside fastai's epoch bars), labelled like fastai's epochs."""
 
     def __init__(self, label: str, total: int) -> None:
-        self.live = sys.stdout.isatty()
-        # fastprogress prints its fill character once, to check the terminal's encoding: in a log that
-        # stray character would start the bar's first line.
-        with contextlib.nullcontext() if self.live else contextlib.redirect_stdout(io.StringIO()):
-            super().__init__(range(total), total=total)
+        super().__init__(range(total), total=total)
         self.prefix = label
-        self.quarters = 0  # quarters printed as lines, without a terminal
         self.update(0)  # starts fastprogress's clock, for the elapsed and remaining times
 
     def on_update(self, val: int, text: str) -> None:
-        quarter = 4 * val // self.total
-        if not self.live and quarter <= self.quarters:
-            return
-        self.quarters = quarter
         super().on_update(val, text)
-        if not self.live or val >= self.total:
+        if val >= self.total:
             print(flush=True)  # a finished bar stays; what comes next starts on a line of its own
 
 
@@ -146,7 +152,7 @@ def run(args) -> int:
     from .publish import publish
     from .sheet import write_set_aside
     from .strangers import fit_gallery
-    from .train import chip_dataloaders, make_learner, seeded, train
+    from .train import chip_dataloaders, epoch_lines, make_learner, seeded, train
 
     options = TrainOptions(
         arch=args.arch,
@@ -176,6 +182,11 @@ def run(args) -> int:
     clean_options = CleanOptions(duplicate_distance=args.dedupe_distance)
     if args.keep_all_faces:
         clean_options = replace(clean_options, identity=None)
+    keep = read_keep_list(keep_list, photos_dir)
+    if keep_warning := keep.warning(keep_list):
+        # Said now and again in the summary: training goes on (a stale line should not cost the run),
+        # but the person must not believe those faces are trained on.
+        print(f"Warning: {keep_warning}", file=sys.stderr, flush=True)
     report = clean_photos(
         photos_dir,
         args.work / "chips",
@@ -183,9 +194,11 @@ def run(args) -> int:
         encoder,
         clean_options,
         progress=_progress("finding faces"),
-        keep=read_keep_list(keep_list, photos_dir),
+        keep=keep.photos,
     )
     summary.append(f"Cleaned: {report.summary()}")
+    if keep_warning:
+        summary.append(f"Warning: {keep_warning}")
     written = write_set_aside(report.set_aside_faces, args.work / "plots", args.work / "set_aside.txt")
     if written:
         summary.append(
@@ -196,10 +209,12 @@ def run(args) -> int:
     seeded(options)
     dls = chip_dataloaders(args.work / "chips", options)
     learn = make_learner(dls, options)
-    train_start = time.perf_counter()
-    train(learn, options)
-    train_s = time.perf_counter() - train_start
-    evaluation = evaluate(learn, args.work / "plots")
+    # In a terminal, fastai's bars; in a log, one line per epoch (each bar's redraws would stay there).
+    with contextlib.nullcontext() if sys.stdout.isatty() else epoch_lines(learn):
+        train_start = time.perf_counter()
+        train(learn, options)
+        train_s = time.perf_counter() - train_start
+        evaluation = evaluate(learn, args.work / "plots")
     summary.append(
         f"Trained: {options.arch} learner on {len(dls.train_ds)} faces, validated on {len(dls.valid_ds)}, "
         f"in {train_s:.0f} s"
