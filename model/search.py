@@ -17,6 +17,7 @@ import multiprocessing
 import multiprocessing.queues
 import os
 import queue
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
@@ -93,9 +94,23 @@ _starts: multiprocessing.queues.Queue | None = None
 START_POLL_S = 0.1
 
 
+# How often a worker looks whether the process that started it is still there.
+PARENT_CHECK_S = 1.0
+
+
 def _note_starts_on(starts: multiprocessing.queues.Queue) -> None:
+    """Each worker's start: its end of the queue of starts, and a watch on the process that owns the pool."""
     global _starts
     _starts = starts
+    threading.Thread(target=_exit_with, args=(os.getppid(),), name="parent-watch", daemon=True).start()
+
+
+def _exit_with(parent: int) -> None:
+    """End this worker once `parent` is gone: a bot killed with SIGKILL never closes its pool, and its workers
+    would otherwise live on (re-parented to init), each holding dlib's models, until the machine restarts."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(0)
 
 
 def _finder(kind: type[FaceFinder], options: FaceOptions) -> FaceFinder:

@@ -364,3 +364,41 @@ def test_close_returns_in_time_and_every_waiting_photo_is_answered(classifier) -
     assert closed
     assert all(isinstance(a, Busy) for a in answers), answers  # "I'm busy ... try again in a minute"
     assert isinstance(after, Busy)  # at once, not after a wait
+
+
+_POOL_OWNER = """
+import sys, time
+from model.search import FacePool
+
+pool = FacePool(2)
+assert pool.start()
+print(" ".join(str(pid) for pid in pool._executor._processes), flush=True)
+time.sleep(600)
+"""
+
+
+def test_face_finding_processes_end_when_the_bot_that_started_them_is_killed() -> None:
+    """A bot SIGKILLed (an OOM kill, a deploy's last resort) closes nothing: its workers must go by themselves."""
+    import subprocess
+    import sys
+
+    owner = subprocess.Popen([sys.executable, "-c", _POOL_OWNER], stdout=subprocess.PIPE, text=True)
+    try:
+        workers = [int(pid) for pid in owner.stdout.readline().split()]
+        assert len(workers) == 2 and all(alive(pid) for pid in workers)
+    finally:
+        owner.kill()
+        owner.wait()
+    deadline = time.monotonic() + BOUND
+    while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_running(pid) for pid in workers), "face-finding processes outlived the bot that started them"
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's exit is reaped by init, which may take its time)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
