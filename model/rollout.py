@@ -16,13 +16,16 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 from .resources import read_metadata
 
-__all__ = ["Rollout", "load_problem"]
+__all__ = ["NOT_A_LEARNER", "Rollout", "load_problem"]
 
 log = logging.getLogger(__name__)
+
+NOT_A_LEARNER = "not an exported learner: torch.save writes a zip archive, and this file is none"
 
 _CHECK = """
 import sys
@@ -43,6 +46,8 @@ def load_problem(path: Path, timeout: float = 600.0) -> str | None:
     Loaded in a fresh process, so that this one (the service's driver) never imports torch, and the
     memory a learner takes is given back as soon as it is checked.
     """
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive: junk is told apart without loading torch
+        return NOT_A_LEARNER
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(_ROOT), os.environ.get("PYTHONPATH")]))}
     try:
         done = subprocess.run(

@@ -25,6 +25,7 @@ import os
 import signal
 import sys
 import threading
+import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from .decode import DecodeLimits
 from .environment import SERVICE_RANGES
 from .replica import DEPLOYMENT, Classifier, status_of
 from .resources import DEFAULT_MODEL_PATH, DEFAULT_PHOTO_TIMEOUT
-from .rollout import Rollout, load_problem
+from .rollout import NOT_A_LEARNER, Rollout, load_problem
 
 __all__ = ["APP_NAME", "DEPLOYMENT", "Classifier", "build_app", "main", "scaling", "status_of"]
 
@@ -135,6 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.model.is_file():
         print(f"No model at {args.model}: train one with `python -m training`.", file=sys.stderr)
+        return 2
+    if not zipfile.is_zipfile(args.model):  # torch.save writes a zip: anything else is refused before Ray starts
+        print(f"Could not serve the model at {args.model} ({NOT_A_LEARNER}).", file=sys.stderr)
         return 2
     import ray
 

@@ -17,6 +17,7 @@ import pytest
 from bot.core import Request
 from bot.remote import RemoteClassifier
 from bot.worker import Busy
+from model.rollout import NOT_A_LEARNER
 from testkit.e2e import memory_kb, model_folder
 from testkit.imagery import jpeg, noise_image, scene
 from testkit.processes import free_port, run_python
@@ -338,5 +339,5 @@ def test_a_model_that_does_not_load_at_start_up_exits_2_saying_why_in_one_line(t
     done = run_python("-m", "model.service", *args, cwd=tmp_path)
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
     (line,) = [line for line in done.stderr.splitlines() if str(model) in line]
-    assert line.startswith(f"Could not serve the model at {model} (UnpicklingError: "), line
+    assert line == f"Could not serve the model at {model} ({NOT_A_LEARNER}).", line
     assert not list(tmp_path.glob(".*.serving"))  # its copy is removed
