@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from model.answers import PhotoAnswer
+from model.answers import PhotoAnswer, went_wrong
 from model.decode import DecodeLimits
 
 from .worker import Busy, Result, boxed_jpeg
@@ -40,12 +40,6 @@ _RETRY_STATUSES = {429, 502, 503, 504}
 # died under the photo (killed, or the photo itself took it down). Sent again, but only this many times,
 # so that a photo that takes replicas down cannot take them all.
 _REPLICA_DIED_RETRIES = 2
-
-
-def _went_wrong() -> PhotoAnswer:
-    """The answer for a photo that took replicas down, in the words `model.search` uses for a photo that breaks
-    a library (that module imports dlib, which a frontend does without)."""
-    return PhotoAnswer("error", error="Something went wrong reading this photo.", error_kind="Internal")
 
 
 @dataclass
@@ -127,7 +121,7 @@ class RemoteClassifier:
                     died += 1
                     if died > _REPLICA_DIED_RETRIES:
                         log.error("a photo was under a replica that died, %d times; answering it with an error", died)
-                        return _went_wrong()
+                        return went_wrong()
                 elif response.status_code not in _RETRY_STATUSES:
                     raise RuntimeError(
                         f"the classifier service answered {response.status_code}: {response.text[:200]!r}"

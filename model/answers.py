@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["DEFAULT_THRESHOLD", "FaceAnswer", "Outcome", "PhotoAnswer", "display_name"]
+__all__ = ["DEFAULT_THRESHOLD", "FaceAnswer", "Outcome", "PhotoAnswer", "display_name", "is_known", "went_wrong"]
 
 # A face whose best class is less probable than this is answered "not sure".
 DEFAULT_THRESHOLD = 0.8
@@ -16,6 +16,11 @@ Outcome = Literal["ok", "no_face", "error"]
 def display_name(label: str) -> str:
     """A class name as people write it: training folders are named `Amber_Heard`, users read "Amber Heard"."""
     return " ".join(label.replace("_", " ").split())
+
+
+def is_known(distance: float | None, stranger_distance: float | None) -> bool:
+    """Whether a face at `distance` from its label's training faces is that person (None: nothing to measure)."""
+    return distance is None or stranger_distance is None or distance <= stranger_distance
 
 
 @dataclass
@@ -103,3 +108,8 @@ class PhotoAnswer:
             error_kind=d.get("error_kind"),
             too_small=int(d.get("too_small", 0)),
         )
+
+
+def went_wrong() -> PhotoAnswer:
+    """The answer for a photo that broke something on the way (a library, a process, a replica)."""
+    return PhotoAnswer("error", error="Something went wrong reading this photo.", error_kind="Internal")

@@ -25,11 +25,11 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .answers import PhotoAnswer
+from .answers import PhotoAnswer, is_known, went_wrong
 from .decode import DecodeLimits, FileTooLarge, file_too_large
 from .environment import MODEL_RANGES, SettingsError
 from .resources import DEFAULT_PHOTO_TIMEOUT
-from .search import FacePool, _failed
+from .search import FacePool
 
 __all__ = ["DEPLOYMENT", "Classifier", "answer_each", "decided", "status_of"]
 
@@ -55,9 +55,7 @@ def decided(answer: PhotoAnswer, threshold: float | None, stranger_distance: flo
     faces = []
     for face in answer.faces:
         sure = face.sure if threshold is None else face.confidence >= threshold
-        known = face.known
-        if stranger_distance is not None:  # a face without a distance (no gallery) is known, as in-process
-            known = face.distance is None or face.distance <= stranger_distance
+        known = face.known if stranger_distance is None else is_known(face.distance, stranger_distance)
         faces.append(dataclasses.replace(face, sure=sure, known=known))
     return dataclasses.replace(answer, faces=faces)
 
@@ -70,7 +68,7 @@ def answer_each(classifier, photos: Sequence[bytes]) -> list[PhotoAnswer]:
     except Exception:
         if len(photos) == 1:
             log.exception("a photo could not be answered")
-            return [_failed()]
+            return [went_wrong()]
         log.exception("a batch of %d photos failed; answering them one by one", len(photos))
     return [answer for photo in photos for answer in answer_each(classifier, [photo])]
 

@@ -25,7 +25,7 @@ from concurrent.futures.process import BrokenProcessPool
 from functools import partial
 from typing import NamedTuple
 
-from .answers import PhotoAnswer
+from .answers import PhotoAnswer, went_wrong
 from .decode import DecodedImage, DecodeLimits, ImageError, decode_image
 from .faces import FaceFinder, FaceOptions, FaceSearch
 from .resources import DEFAULT_PHOTO_TIMEOUT
@@ -42,10 +42,6 @@ class Searched(NamedTuple):
 
     found: Found
     image: DecodedImage | None = None  # the decoded photo, so that its boxes are drawn without decoding it again
-
-
-def _failed() -> PhotoAnswer:
-    return PhotoAnswer("error", error="Something went wrong reading this photo.", error_kind="Internal")
 
 
 def _too_long() -> PhotoAnswer:
@@ -74,7 +70,7 @@ def search_photo(data: bytes, finder: FaceFinder, limits: DecodeLimits, images_f
         return Searched(PhotoAnswer("error", error=str(e), error_kind=type(e).__name__))
     except Exception:  # a photo that breaks a library must not take the others down
         log.exception("unexpected failure reading a photo")
-        return Searched(_failed())
+        return Searched(went_wrong())
     search.decode_s = decode_s
     keep = images_from is not None and len(search.faces) >= images_from
     return Searched(search, image if keep else None)
@@ -298,7 +294,7 @@ class _Batch:
                 self._lost(i, None, suspect=False)
             except Exception:  # the search itself failed in the worker (search_photo catches what it can)
                 log.exception("unexpected failure finding faces in a photo")
-                self._finish(i, Searched(_failed()))
+                self._finish(i, Searched(went_wrong()))
             else:
                 self._finish(i, found)
         return self.done[i]
@@ -382,4 +378,4 @@ class _Batch:
                 break
         for i in indices:
             self.running.pop(i, None)
-            self._finish(i, Searched(_failed()))
+            self._finish(i, Searched(went_wrong()))

@@ -22,7 +22,7 @@ with warnings.catch_warnings():
     from fastai.vision.augment import Resize
     from fastai.vision.core import PILImage, TensorImage
 
-from .answers import DEFAULT_THRESHOLD, FaceAnswer, PhotoAnswer
+from .answers import DEFAULT_THRESHOLD, FaceAnswer, PhotoAnswer, is_known
 from .decode import DecodedImage, DecodeLimits
 from .encoder import FaceEncoder
 from .faces import Face, FaceFinder, FaceOptions, FaceSearch
@@ -205,7 +205,7 @@ class FaceClassifier:
         confidence = float(probs[best])
         if distance is not None and not np.isfinite(distance):
             distance = None  # the class has no reference faces: nothing to measure against
-        known = distance is None or self.stranger_distance is None or distance <= self.stranger_distance
+        known = is_known(distance, self.stranger_distance)
         return FaceAnswer(
             box=face.box,
             label=self.classes[best],
