@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .adapters import run_adapters
 from .core import ChatCore, ModelInfo, RateLimiter, read_model_info
+from .feedback import Feedback
 from .ratelimit import limiter_storage
 from .redaction import redact_secrets
 from .settings import Settings, SettingsError, load_settings
@@ -23,6 +24,7 @@ __all__ = ["DEFAULT_WEB_PORT", "main", "serve"]
 log = logging.getLogger("doppelbot")
 
 DEFAULT_WEB_PORT = 8080  # what `--web` serves on when WEB_PORT is not set
+PURGE_EVERY_S = 3600.0  # how often faces past FEEDBACK_KEEP_DAYS are looked for: days are what count
 
 
 def _no_model(settings: Settings) -> str:
@@ -50,6 +52,11 @@ def _problems(settings: Settings) -> list[str]:
     # The web page starts without a model, so that it can say how to make one; a frontend of the
     # classifier service needs none. A webhook replica serves the web port too, but answers Telegram as
     # polling does: without a model it would take every update only to say there is none.
+    if settings.feedback and not settings.feedback_db.startswith("sqlite") and not settings.feedback_key:
+        problems.append(
+            "FEEDBACK_DB is not SQLite, so the replicas share it: set FEEDBACK_KEY (16 or more random characters, "
+            "the same on every replica), which hashes user ids there, or set FEEDBACK=off."
+        )
     page = web and not settings.telegram_webhook_url
     if not page and not settings.classifier_url and not settings.model_path.is_file():
         problems.append(_no_model(settings))
@@ -223,6 +230,7 @@ async def _serve_with(settings: Settings, stop: asyncio.Event, worker, watching,
             operations.describe_model(info.classes, info.trained_at, info.accuracy)
 
     operations.before_scrape.append(describe_model)
+    feedback = _feedback(settings, worker, model_info, operations)
     limiter = RateLimiter(settings.rate_limit, storage=limiter_storage(settings.redis_url))
     if settings.redis_url:
         operations.checks["redis"] = limiter.ping
@@ -236,8 +244,11 @@ async def _serve_with(settings: Settings, stop: asyncio.Event, worker, watching,
         settings.max_faces_listed,
         operations,
         max_downloads=settings.queue_size,
+        feedback=feedback,
+        keep_days=settings.feedback_keep_days,
     )
     watcher = asyncio.create_task(watching) if watching is not None else None
+    purger = asyncio.create_task(_purging(feedback.store, settings.feedback_keep_days)) if feedback.store else None
     code = 0
     try:
         # An adapter that fails is reported and retried where that helps, while the others go on; the process
@@ -248,11 +259,50 @@ async def _serve_with(settings: Settings, stop: asyncio.Event, worker, watching,
         log.exception("the adapters could not be started")
         code = 1
     finally:
-        if watcher is not None:
-            watcher.cancel()
+        for task in (watcher, purger):
+            if task is not None:
+                task.cancel()
         await close()
+        if feedback.store is not None:
+            await asyncio.to_thread(feedback.store.close)
     log.info("stopped")
     return code
+
+
+def _feedback(settings: Settings, worker, model_info, operations) -> Feedback:
+    """The buttons under answers and their database (none with FEEDBACK=off); nothing connects yet: a database
+    that is down costs presses, never the start or an answer."""
+    store = None
+    if settings.feedback:
+        from feedback.keys import feedback_key
+        from feedback.store import FeedbackStore
+
+        store = FeedbackStore(settings.feedback_db, feedback_key(settings.feedback_key, settings.feedback_db))
+
+    def classes() -> list[str]:
+        info = model_info()
+        return (
+            list(info.classes) if info and info.classes else [str(c) for c in getattr(worker.classifier, "classes", [])]
+        )
+
+    def model_date() -> str | None:
+        info = model_info()
+        return info.trained_at if info else None
+
+    return Feedback(store, worker.examine, classes, model_date, operations.pressed)
+
+
+async def _purging(store, keep_days: float, every: float = PURGE_EVERY_S) -> None:
+    """Delete the faces nobody reviewed within `keep_days`, now and then every `every` seconds."""
+    from feedback.store import StoreUnavailable
+
+    while True:
+        try:
+            if purged := await asyncio.to_thread(store.purge, keep_days):
+                log.info("deleted %d unreviewed face(s) older than %g days (FEEDBACK_KEEP_DAYS)", purged, keep_days)
+        except StoreUnavailable:
+            log.warning("could not purge old feedback: the database is unavailable")
+        await asyncio.sleep(every)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -315,4 +365,7 @@ def _secrets(settings: Settings) -> list[str | None]:
         settings.discord_token,
         settings.telegram_webhook_secret,
         password,
+        urlsplit(settings.feedback_db).password,
+        settings.feedback_key,
+        settings.review_token,
     ]

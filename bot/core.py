@@ -65,6 +65,8 @@ COMMAND_DESCRIPTIONS = {
     "help": "How to ask, in private and in groups",
     "about": "The model and how accurate it is",
     "whois": "Who is in this photo? I answer for every face I find.",
+    "privacy": "What I keep, for how long, and who sees it",
+    "forget": "Delete every face you marked",
 }
 WHOIS_PHOTO_DESCRIPTION = "A photo with one or more faces"
 # Names of the formats the decoder reads (model/decode.py): a file so named is looked at whatever type its
@@ -197,8 +199,14 @@ class ChatCore:
         operations=None,
         max_downloads: int = DEFAULT_MAX_DOWNLOADS,
         download_wait: float = DOWNLOAD_WAIT_SECONDS,
+        feedback=None,
+        keep_days: float | None = None,
     ) -> None:
+        """`feedback`: a `bot.feedback.Feedback` (None: no buttons, nothing kept); `keep_days`: FEEDBACK_KEEP_DAYS,
+        as `/privacy` says it."""
         self.worker = worker
+        self.feedback = feedback
+        self.keep_days = keep_days
         self.operations = operations  # `bot.operations.Operations`: counts every photo for /metrics
         self.limiter = limiter
         self.model_info = model_info
@@ -347,8 +355,51 @@ class ChatCore:
             "Send a photo (or an image file) with one or more faces. For each face I say who it looks "
             f"like ({self._names()}) and how sure I am; with several faces I send the photo back with "
             "numbered boxes. In groups, mention me in the caption, or reply to a photo with a mention "
-            "or /whois. I don't keep your photos."
+            "or /whois. " + self._keeping()
         )
+
+    def _keeping(self) -> str:
+        if not self._asks_feedback():
+            return "I don't keep your photos."
+        return (
+            "The buttons under an answer tell me who it really is, so a person can check it and I can learn; "
+            "/privacy says what a press keeps, /forget deletes it. I don't keep your photos."
+        )
+
+    def _asks_feedback(self) -> bool:
+        return self.feedback is not None and self.feedback.enabled
+
+    def privacy_text(self) -> str:
+        """What is kept, when, for how long, who sees it, and how to delete it: in plain words."""
+        if not self._asks_feedback():
+            return (
+                "I keep nothing. Your photos are looked at in memory and forgotten as soon as I answer; this bot "
+                "asks for no feedback, so no face, name or id of yours is stored."
+            )
+        days = f"{self.keep_days:g} days" if self.keep_days else "a while"
+        return (
+            "What I keep: nothing, unless you press one of the buttons under an answer. A press keeps that one "
+            "face (a small cut-out of it, never your whole photo), the numbers the model worked out from it, what "
+            "the model said and what you said, where it was asked (Telegram, Discord or the web page, private or "
+            "group) and when, and a scrambled form of your user id that only lets /forget find your presses "
+            "(never your name or username).\n"
+            "Who sees it: only the owner of this bot, who checks each face before it may be used to train the "
+            "model.\n"
+            f"How long: faces nobody has checked are deleted after {days}; checked ones are kept to train future "
+            "models, until you delete them.\n"
+            "Delete: /forget deletes every face you marked, at any time, and says how many."
+        )
+
+    async def about(self) -> str:
+        """`about_text`, and how many of this model's answers users marked right, wrong and neither."""
+        text = self.about_text()
+        tally = await self.feedback.tally() if self._asks_feedback() else None
+        if tally and sum(tally.values()):
+            text += (
+                f" Users marked {tally.get('right', 0)} of its answers right, {tally.get('wrong', 0)} wrong and "
+                f"{tally.get('neither', 0)} as neither of them."
+            )
+        return text
 
     def about_text(self) -> str:
         info = self.model_info()

@@ -55,12 +55,22 @@ class Operations:
             "doppelbot_batch_photos", "Photos the model answered together.", buckets=BATCH_BUCKETS, registry=r
         )
         self.model = Info("doppelbot_model", "The model answering now.", registry=r)
+        self.feedback = Counter(
+            "doppelbot_feedback",
+            "Feedback presses recorded, by verdict (right, wrong, neither) and model (its training date).",
+            ["verdict", "model"],
+            registry=r,
+        )
         self.checks: dict[str, Check] = {}
         self.before_scrape: list[Callable[[], None]] = []  # bring gauges and the model's description up to date
 
     def answered(self, adapter: str, outcome: str, seconds: float) -> None:
         self.photos.labels(adapter, outcome).inc()
         self.latency.labels(adapter).observe(seconds)
+
+    def pressed(self, verdict: str, model: str | None) -> None:
+        """Count one recorded feedback press."""
+        self.feedback.labels(verdict, model or "unknown").inc()
 
     def refused(self, adapter: str, reason: str) -> None:
         self.refusals.labels(adapter, reason).inc()

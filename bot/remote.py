@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from model.answers import PhotoAnswer, went_wrong
+from model.answers import Examined, PhotoAnswer, went_wrong
 from model.decode import DecodeLimits
 
 from .worker import Busy, Result, boxed_jpeg
@@ -133,6 +133,21 @@ class RemoteClassifier:
                 # Full jitter: many frontends retrying together do not arrive together.
                 await asyncio.sleep(random.uniform(0, self.backoff * 2**attempt))
         raise Busy
+
+    async def examine(self, data: bytes) -> Examined:
+        """The service's answer with its faces' chips and descriptors (`POST /examine`), for a feedback press;
+        `Busy` when the service cannot be reached."""
+        try:
+            response = await self._client.post(
+                f"{self.url}/examine",
+                content=data,
+                params=self._params,
+                headers={"Content-Type": "application/octet-stream"},
+            )
+            return Examined.from_json(response.json())
+        except (httpx.TransportError, ValueError, KeyError, TypeError) as e:
+            log.warning("the classifier service could not examine a photo (%s)", type(e).__name__)
+            raise Busy from None
 
     def waiting(self) -> int:
         """Photos sent to the service (or waiting to be), not yet answered."""

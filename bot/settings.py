@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bot.core import MAX_FACES_LISTED
 from bot.web_guards import DEFAULT_MAX_UPLOADS, DEFAULT_UPLOAD_SECONDS, host_entry, proxy_networks
+from feedback.store import DEFAULT_FEEDBACK_DB
 from model.answers import DEFAULT_THRESHOLD
 from model.environment import MODEL_RANGES, SERVICE_RANGES, Range, SettingsError, environment
 from model.resources import DEFAULT_MODEL_PATH, DEFAULT_PHOTO_TIMEOUT
@@ -44,6 +45,8 @@ RANGES: dict[str, Range] = {
     "UPDATE_CLAIM_SECONDS": Range(1, 3_600),
     # Discord requires shards past 2,500 servers per shard; 100,000 shards is far past any bot there is.
     "DISCORD_SHARD_COUNT": Range(1, 100_000, whole=True),
+    # Faces users marked that nobody reviewed: a day at least (an owner reviews now and then), ten years at most.
+    "FEEDBACK_KEEP_DAYS": Range(1, 3_650),
 }
 # The settings that are text: tokens, paths, addresses, names.
 TEXTS = (
@@ -62,6 +65,10 @@ TEXTS = (
     "TELEGRAM_WEBHOOK_SECRET",
     "REDIS_URL",
     "DISCORD_SHARD_IDS",
+    "FEEDBACK",
+    "FEEDBACK_DB",
+    "FEEDBACK_KEY",
+    "REVIEW_TOKEN",
 )
 # Every setting `load_settings` reads (and nothing else of the environment).
 NAMES = frozenset(RANGES) | frozenset(TEXTS)
@@ -118,6 +125,13 @@ class Settings:
     # them). No count: Discord's recommended count, every shard in this process.
     discord_shard_count: int | None = None
     discord_shard_ids: tuple[int, ...] | None = None
+    # Users' feedback: the buttons under answers, and the database a press is kept in (a SQLAlchemy URL: SQLite
+    # for one process, PostgreSQL shared by replicas), with the key that hashes user ids there.
+    feedback: bool = True
+    feedback_db: str = field(default=DEFAULT_FEEDBACK_DB, repr=False)  # may hold a password
+    feedback_key: str | None = field(default=None, repr=False)
+    feedback_keep_days: float = 90.0  # faces nobody reviewed are deleted after this many days
+    review_token: str | None = field(default=None, repr=False)  # set: the review page at /review, behind it
 
     @property
     def max_bytes(self) -> int:
@@ -142,6 +156,7 @@ _NUMBER_ATTRIBUTES = {
     "WEB_UPLOAD_SECONDS": "web_upload_seconds",
     "UPDATE_CLAIM_SECONDS": "update_claim_seconds",
     "DISCORD_SHARD_COUNT": "discord_shard_count",
+    "FEEDBACK_KEEP_DAYS": "feedback_keep_days",
 }
 
 
@@ -180,8 +195,43 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: str | Path | Non
         discord_shard_ids=_shard_ids(
             "DISCORD_SHARD_IDS", text("DISCORD_SHARD_IDS"), numbers.get("discord_shard_count")
         ),
+        feedback=_switch("FEEDBACK", text("FEEDBACK"), default=True),
+        feedback_db=_database_url("FEEDBACK_DB", text("FEEDBACK_DB")),
+        feedback_key=_key("FEEDBACK_KEY", text("FEEDBACK_KEY")),
+        review_token=_key("REVIEW_TOKEN", text("REVIEW_TOKEN")),
         **numbers,
     )
+
+
+def _switch(name: str, raw: str | None, default: bool) -> bool:
+    """on/off (also true/false, yes/no, 1/0)."""
+    if raw is None:
+        return default
+    value = raw.lower()
+    if value in ("on", "true", "yes", "1"):
+        return True
+    if value in ("off", "false", "no", "0"):
+        return False
+    raise SettingsError(f"{name}={raw!r} is not allowed: {name} must be on or off (see .env.example)")
+
+
+def _database_url(name: str, raw: str | None) -> str:
+    """A SQLAlchemy URL of SQLite or PostgreSQL, such as sqlite:///data/feedback.sqlite3."""
+    if raw is None:
+        return DEFAULT_FEEDBACK_DB
+    if not raw.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg://")):
+        raise SettingsError(
+            f"{name} is not allowed: it must be a sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB URL "
+            "(see .env.example)"
+        )  # it may hold a password: never printed
+    return raw
+
+
+def _key(name: str, raw: str | None) -> str | None:
+    """A secret of at least 16 characters: shorter ones are guessed."""
+    if raw is not None and len(raw) < 16:
+        raise SettingsError(f"{name} is not allowed: it must be at least 16 characters long (see .env.example)")
+    return raw
 
 
 def _service_url(name: str, raw: str | None, whose: str = "the classifier service's") -> str | None:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from model.answers import PhotoAnswer
+from model.answers import Examined, PhotoAnswer
 from model.decode import DecodedImage
 
 __all__ = ["Busy", "InferenceWorker", "ModelWatcher", "Result", "boxed_jpeg"]
@@ -102,6 +102,14 @@ class InferenceWorker:
         # Drawn here, off the inference thread, which is already on the next photos.
         limits = getattr(self.classifier, "limits", None)
         return Result(answer, await asyncio.to_thread(boxed_jpeg, data, answer, image, limits))
+
+    async def examine(self, data: bytes) -> Examined:
+        """A photo's answer with its faces' chips and descriptors, for a feedback press.
+
+        Off the event loop, beside the inference thread rather than in its queue: presses are rare, and one
+        must not wait behind a burst of photos nor take a place in the queue that refuses them.
+        """
+        return await asyncio.to_thread(self.classifier.examine, data)
 
     def swap(self, classifier) -> None:
         """Serve the next batches with `classifier`; the batch in progress finishes on the old one."""

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["DEFAULT_THRESHOLD", "FaceAnswer", "Outcome", "PhotoAnswer", "display_name", "is_known", "went_wrong"]
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "Examined",
+    "FaceAnswer",
+    "Outcome",
+    "PhotoAnswer",
+    "display_name",
+    "is_known",
+    "went_wrong",
+]
 
 # A face whose best class is less probable than this is answered "not sure".
 DEFAULT_THRESHOLD = 0.8
@@ -113,3 +123,30 @@ class PhotoAnswer:
 def went_wrong() -> PhotoAnswer:
     """The answer for a photo that broke something on the way (a library, a process, a replica)."""
     return PhotoAnswer("error", error="Something went wrong reading this photo.", error_kind="Internal")
+
+
+@dataclass
+class Examined:
+    """A photo's answer and, for each of its faces, what a user's feedback press keeps: the aligned chip as a
+    JPEG and the encoder's descriptor (None for a learner without dlib's encoder). Never the photo itself."""
+
+    answer: PhotoAnswer
+    chips: list[bytes] = field(default_factory=list)  # JPEG, one per face of `answer`, in its order
+    descriptors: list[list[float]] | None = None  # 128 numbers per face
+
+    def to_json(self) -> dict:
+        return {
+            **self.answer.to_json(),
+            "chips": [base64.b64encode(chip).decode("ascii") for chip in self.chips],
+            "descriptors": self.descriptors,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> Examined:
+        """What `to_json` wrote (as the classifier service's `/examine` sends it)."""
+        descriptors = d.get("descriptors")
+        return cls(
+            PhotoAnswer.from_json(d),
+            [base64.b64decode(chip) for chip in d.get("chips", [])],
+            None if descriptors is None else [[float(v) for v in row] for row in descriptors],
+        )

@@ -7,6 +7,8 @@
   a 500 comes from Ray Serve alone, when a replica died under the request.
   `?threshold=` and `?stranger_distance=` (the frontend's CONFIDENCE_THRESHOLD and STRANGER_DISTANCE)
   decide "sure" and "known" as they would in the frontend's own process; 400 when out of their ranges.
+- `POST /examine`: the same object with each face's aligned chip (base64 JPEG, `chips`) and descriptor
+  (`descriptors`), for a user's feedback press.
 - `GET /about`: the model's classes and the metadata the training script wrote beside it.
 
 Each replica finds faces in a `FacePool` of its own, as `python -m bot` does in-process, so that a photo
@@ -25,7 +27,7 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from .answers import PhotoAnswer, is_known, went_wrong
+from .answers import Examined, PhotoAnswer, is_known, went_wrong
 from .decode import DecodeLimits, FileTooLarge, file_too_large
 from .environment import MODEL_RANGES, SettingsError
 from .resources import DEFAULT_PHOTO_TIMEOUT
@@ -163,8 +165,9 @@ class Classifier:
         path = request.url.path.rstrip("/")
         if path.endswith("/about") and request.method == "GET":
             return JSONResponse(self._about())
-        if request.method != "POST" or not path.endswith("/classify"):
-            return JSONResponse({"error": "POST a photo to /classify, or GET /about"}, status_code=404)
+        examine = path.endswith("/examine")
+        if request.method != "POST" or not (examine or path.endswith("/classify")):
+            return JSONResponse({"error": "POST a photo to /classify or /examine, or GET /about"}, status_code=404)
         try:
             decisions = _decisions(request)
         except SettingsError as e:
@@ -174,8 +177,19 @@ class Classifier:
             return _too_large(int(declared), self.limits.max_bytes)
         if (body := await _body(request, self.limits.max_bytes)) is None:
             return _too_large(None, self.limits.max_bytes)
+        if examine:
+            examined = await asyncio.to_thread(self._examine, body)
+            examined.answer = decided(examined.answer, **decisions)
+            return JSONResponse(examined.to_json(), status_code=status_of(examined.answer))
         answer = decided(await self._classify(body), **decisions)
         return JSONResponse(answer.to_json(), status_code=status_of(answer))
+
+    def _examine(self, body: bytes) -> Examined:
+        try:
+            return self.classifier.examine(body)
+        except Exception:
+            log.exception("a photo could not be examined")
+            return Examined(went_wrong())
 
     def _about(self) -> dict:
         classes = list(self.classifier.classes) if self.classifier is not None else []

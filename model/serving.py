@@ -22,7 +22,7 @@ with warnings.catch_warnings():
     from fastai.vision.augment import Resize
     from fastai.vision.core import PILImage, TensorImage
 
-from .answers import DEFAULT_THRESHOLD, FaceAnswer, PhotoAnswer, is_known
+from .answers import DEFAULT_THRESHOLD, Examined, FaceAnswer, PhotoAnswer, is_known
 from .decode import DecodedImage, DecodeLimits
 from .encoder import FaceEncoder
 from .faces import Face, FaceFinder, FaceOptions, FaceSearch
@@ -281,3 +281,16 @@ class FaceClassifier:
     def classify(self, data: bytes) -> PhotoAnswer:
         """Answer one photo."""
         return self.classify_many([data])[0]
+
+    def examine(self, data: bytes) -> Examined:
+        """One photo's answer with each face's chip and descriptor, for a feedback press (rare: no pool, no batch)."""
+        import simplejpeg
+
+        searched = search_photo(data, self.finder, self.limits)
+        if isinstance(searched.found, PhotoAnswer):
+            return Examined(searched.found)
+        answer = self._answer([searched.found])[0]
+        chips = [face.chip for face in searched.found.faces]
+        descriptors = self.describe(chips)[1].tolist() if self.has_encoder and chips else None
+        jpegs = [simplejpeg.encode_jpeg(np.ascontiguousarray(chip), quality=90, colorspace="RGB") for chip in chips]
+        return Examined(answer, jpegs, descriptors)

@@ -138,3 +138,32 @@ def test_web_trusted_proxies_are_addresses_or_networks() -> None:
         refused = r"^WEB_TRUSTED_PROXIES=.* is not allowed: .* \(such as 10\.0\.0\.0/8\)"
         with pytest.raises(SettingsError, match=refused):
             load_settings({"WEB_TRUSTED_PROXIES": bad})
+
+
+def test_feedback_settings_say_what_is_allowed_and_never_echo_a_secret() -> None:
+    settings = load_settings({})
+    assert (settings.feedback, settings.feedback_db, settings.feedback_keep_days) == (
+        True,
+        "sqlite:///data/feedback.sqlite3",
+        90.0,
+    )
+    assert load_settings({"FEEDBACK": "off"}).feedback is False
+    with pytest.raises(SettingsError, match=r"^FEEDBACK='maybe' is not allowed: FEEDBACK must be on or off"):
+        load_settings({"FEEDBACK": "maybe"})
+    for name, value in [
+        ("FEEDBACK_DB", "mysql://root:hunter2-secret@db/bot"),
+        ("FEEDBACK_KEY", "hunter2-secret"),
+        ("REVIEW_TOKEN", "hunter2-secret"),
+    ]:
+        with pytest.raises(SettingsError) as refused:
+            load_settings({name: value})
+        assert str(refused.value).startswith(f"{name} is not allowed") and "hunter2" not in str(refused.value)
+    url = "postgresql://bot:pw@10.0.0.9/feedback"
+    assert load_settings({"FEEDBACK_DB": url}).feedback_db == url
+
+
+def test_a_shared_feedback_database_without_a_key_stops_the_bot_at_start(tmp_path: Path) -> None:
+    env = {"TELEGRAM_TOKEN": "123:abc", "FEEDBACK_DB": "postgresql://bot:pw@127.0.0.1:1/feedback"}
+    done = run_python("-m", "bot", cwd=tmp_path, env=env, drop=DEVELOPER_SETTINGS)
+    assert done.returncode == 2
+    assert "set FEEDBACK_KEY" in done.stderr and "pw@" not in done.stderr

@@ -1,0 +1,275 @@
+"""Users' feedback on answers: the buttons under a reply, what a press keeps, and what `/forget` removes.
+
+Knows no chat service: each adapter draws the `Keyboard` it is given in its own way (Telegram's inline
+keyboard, Discord's buttons, the page's) and hands back the `Button.data` pressed. Everything a press needs is
+in that data and in the database, never in one process's memory, so a press works on any replica and after a
+restart: which face (its number), which choice, and the model's label of every face of the answer (so each
+keyboard can be drawn again). Nothing is kept until a press; then only that face (its aligned chip and
+descriptor, taken again from the photo the answer replied to), never the photo, and the presser's id only as
+a keyed hash (`feedback.store`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from feedback.store import NEITHER, FaceSample, FeedbackStore, ModelSaid, StoreUnavailable, Vote
+from model.answers import PhotoAnswer, display_name
+
+from .replies import Reply
+
+__all__ = [
+    "GONE",
+    "MAX_FEEDBACK_FACES",
+    "NEITHER",
+    "NOT_SAVED",
+    "THANKS",
+    "Action",
+    "Button",
+    "Feedback",
+    "Keyboard",
+    "Pressed",
+]
+
+log = logging.getLogger("doppelbot.feedback")
+
+# Past this many faces no buttons are offered: a crowd's face 37 is not how anyone corrects a model, and every
+# face's label rides in each button's data (one character each, within Telegram's 64 bytes).
+MAX_FEEDBACK_FACES = 12
+_PREFIX = "fb1"  # versioned: a keyboard drawn by an older bot is still read, or refused, knowingly
+_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"  # a class's index, one character: up to 36 classes
+_NEITHER_CHOICE = "x"
+_FACES_PER_ROW = 6
+# Fetching the photo again for a press: a user waits on the button's spinner meanwhile.
+_FETCH_SECONDS = 30.0
+
+THANKS = "Thanks: sent for review"
+NOT_SAVED = "Sorry, I couldn't save that right now; please try again later."
+GONE = "That photo is gone, so I can't keep this face."
+_BUSY = "I'm busy with a lot of photos right now; please press again in a minute."
+_OFF = "Feedback is off for this bot."
+
+
+@dataclass(frozen=True)
+class Button:
+    """One button: its words, and the data the chat service hands back when it is pressed (<= 64 bytes)."""
+
+    text: str
+    data: str
+
+
+Keyboard = list[list[Button]]  # rows of buttons
+
+
+@dataclass(frozen=True)
+class Action:
+    """What a button's data asks: pick a face, go back to the faces, or vote for a face."""
+
+    kind: str  # "face", "back", "vote"
+    face: int  # 1-based; 0 with "back"
+    choice: str | None  # with "vote": a class's index (one base-36 character) or "x" for neither
+    labels: str  # the model's label of each face of the answer, one base-36 character each
+
+
+@dataclass(frozen=True)
+class Pressed:
+    """What to show after a press: a short note for the presser (None: nothing to say) and the new keyboard."""
+
+    toast: str | None
+    keyboard: Keyboard | None  # None: leave the message's keyboard as it is
+
+
+def _digit(i: int) -> str:
+    return _DIGITS[i]
+
+
+class Feedback:
+    """The buttons under answers and what their presses do; `store=None` (FEEDBACK=off) shows none."""
+
+    def __init__(
+        self,
+        store: FeedbackStore | None,
+        examine: Callable[[bytes], Awaitable],
+        classes: Callable[[], list[str]],
+        model_date: Callable[[], str | None] = lambda: None,
+        counted: Callable[[str, str | None], None] | None = None,
+    ) -> None:
+        """`examine(data)`: the worker's `Examined` for a photo; `classes()`: the model's classes now;
+        `counted(verdict, model)`: told of each recorded press ("right", "wrong" or "neither"), for /metrics."""
+        self.store = store
+        self._examine = examine
+        self._classes = classes
+        self._model_date = model_date
+        self._counted = counted
+
+    @property
+    def enabled(self) -> bool:
+        return self.store is not None
+
+    # -- keyboards ---------------------------------------------------------------------------
+
+    def keyboard(self, answer: PhotoAnswer | None) -> Keyboard | None:
+        """The buttons under an answer: the choices for its one face, or its faces' numbers; None for no buttons."""
+        if not self.enabled or answer is None or answer.outcome != "ok" or not answer.faces:
+            return None
+        classes = list(answer.faces[0].probabilities)
+        if len(answer.faces) > MAX_FEEDBACK_FACES or not 2 <= len(classes) <= len(_DIGITS):
+            return None
+        labels = "".join(_digit(classes.index(face.label)) for face in answer.faces)
+        if len(labels) == 1:
+            return self._choices(1, labels, classes, {})
+        return self._faces(labels)
+
+    def _faces(self, labels: str) -> Keyboard:
+        numbers = [Button(str(n), f"{_PREFIX}:f:{n}:{labels}") for n in range(1, len(labels) + 1)]
+        return [numbers[i : i + _FACES_PER_ROW] for i in range(0, len(numbers), _FACES_PER_ROW)]
+
+    def _choices(self, face: int, labels: str, classes: list[str], votes: dict[str, int]) -> Keyboard:
+        """One row per class (the model's answer marked ✓), "Neither of them", and with several faces "back"."""
+        said = _DIGITS.index(labels[face - 1])
+        rows = []
+        for i, name in enumerate(classes):
+            text = ("✓ " if i == said else "") + display_name(name) + _count(votes.get(name, 0))
+            rows.append([Button(text, f"{_PREFIX}:v:{face}:{_digit(i)}:{labels}")])
+        rows.append([Button("Neither of them" + _count(votes.get(NEITHER, 0)), f"{_PREFIX}:v:{face}:x:{labels}")])
+        if len(labels) > 1:
+            rows.append([Button(f"« Back (face {face} of {len(labels)})", f"{_PREFIX}:b:{labels}")])
+        return rows
+
+    def parse(self, data: str | None) -> Action | None:
+        """The action a button's data asks for; None when it is not one of ours or does not hold together."""
+        parts = (data or "").split(":")
+        if len(parts) < 3 or parts[0] != _PREFIX:
+            return None
+        kind, labels = parts[1], parts[-1]
+        if not labels or any(c not in _DIGITS for c in labels) or len(labels) > MAX_FEEDBACK_FACES:
+            return None
+        if kind == "b" and len(parts) == 3:
+            return Action("back", 0, None, labels)
+        if kind not in ("f", "v") or len(parts) != (4 if kind == "f" else 5) or not parts[2].isdigit():
+            return None
+        face = int(parts[2])
+        if not 1 <= face <= len(labels):
+            return None
+        if kind == "f":
+            return Action("face", face, None, labels)
+        choice = parts[3]
+        if choice != _NEITHER_CHOICE and (len(choice) != 1 or choice not in _DIGITS):
+            return None
+        return Action("vote", face, choice, labels)
+
+    # -- presses -----------------------------------------------------------------------------
+
+    async def act(
+        self,
+        action: Action,
+        key_of: Callable[[int], str],
+        photo: Callable[[], Awaitable[bytes]] | None,
+        adapter: str,
+        chat_kind: str,
+        user: str,
+    ) -> Pressed:
+        """Do what a press asks. `key_of(face)`: that face's key (the adapter knows the chat and the message);
+        `photo()`: the asked-about photo's bytes again, fetched only for a face not yet kept (None: it is gone)."""
+        if self.store is None:
+            return Pressed(_OFF, [])
+        classes = self._classes()
+        if action.kind == "back":
+            return Pressed(None, self._faces(action.labels))
+        if action.kind == "face":
+            return Pressed(
+                None, self._choices(action.face, action.labels, classes, await self._votes(key_of(action.face)))
+            )
+        if action.choice == _NEITHER_CHOICE:
+            verdict = NEITHER
+        elif (index := _DIGITS.index(action.choice or "")) < len(classes):
+            verdict = classes[index]
+        else:  # a keyboard drawn by a model with more classes than the one answering now
+            return Pressed(GONE, None)
+        key = key_of(action.face)
+        try:
+            sample = None
+            if not await asyncio.to_thread(self.store.has_face, key):
+                sample = await self._sample(photo, action.face)
+                if isinstance(sample, str):
+                    return Pressed(sample, None)
+            votes = await asyncio.to_thread(self.store.record, Vote(key, verdict, adapter, chat_kind, user), sample)
+        except StoreUnavailable as e:
+            log.warning("a feedback press was lost: the database is unavailable (%s)", type(e.__cause__).__name__)
+            return Pressed(NOT_SAVED, None)
+        log.info("feedback adapter=%s chat=%s verdict=%s", adapter, chat_kind, _kind(verdict, action, classes))
+        if self._counted is not None:
+            self._counted(_kind(verdict, action, classes), self._model_date())
+        return Pressed(THANKS, self._choices(action.face, action.labels, classes, votes))
+
+    async def _votes(self, key: str) -> dict[str, int]:
+        try:
+            return await asyncio.to_thread(self.store.votes, key)
+        except StoreUnavailable:
+            return {}  # the choices are drawn without their counts
+
+    async def _sample(self, photo: Callable[[], Awaitable[bytes]] | None, face: int) -> FaceSample | str:
+        """Face `face` of the photo, taken again and examined: what the press keeps; or what to tell the presser."""
+        from .core import Refused  # the core imports this module
+        from .worker import Busy
+
+        if photo is None:
+            return GONE
+        try:
+            async with asyncio.timeout(_FETCH_SECONDS):
+                data = await photo()
+            examined = await self._examine(data)
+        except (Refused, TimeoutError):
+            return GONE
+        except Busy:
+            return _BUSY
+        answer = examined.answer
+        if answer.outcome != "ok" or face > len(answer.faces) or face > len(examined.chips):
+            return GONE  # not the photo that was answered (edited, or the model now finds other faces)
+        found = answer.faces[face - 1]
+        descriptor = None
+        if examined.descriptors is not None:
+            descriptor = np.asarray(examined.descriptors[face - 1], dtype=np.float32).tobytes()
+        said = ModelSaid(found.label, found.confidence, found.distance, found.known, self._model_date())
+        return FaceSample(examined.chips[face - 1], descriptor, said)
+
+    # -- the user's rights -------------------------------------------------------------------
+
+    async def forget(self, adapter: str, user: str) -> Reply:
+        """Delete every face this user marked; say how many."""
+        if self.store is None:
+            return Reply("I keep nothing from anyone here: feedback is off, so there was nothing to delete.")
+        try:
+            n = await asyncio.to_thread(self.store.forget, adapter, user)
+        except StoreUnavailable:
+            return Reply("Sorry, I couldn't reach my records just now, so nothing was deleted; please try again later.")
+        if n == 0:
+            return Reply("You haven't marked any faces, so there was nothing of yours to delete.")
+        faces = "face" if n == 1 else "faces"
+        return Reply(f"Done: I deleted the {n} {faces} you marked, and your votes. Nothing else of yours is kept.")
+
+    async def tally(self) -> dict[str, int] | None:
+        """How many answers of the model answering now users marked right, wrong and neither; None: not known."""
+        if self.store is None:
+            return None
+        try:
+            return await asyncio.to_thread(self.store.tally, self._model_date())
+        except StoreUnavailable:
+            return None
+
+
+def _count(n: int) -> str:
+    return f" · {n}" if n else ""
+
+
+def _kind(verdict: str, action: Action, classes: list[str]) -> str:
+    """A vote as /metrics counts it: "right" (the model's label), "wrong" (another class) or "neither"."""
+    if verdict == NEITHER:
+        return "neither"
+    said = _DIGITS.index(action.labels[action.face - 1])
+    return "right" if said < len(classes) and classes[said] == verdict else "wrong"
