@@ -145,7 +145,7 @@ async def run_adapters(
     if settings.web_port is not None:
         from .web_adapter import build_web_app, run_web
 
-        page = build_web_app(core, model_problem, _web_guards(settings), operations)
+        page = build_web_app(core, model_problem, _web_guards(settings), operations, review_token=settings.review_token)
         for path, handler in extra_routes:
             page.router.add_post(path, handler)
 

@@ -280,10 +280,12 @@ def _feedback(settings: Settings, worker, model_info, operations) -> Feedback:
         store = FeedbackStore(settings.feedback_db, feedback_key(settings.feedback_key, settings.feedback_db))
 
     def classes() -> list[str]:
+        """The classes in the order answers list their probabilities (the buttons' order): the learner's own in
+        this process; the service's, as its `/about` names them, behind CLASSIFIER_URL."""
+        if served := getattr(worker.classifier, "classes", None):
+            return [str(c) for c in served]
         info = model_info()
-        return (
-            list(info.classes) if info and info.classes else [str(c) for c in getattr(worker.classifier, "classes", [])]
-        )
+        return list(info.classes) if info is not None else []
 
     def model_date() -> str | None:
         info = model_info()

@@ -1,7 +1,8 @@
 """The Discord adapter (discord.py 2): mentions, replies to photos and `/whois` in, the chat core's replies out.
 
 A thin translation: every sentence the user reads comes from `ChatCore`; this module only decides which
-attachments to look at, shows that the bot is working, and sends the answer back where it was asked.
+attachments to look at, shows that the bot is working, and sends the answer back where it was asked, with the
+feedback buttons of `discord_feedback.py` under it.
 
 The client is always discord.py's `AutoShardedClient`: over the shards it is given (`shard_count` in all,
 `shard_ids` here), or over Discord's recommended count, all in this process. A small bot gets one shard.
@@ -37,6 +38,7 @@ from .core import (
     Request,
     reply_messages,
 )
+from .discord_feedback import FeedbackButton, FeedbackButtons, asked_name
 from .supervisor import Failure, network_failure
 
 __all__ = [
@@ -103,14 +105,17 @@ def _intents() -> discord.Intents:
     return intents
 
 
-def _sending(send: Callable[..., Awaitable[T]], message: Reply, **extra: Any) -> Callable[[], Awaitable[T]]:
-    """What sends one message of a reply with `send`, as often as called (a new `discord.File` each time: sending
-    closes the file it was given)."""
+def _sending(
+    send: Callable[..., Awaitable[T]], message: Reply, attach: Sequence[tuple[str, bytes]] = (), **extra: Any
+) -> Callable[[], Awaitable[T]]:
+    """What sends one message of a reply with `send` (and the files `attach`, as name and bytes), as often as
+    called (new `discord.File`s each time: sending closes the files it was given)."""
 
     def again() -> Awaitable[T]:
         contents: dict[str, Any] = {"content": message.text or None, **extra}
-        if message.image is not None:
-            contents["file"] = discord.File(io.BytesIO(message.image), filename=_ANNOTATED_NAME)
+        named = [(_ANNOTATED_NAME, message.image)] if message.image is not None else []
+        if files := [discord.File(io.BytesIO(data), filename=name) for name, data in [*named, *attach]]:
+            contents["files"] = files
         return send(**contents)
 
     return again
@@ -149,15 +154,18 @@ class _DoppelClient(discord.AutoShardedClient):
         self._max_concurrency = 1  # IDENTIFY buckets, from GET /gateway/bot
         self._jobs: set[asyncio.Task] = set()
         self._stopping = False
+        self.feedback_buttons = FeedbackButtons(core, self, self._track)  # FeedbackButton's presses go there
         self.tree = app_commands.CommandTree(self)
         self.tree.error(self._on_app_command_error)
-        self.tree.add_command(self._whois_command())
+        for command in (self._whois_command(), *self.feedback_buttons.commands()):
+            self.tree.add_command(command)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def setup_hook(self) -> None:
-        """Learn the shard count if none was given and the session starts left; publish `/whois` (a failed sync is
-        only logged). Raises `SessionStartsUsedUp` rather than start more sessions than Discord allows today."""
+        """Learn the shard count if none was given and the session starts left; listen for feedback buttons; publish
+        the slash commands (a failed sync is only logged). Raises `SessionStartsUsedUp` rather than start more
+        sessions than Discord allows today."""
         # Asked here rather than by discord.py, which would then open the gateway at the URL Discord names and
         # not at DISCORD_GATEWAY_URL.
         recommended, _, session_start = await self.http.get_bot_gateway()
@@ -176,6 +184,8 @@ class _DoppelClient(discord.AutoShardedClient):
                 seconds,
             )
         log.info("Discord shards %s of %d", shards, self.shard_count)
+        # Presses on any answer's buttons, sent by this process or another, before or after a restart.
+        self.add_dynamic_items(FeedbackButton)
         try:
             await self.tree.sync()
         except discord.HTTPException as e:
@@ -261,8 +271,8 @@ class _DoppelClient(discord.AutoShardedClient):
         # Typing shows while each photo is fetched and looked at, and a failure to show it is only logged:
         # discord.py's own `async with channel.typing()` raises when its first request fails.
         typing = Indicator(message.channel.typing, _TYPING_REFRESH_S)
-        for attachment in attachments:
-            await self._send(message, await self.core.answer(self._photo(attachment), request, typing))
+        for i, attachment in enumerate(attachments):
+            await self._send(message, await self.core.answer(self._photo(attachment), request, typing), i)
 
     def _photo(self, attachment: discord.Attachment) -> Photo:
         """What Discord announces of an attachment, and how to fetch it."""
@@ -277,13 +287,39 @@ class _DoppelClient(discord.AutoShardedClient):
             log.warning("could not download an attachment: %s", type(e).__name__)
             raise Refused(self.core.download_failed()) from None
 
-    async def _send(self, message: discord.Message, reply: Reply) -> None:
-        """`reply` as a Discord reply to `message`; still sent, unthreaded, if `message` was deleted meanwhile."""
+    async def _send(self, message: discord.Message, reply: Reply, photo: int = 0) -> None:
+        """`reply`, about photo number `photo` of `message`, as a Discord reply to it with the feedback buttons under
+        its last message; still sent, unthreaded, if `message` was deleted meanwhile."""
         reference = message.to_reference(fail_if_not_exists=False)
-        for i, piece in enumerate(reply_messages(reply, DISCORD)):
+        await self._deliver(message.channel.send, reply, self.feedback_buttons.view(reply, photo), (), reference)
+
+    async def _deliver(
+        self,
+        send: Callable[..., Awaitable[object]],
+        reply: Reply,
+        view: discord.ui.View | None = None,
+        attach: Sequence[tuple[str, bytes]] = (),
+        reference: discord.MessageReference | None = None,
+    ) -> None:
+        """`reply` in the messages Discord takes, the first a reply to `reference`; the last carries `view` and the
+        files `attach`, and is sent again without them if Discord refuses them: the answer matters more."""
+        pieces = reply_messages(reply, DISCORD)
+        for i, piece in enumerate(pieces):
             # Only the first message is a reply: each reply would notify the asker again.
-            extra = {"reference": reference} if i == 0 else {}
-            await _delivering(_sending(message.channel.send, piece, **extra))
+            plain: dict[str, Any] = {"reference": reference} if i == 0 and reference is not None else {}
+            if i < len(pieces) - 1 or view is None:
+                await _delivering(_sending(send, piece, **plain))
+                continue
+            # The last message, with the buttons, also says what it answers (a press finds the photo through
+            # it), without notifying anyone again.
+            extra = {"reference": reference, "mention_author": i == 0} if reference is not None else {}
+            try:
+                await _delivering(_sending(send, piece, attach, view=view, **extra))
+            except discord.HTTPException as e:
+                if not 400 <= e.status < 500:
+                    raise
+                log.warning("Discord refused an answer's buttons or photo (%s %s): sent without", e.status, e.code)
+                await _delivering(_sending(send, piece, **plain))
 
     async def on_error(self, event_method: str, /, *args: object, **kwargs: object) -> None:
         """Log a failed event handler (no token, no photo: only the traceback) and apologise if a user waits."""
@@ -307,9 +343,20 @@ class _DoppelClient(discord.AutoShardedClient):
                 return
             await interaction.response.defer(thinking=True)  # "thinking..." is the command's typing indicator
             request = Request("discord", "guild" if interaction.guild_id else "dm", str(interaction.user.id))
-            reply = await self.core.answer(self._photo(photo), request)
-            for piece in reply_messages(reply, DISCORD):
-                await _delivering(_sending(interaction.followup.send, piece))
+            kept: list[bytes] = []
+
+            async def download() -> bytes:
+                kept.append(await self._download(photo))
+                return kept[-1]
+
+            reply = await self.core.answer(Photo(download, photo.size, photo.content_type, photo.filename), request)
+            # The photo lives only in this command: the answer carries it, for the channel to see what was asked
+            # and for a press to take the face again.
+            view = self.feedback_buttons.view(reply) if kept else None
+            if view is not None and len(kept[-1]) + len(reply.image or b"") > interaction.filesize_limit:
+                view = None  # Discord would refuse the upload: the answer goes without the photo, so without buttons
+            attach = [(asked_name(photo.filename, photo.content_type), kept[-1])] if view is not None else []
+            await self._deliver(interaction.followup.send, reply, view, attach)
 
         return whois
 

@@ -45,8 +45,9 @@ _PREFIX = "fb1"  # versioned: a keyboard drawn by an older bot is still read, or
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"  # a class's index, one character: up to 36 classes
 _NEITHER_CHOICE = "x"
 _FACES_PER_ROW = 6
-# Fetching the photo again for a press: a user waits on the button's spinner meanwhile.
-_FETCH_SECONDS = 30.0
+# Fetching the photo again for a press, within the ~15 s Telegram gives a callback query its answer (the user
+# watches the button's spinner meanwhile).
+_FETCH_SECONDS = 10.0
 
 THANKS = "Thanks: sent for review"
 NOT_SAVED = "Sorry, I couldn't save that right now; please try again later."
@@ -247,7 +248,10 @@ class Feedback:
         try:
             n = await asyncio.to_thread(self.store.forget, adapter, user)
         except StoreUnavailable:
-            return Reply("Sorry, I couldn't reach my records just now, so nothing was deleted; please try again later.")
+            return Reply(
+                "Sorry, I couldn't reach my records just now, so nothing was deleted; please try again later.",
+                refused="unavailable",
+            )
         if n == 0:
             return Reply("You haven't marked any faces, so there was nothing of yours to delete.")
         faces = "face" if n == 1 else "faces"

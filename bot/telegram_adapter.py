@@ -2,6 +2,7 @@
 
 Private chats: every photo or image file is answered. Groups (bots run in privacy mode there):
 only a photo whose caption mentions the bot, or a reply to a photo that mentions it or says /whois.
+An answer quotes the photo and carries the feedback buttons; their presses are `bot.telegram_feedback`'s.
 """
 
 from __future__ import annotations
@@ -16,10 +17,18 @@ import warnings
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from telegram import Bot, BotCommand, Message, MessageEntity, Update
+from telegram import Bot, BotCommand, InlineKeyboardMarkup, Message, MessageEntity, Update
 from telegram.constants import ChatAction
 from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
-from telegram.ext import Application, ApplicationBuilder, CommandHandler, ContextTypes, MessageHandler, filters
+from telegram.ext import (
+    Application,
+    ApplicationBuilder,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    filters,
+)
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.core import (
@@ -34,8 +43,17 @@ from bot.core import (
     reply_messages,
     showing,
 )
+from bot.telegram_feedback import Presses, inline_markup
 
-__all__ = ["Outcome", "WebhookIsSet", "build_application", "handle_update", "run_telegram", "set_commands"]
+__all__ = [
+    "ALLOWED_UPDATES",
+    "Outcome",
+    "WebhookIsSet",
+    "build_application",
+    "handle_update",
+    "run_telegram",
+    "set_commands",
+]
 
 log = logging.getLogger("doppelbot.telegram")
 
@@ -46,6 +64,8 @@ ACTION_REFRESH_S = 4.5
 DOWNLOAD_TIMEOUT_S = 60.0
 # Edited messages would answer the same photo twice; only new messages are asked for and handled.
 NEW = filters.UpdateType.MESSAGE
+# What Telegram is asked to send, polling or by webhook: new messages, and presses on the buttons under answers.
+ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
 # Flood control (429) means the message was not sent: sending it again after the wait Telegram names
 # delivers it exactly once. A few times at most, and not for waits longer than a user would sit through.
 # (python-telegram-bot's AIORateLimiter would hold every chat's requests for the whole wait, however long.)
@@ -98,6 +118,9 @@ def build_application(
             CommandHandler("help", answers.help, filters=NEW),
             CommandHandler("about", answers.about, filters=NEW),
             CommandHandler("whois", answers.whois, filters=NEW),
+            CommandHandler("privacy", answers.privacy, filters=NEW),
+            CommandHandler("forget", answers.forget, filters=NEW),
+            CallbackQueryHandler(answers.pressed),
             MessageHandler(NEW & private & (filters.PHOTO | filters.Document.ALL), answers.private_photo),
             MessageHandler(NEW & private & filters.TEXT, answers.private_text),
             MessageHandler(NEW & private & ~filters.StatusUpdate.ALL, answers.private_other),
@@ -125,7 +148,7 @@ async def run_telegram(app: Application, stop: asyncio.Event) -> None:
         await app.start()
         try:
             await set_commands(app.bot)
-            await app.updater.start_polling(allowed_updates=[Update.MESSAGE])
+            await app.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
             await stop.wait()
         finally:
             if app.updater.running:
@@ -135,7 +158,7 @@ async def run_telegram(app: Application, stop: asyncio.Event) -> None:
 
 
 async def set_commands(bot: Bot) -> None:
-    """Publish the command menu (/start, /help, /whois, /about); a failure is only logged."""
+    """Publish the command menu (`COMMAND_DESCRIPTIONS`); a failure is only logged."""
     try:
         await bot.set_my_commands([BotCommand(name, text) for name, text in COMMAND_DESCRIPTIONS.items()])
     except TelegramError as e:  # the menu is a nicety: answer photos without it
@@ -147,6 +170,7 @@ class _Handlers:
 
     def __init__(self, core: ChatCore) -> None:
         self.core = core
+        self.presses = Presses(core, self._photo, _delivering)
 
     async def start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> Outcome:
         """Say what the bot does."""
@@ -157,8 +181,25 @@ class _Handlers:
         return await _text(update.effective_message, self.core.help_text())
 
     async def about(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> Outcome:
-        """Describe the model."""
-        return await _text(update.effective_message, self.core.about_text())
+        """Describe the model, and how users marked its answers."""
+        return await _text(update.effective_message, await self.core.about())
+
+    async def privacy(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> Outcome:
+        """Say what is kept, when, for how long, who sees it and how to delete it."""
+        return await _text(update.effective_message, self.core.privacy_text())
+
+    async def forget(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> Outcome:
+        """Delete every face the sender marked, and say how many."""
+        message = update.effective_message
+        if self.core.feedback is None:  # no feedback at all (a core made without it): nothing was ever kept
+            return await _text(message, self.core.privacy_text())
+        user = message.from_user.id if message.from_user else message.chat.id
+        return await _reply(message, await self.core.feedback.forget("telegram", str(user)))
+
+    async def pressed(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> Outcome:
+        """A press on a button under an answer: answered with a toast, the buttons redrawn with the votes."""
+        await self.presses.press(update.callback_query, context.bot)
+        return Outcome.REPLIED
 
     async def whois(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> Outcome:
         """Answer about the photo this command replies to, or explain how to ask."""
@@ -198,6 +239,12 @@ class _Handlers:
         detail = "".join(traceback.format_exception(error)) if error else "no exception recorded"
         kind = update.effective_chat.type if isinstance(update, Update) and update.effective_chat else "no"
         log.error("a Telegram handler failed in a %s chat: %s", kind, _redact(detail, context.bot.token))
+        if isinstance(update, Update) and update.callback_query is not None:
+            try:  # a press: the presser hears it in the toast, not in a message under someone's answer
+                await self.presses.failed(update.callback_query)
+            except TelegramError as e:
+                log.warning("could not tell the presser about the failure: %s", _redact(str(e), context.bot.token))
+            return
         message = update.effective_message if isinstance(update, Update) else None
         if message is None:
             return
@@ -209,13 +256,22 @@ class _Handlers:
     # -- the photo round trip ----------------------------------------------------------------
 
     async def _answer_about(self, ask: Message, source: Message | None, context: ContextTypes.DEFAULT_TYPE) -> Outcome:
-        """Reply to `ask` about the image in `source` (the same message, or the one `ask` replies to)."""
+        """Answer `ask` about the image in `source` (the same message, or the one `ask` replies to).
+
+        The model's answer quotes `source` and carries the feedback buttons: a press then brings the photo along
+        (a callback query's message holds the message it replied to), so nothing of the answer is kept anywhere.
+        A refusal (rate limit, wrong type) is for the asker, so it quotes `ask`.
+        """
         if source is None or not (source.photo or source.document):
             return await _reply(ask, self.core.whois_without_photo())
         user = ask.from_user.id if ask.from_user else ask.chat.id
         typing = Indicator(lambda: ask.reply_chat_action(ChatAction.TYPING), ACTION_REFRESH_S)
         request = Request("telegram", ask.chat.type, str(user))
-        return await _reply(ask, await self.core.answer(self._photo(source, context.bot), request, typing))
+        reply = await self.core.answer(self._photo(source, context.bot), request, typing)
+        if reply.answer is None:
+            return await _reply(ask, reply)
+        feedback = self.core.feedback
+        return await _reply(source, reply, feedback.keyboard(reply.answer) if feedback is not None else None)
 
     def _photo(self, source: Message, bot: Bot) -> Photo:
         """What `source` announces of its image (a compressed photo's largest size, or a file), not yet fetched."""
@@ -300,25 +356,27 @@ async def _text(ask: Message, text: str) -> Outcome:
     return Outcome.REPLIED
 
 
-async def _reply(ask: Message, reply: Reply) -> Outcome:
-    """Send `reply` as an answer to `ask`, in as many messages as Telegram's limits need (the boxed photo first)."""
-    for message in reply_messages(reply, TELEGRAM):
-        await _send(ask, message)
+async def _reply(to: Message, reply: Reply, keyboard: list | None = None) -> Outcome:
+    """Send `reply` quoting `to`, in as many messages as Telegram's limits need (the boxed photo first), with
+    `keyboard` (`bot.feedback`'s buttons) under the last."""
+    messages = reply_messages(reply, TELEGRAM)
+    for i, message in enumerate(messages):
+        await _send(to, message, inline_markup(keyboard) if i == len(messages) - 1 else None)
     return Outcome.REPLIED
 
 
-async def _send(ask: Message, message: Reply) -> None:
+async def _send(to: Message, message: Reply, markup: InlineKeyboardMarkup | None = None) -> None:
     """One message of a reply: text, or the boxed photo with its caption."""
-    # Each message quotes the question, so a long reply still reads as one answer in a busy group; and is still
-    # sent, unquoted, when the asker deleted the photo meanwhile.
-    quote = {"do_quote": True, "allow_sending_without_reply": True}
+    # Each message quotes the photo (or the question), so a long reply still reads as one answer in a busy group;
+    # and is still sent, unquoted, when the photo was deleted meanwhile.
+    options = {"do_quote": True, "allow_sending_without_reply": True, "reply_markup": markup}
     if message.image is None:
-        await _delivering(lambda: ask.reply_text(message.text, **quote))
+        await _delivering(lambda: to.reply_text(message.text, **options))
         return
-    uploading = Indicator(lambda: ask.reply_chat_action(ChatAction.UPLOAD_PHOTO), ACTION_REFRESH_S)
+    uploading = Indicator(lambda: to.reply_chat_action(ChatAction.UPLOAD_PHOTO), ACTION_REFRESH_S)
     caption = message.text or None
     async with showing(uploading):
-        await _delivering(lambda: ask.reply_photo(message.image, caption=caption, filename="faces.jpg", **quote))
+        await _delivering(lambda: to.reply_photo(message.image, caption=caption, filename="faces.jpg", **options))
 
 
 async def _delivering(send: Callable[[], Awaitable[T]]) -> T:

@@ -1,4 +1,5 @@
-"""The web adapter (aiohttp): a local page to try the model, and `POST /api/classify` for scripts.
+"""The web adapter (aiohttp): a local page to try the model, and `POST /api/classify` for scripts; the page's
+feedback routes (`web_feedback.py`) and the owner's review page (`web_review.py`) are put together with them here.
 
 A third adapter on the same `ChatCore` as Telegram and Discord: the same queue, rate limit and
 wording. Uploads are read into memory under a cap (never `request.post()`, which spools large
@@ -10,10 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import BodyPartReader, hdrs, web
@@ -21,18 +21,17 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from .core import ChatCore, Photo, Request, face_line, is_image
 from .operations import PROBE_ONLY
-from .web_guards import Access, UploadSlots, WebGuards, client_key
+from .web_common import SECURITY_HEADERS, Refusal, chunks, cross_site, part_chunks, read_capped, refused, sender
+from .web_feedback import add_feedback_routes, face_choices
+from .web_guards import Access, UploadSlots, WebGuards
 
 __all__ = ["STATIC_DIR", "build_web_app", "run_web", "start_web"]
 
 log = logging.getLogger("doppelbot.web")
 
 STATIC_DIR = Path(__file__).with_name("static")
-_CHUNK = 64 * 1024
 # A form upload wraps the photo in boundaries and part headers: a few hundred bytes, capped generously.
 _FORM_SLACK = 64 * 1024
-# Past the cap, a body without a Content-Length is still counted (not kept) this far, to say its size.
-_COUNT_PAST_CAP = 4
 # The status of each of the core's refusals; the others (no photo, a garbled or cut-off upload) are ours.
 _REFUSAL_STATUS = {"not_an_image": 415, "too_large": 413, "rate_limited": 429, "busy": 503}
 # Retry-After (seconds) of each 503: the core's "busy" says "try again in a minute"; a model is made in minutes;
@@ -41,57 +40,9 @@ _BUSY_RETRY = 60
 _NO_MODEL_RETRY = 60
 _UPLOADS_RETRY = 5
 _UPLOADS_BUSY = "I'm receiving too many photos at once; please try again in a few seconds."
-_FORWARDED_FOR = "X-Forwarded-For"
-# The page is one HTML file, one script and one style sheet, all our own; photos are shown from blob: URLs.
-_SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
-        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-cache",
-}
 
 ModelProblem = Callable[[], str | None]
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class _Refusal(Exception):
-    """An upload refused before the model sees it: an HTTP status, a reason for programs, words for people."""
-
-    def __init__(self, status: int, reason: str, message: str, retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.status, self.reason, self.message, self.retry_after = status, reason, message, retry_after
-
-
-class _ClosingResponse(web.Response):
-    """A response after which the connection is closed at once, the rest of the request's body unread."""
-
-    def __init__(self, request: web.Request, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self._closing = request
-        self.force_close()  # "Connection: close"
-
-    async def write_eof(self, data: bytes = b"") -> None:
-        await super().write_eof(data)
-        # Otherwise aiohttp goes on reading (and dropping) the body for up to 10 s more, at the sender's pace.
-        if (protocol := self._closing.protocol) is not None:
-            protocol.force_close()
-
-
-def _refused(
-    status: int, reason: str, message: str, retry_after: int | None = None, closing: web.Request | None = None
-) -> web.Response:
-    """A refusal as JSON; `retry_after`: seconds, sent as Retry-After; `closing`: the request to hang up on."""
-    body = {"outcome": "refused", "reason": reason, "message": message}
-    if closing is None:
-        response = web.json_response(body, status=status)
-    else:
-        response = _ClosingResponse(closing, text=json.dumps(body), content_type="application/json", status=status)
-    if retry_after is not None:
-        response.headers[hdrs.RETRY_AFTER] = str(retry_after)
-    return response
 
 
 class _Handlers:
@@ -108,27 +59,28 @@ class _Handlers:
         return web.FileResponse(STATIC_DIR / "index.html")
 
     async def about(self, request: web.Request) -> web.Response:
-        """Which model answers, or why none does yet."""
+        """Which model answers (with what users said of its answers), or why none does yet; whether the page
+        asks for feedback."""
         info = self.core.model_info()
         problem = self.model_problem()
+        feedback = self.core.feedback
         return web.json_response(
             {
                 "ready": problem is None,
                 "message": problem,
-                "about": self.core.about_text(),
+                "about": await self.core.about(),
                 "model": dataclasses.asdict(info) if info else None,
                 "max_bytes": self.core.max_bytes,
+                "feedback": feedback is not None and feedback.enabled,
             }
         )
 
     async def classify(self, request: web.Request) -> web.Response:
         """One photo in (the body, or the form field `image`), `python -m model --json`'s object for it out."""
         if (problem := self.model_problem()) is not None:
-            return _refused(503, "no_model", problem, _NO_MODEL_RETRY)
-        origin = request.headers.get(hdrs.ORIGIN)
-        if origin is not None and not self.guards.hosts.allows_origin(origin, request.headers.get(hdrs.HOST, "")):
-            # Any web site could post to a page on 127.0.0.1; only this page (and scripts) may.
-            return _refused(403, "cross_site", "Photos can only be sent from this page.")
+            return refused(503, "no_model", problem, _NO_MODEL_RETRY)
+        if cross_site(request, self.guards):
+            return refused(403, "cross_site", "Photos can only be sent from this page.")
         names: list[str | None] = []
         held = False
 
@@ -136,7 +88,7 @@ class _Handlers:
             nonlocal held
             # After the rate limit and before a byte of the body: a full house costs the sender no quota.
             if not self.slots.take():
-                raise _Refusal(503, "busy", _UPLOADS_BUSY, _UPLOADS_RETRY)
+                raise Refusal(503, "busy", _UPLOADS_BUSY, _UPLOADS_RETRY)
             held = True
             seconds = self.guards.upload_seconds
             try:
@@ -144,7 +96,7 @@ class _Handlers:
                     data, name = await self._read_photo(request)
             except TimeoutError:
                 log.info("an upload took over %g s and was cut off", seconds)
-                raise _Refusal(408, "too_slow", _too_slow(seconds)) from None
+                raise Refusal(408, "too_slow", _too_slow(seconds)) from None
             names.append(name)
             return data
 
@@ -155,17 +107,17 @@ class _Handlers:
         if form and size is not None:
             size = max(0, size - _FORM_SLACK)
         content_type = None if form else request.headers.get(hdrs.CONTENT_TYPE, "")
-        user = client_key(self.guards.client_address(request.remote, request.headers.getall(_FORWARDED_FOR, [])))
+        user = sender(request, self.guards)
         try:
             reply = await self.core.answer(Photo(download, size, content_type), Request("web", "page", user))
-        except _Refusal as refusal:
+        except Refusal as refusal:
             # A deadline passed mid-body: hang up, or the rest would still be read.
             closing = request if refusal.status == 408 else None
-            return _refused(refusal.status, refusal.reason, refusal.message, refusal.retry_after, closing)
+            return refused(refusal.status, refusal.reason, refusal.message, refusal.retry_after, closing)
         except (ConnectionError, HttpProcessingError) as e:
             # The sender went away or broke the transfer encoding mid-upload: routine, not our failure.
             log.info("an upload was cut off: %s", e)
-            return _refused(400, "cut_off", "The upload was cut off; please send the photo again.")
+            return refused(400, "cut_off", "The upload was cut off; please send the photo again.")
         finally:
             if held:
                 self.slots.give_back()
@@ -174,10 +126,15 @@ class _Handlers:
             retry_after = _BUSY_RETRY if status == 503 else None
             if reply.retry_after is not None:
                 retry_after = max(1, math.ceil(reply.retry_after))  # whole seconds, never "now"
-            return _refused(status, reply.refused or "refused", reply.text, retry_after)
+            return refused(status, reply.refused or "refused", reply.text, retry_after)
         answer = reply.answer
         body = answer.to_json(names[0] if names else None)
-        body["reply"] = {"text": reply.text, "faces": [face_line(face) for face in answer.faces]}
+        body["reply"] = {
+            "text": reply.text,
+            "faces": [face_line(face) for face in answer.faces],
+            # The feedback buttons under each face (None: none are offered); `POST /api/feedback` takes a press.
+            "choices": face_choices(self.core.feedback, answer),
+        }
         return web.json_response(body, status=422 if answer.outcome == "error" else 200)
 
     async def _read_photo(self, request: web.Request) -> tuple[bytes, str | None]:
@@ -186,7 +143,7 @@ class _Handlers:
         limit = self.core.max_bytes
         announced = request.content_length
         if not request.content_type.startswith("multipart/"):
-            return await self._capped(_chunks(request.content), limit, announced), None
+            return await read_capped(chunks(request.content), limit, announced, self._too_large), None
         try:
             reader = await request.multipart()
             while (part := await reader.next()) is not None:
@@ -194,46 +151,20 @@ class _Handlers:
                     await part.release()
                     continue
                 if not is_image(part.headers.get(hdrs.CONTENT_TYPE), part.filename):
-                    raise _Refusal(415, "not_an_image", self.core.not_an_image().text)
-                return await self._capped(_part_chunks(part), limit, announced), part.filename
+                    raise Refusal(415, "not_an_image", self.core.not_an_image().text)
+                return await read_capped(part_chunks(part), limit, announced, self._too_large), part.filename
         except (ValueError, AssertionError, RuntimeError) as e:  # aiohttp's words for a malformed form
             log.info("a malformed form upload: %s", e)
-            raise _Refusal(400, "bad_request", "That upload was garbled; please send the photo again.") from None
-        raise _Refusal(400, "no_photo", "Send the photo as the request body, or as the form field `image`.")
+            raise Refusal(400, "bad_request", "That upload was garbled; please send the photo again.") from None
+        raise Refusal(400, "no_photo", "Send the photo as the request body, or as the form field `image`.")
 
-    async def _capped(self, chunks: AsyncIterator[bytes], limit: int, announced: int | None) -> bytes:
-        kept: list[bytes] = []
-        size = 0
-        async for chunk in chunks:
-            size += len(chunk)
-            if size > limit:
-                if announced is None:
-                    # Counted, not kept, so the refusal can say how large the file is.
-                    async for more in chunks:
-                        size += len(more)
-                        if size > _COUNT_PAST_CAP * limit:
-                            break
-                raise self._too_large(announced or size)
-            kept.append(chunk)
-        return b"".join(kept)
-
-    def _too_large(self, size: int) -> _Refusal:
+    def _too_large(self, size: int) -> Refusal:
         reply = self.core.refuse_size(max(size, self.core.max_bytes + 1))
-        return _Refusal(413, "too_large", reply.text if reply else "")
+        return Refusal(413, "too_large", reply.text if reply else "")
 
 
 def _too_slow(seconds: float) -> str:
     return f"The upload took longer than {seconds:g} seconds, so I stopped reading it; please send the photo again."
-
-
-async def _chunks(stream) -> AsyncIterator[bytes]:
-    async for chunk in stream.iter_chunked(_CHUNK):
-        yield chunk
-
-
-async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
-    while chunk := await part.read_chunk(_CHUNK):
-        yield chunk
 
 
 def _middleware(core: ChatCore, guards: WebGuards):
@@ -246,20 +177,26 @@ def _middleware(core: ChatCore, guards: WebGuards):
             access = guards.access(host, request.method, request.path)
             if access is Access.NOTHING:
                 # 421 Misdirected Request: this server is not the one for that name (a rebound DNS name, say).
-                response = _refused(421, "unknown_host", _unknown_host(host))
+                response = refused(421, "unknown_host", _unknown_host(host))
             else:
                 request[PROBE_ONLY] = access is Access.PROBE
                 response = await handler(request)
         except web.HTTPException as e:  # aiohttp's own answers: not found, method not allowed
-            e.headers.update(_SECURITY_HEADERS)
+            _secure(e.headers)
             raise
         except Exception:
             log.exception("the web page's %s %s failed", request.method, request.path)
-            response = _refused(500, "failed", core.failed().text)
-        response.headers.update(_SECURITY_HEADERS)
+            response = refused(500, "failed", core.failed().text)
+        _secure(response.headers)
         return response
 
     return guard
+
+
+def _secure(headers) -> None:
+    # A header a route set itself (the review page's own policy, `no-store` on faces) is kept.
+    for name, value in SECURITY_HEADERS.items():
+        headers.setdefault(name, value)
 
 
 def _unknown_host(host: str | None) -> str:
@@ -269,9 +206,14 @@ def _unknown_host(host: str | None) -> str:
 
 
 def build_web_app(
-    core: ChatCore, model_problem: ModelProblem = lambda: None, guards: WebGuards | None = None, operations=None
+    core: ChatCore,
+    model_problem: ModelProblem = lambda: None,
+    guards: WebGuards | None = None,
+    operations=None,
+    review_token: str | None = None,
 ) -> web.Application:
-    """The one place the web app is put together: the page, its files, the API and `operations`' endpoints."""
+    """The one place the web app is put together: the page, its files, the API, the feedback routes, the review
+    page (only with `review_token`, REVIEW_TOKEN) and `operations`' endpoints."""
     guards = guards or WebGuards()
     # Our handlers read bodies under the core's cap themselves; aiohttp's own cap guards any other reader.
     middlewares = [_middleware(core, guards)]
@@ -283,6 +225,11 @@ def build_web_app(
     app.router.add_get("/", handlers.index)
     app.router.add_get("/api/about", handlers.about)
     app.router.add_post("/api/classify", handlers.classify)
+    add_feedback_routes(app, core, guards, handlers.slots, model_problem)
+    if review_token:
+        from .web_review import add_review_routes
+
+        add_review_routes(app, core, guards, review_token)
     # aiohttp resolves each path and refuses any outside this folder (and, by default, symlinks out of it).
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
     if operations is not None:

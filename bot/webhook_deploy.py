@@ -8,17 +8,19 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from telegram import Bot, Update
+from telegram import Bot
 
 from .settings import Settings
+from .telegram_adapter import ALLOWED_UPDATES
 
 __all__ = ["delete_webhook", "set_webhook", "webhook_step"]
 
 
 async def set_webhook(token: str, url: str, secret: str, base_url: str | None = None) -> None:
-    """Register the webhook: Telegram posts this bot's updates to `url`, with `secret` in a header."""
+    """Register the webhook: Telegram posts this bot's updates (messages, button presses) to `url`, with `secret`
+    in a header."""
     async with _bot(token, base_url) as bot:
-        await bot.set_webhook(url, secret_token=secret, allowed_updates=[Update.MESSAGE])
+        await bot.set_webhook(url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
 
 
 async def delete_webhook(token: str, base_url: str | None = None) -> None:

@@ -156,9 +156,9 @@ class LiveBot:
         """Until the bot polls Telegram and is READY on Discord (its own shards, where it runs some)."""
         self.run(self._until_up(), timeout=START_TIMEOUT + 10)
 
-    def _launch(self) -> None:
+    def _launch(self, append: bool = False) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self._log_file = open(self.log_path, "wb")  # noqa: SIM115 - open for the process's whole life
+        self._log_file = open(self.log_path, "ab" if append else "wb")  # noqa: SIM115 - open for the process's life
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bot", *self.args],
             cwd=self.workdir,
@@ -166,6 +166,27 @@ class LiveBot:
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
         )
+
+    def relaunch(self, env: dict[str, str] | None = None) -> LiveBot:
+        """Restart the bot (SIGTERM, then a new process against the same fakes), with `env` changed in its settings;
+        return once the new process polls Telegram. Its log is appended to the same file."""
+        assert self.telegram is not None and self.discord is None, "relaunch waits for Telegram polling only"
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(60)
+        if self._log_file is not None:
+            self._log_file.close()
+        self.extra_env.update(env or {})
+        telegram, seen = self.telegram, self.call(lambda: len(self.telegram.calls))
+
+        def polling() -> bool:
+            return any(c.method == "getUpdates" for c in telegram.calls[seen:])
+
+        self._launch(append=True)
+        self.run(
+            self.eventually(polling, START_TIMEOUT, "the restarted bot to poll Telegram"), timeout=START_TIMEOUT + 10
+        )
+        return self
 
     def stop_beside(self) -> None:
         """Stop this bot's process only: the fakes belong to the first."""

@@ -1,8 +1,9 @@
 """A fake Discord on 127.0.0.1 for tests: the REST API, a CDN for attachments, and the gateway WebSocket.
 
-The real discord.py client talks to it as it would to Discord. Tests play the users: they post messages
-and run slash commands with `send_message` and `slash_command`, which arrive over the gateway, and they
-see what the bot did in `calls`, every REST request it made, in order of arrival.
+The real discord.py client talks to it as it would to Discord. Tests play the users: they post messages,
+run slash commands and press buttons with `send_message`, `slash_command` and `press`, which arrive over the
+gateway, and they see what the bot did in `calls`, every REST request it made, in order of arrival, and in
+`messages`, every message as it is now (buttons edited in place included).
 
 Kept small on purpose, with one method per route and one per gateway opcode. The gateway keeps sessions
 as Discord does: every DISPATCH is numbered within its session and kept, `disconnect` closes the bot's
@@ -18,10 +19,12 @@ limited as Discord limits them: one per 5 seconds per bucket (shard_id % max_con
 another token than `token` is closed with 4004 (Authentication failed). The day's session starts
 (`session_starts_left`) are back to 1000 `session_reset_after_ms` after the first `/gateway/bot`, as it reports.
 
-As strict as Discord where a kinder fake would hide a lost reply: message content over 2,000 characters is
-refused (400, Invalid Form Body) wherever a message is posted. Faults are injected per route, by its handler's
-name ("create_message", "typing", "followup"): an error status (`fail_next`) or a dropped connection
-(`drop_next`), before the route is done.
+As strict as Discord where a kinder fake would hide a lost reply: message content over 2,000 characters, and
+buttons Discord would not draw (more than 5 rows of 5, a custom_id outside 1-100 characters or used twice, a
+label over 80), are refused (400, Invalid Form Body) wherever a message is posted or edited. An interaction is
+answered once (a second callback: 400, already acknowledged), within its own token, and followups need that
+answer first. Faults are injected per route, by its handler's name ("create_message", "typing", "followup"):
+an error status (`fail_next`) or a dropped connection (`drop_next`), before the route is done.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +42,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-__all__ = ["FakeDiscord", "RestCall", "Upload"]
+__all__ = ["FakeDiscord", "RestCall", "Upload", "buttons"]
 
 API = "/api/v10"
 # Discord's gateway opcodes (https://discord.com/developers/docs/topics/opcodes-and-status-codes).
@@ -46,8 +50,14 @@ DISPATCH, HEARTBEAT, IDENTIFY, RESUME, INVALID_SESSION, HELLO, HEARTBEAT_ACK = 0
 OP_NAMES = {HEARTBEAT: "HEARTBEAT", IDENTIFY: "IDENTIFY", RESUME: "RESUME"}
 # A close code the client may resume after ("unknown error"); 4004 (bad token) and the like end the session.
 RESUMABLE_CLOSE = 4000
-# Interaction callback types: 4 answers at once, 5 shows "thinking" and answers later by followup.
-CHANNEL_MESSAGE, DEFERRED_CHANNEL_MESSAGE = 4, 5
+# Interaction callback types: 4 answers at once, 5 shows "thinking" and answers later by followup; for a button,
+# 6 acknowledges it (the message may be edited later) and 7 edits the button's message at once.
+CHANNEL_MESSAGE, DEFERRED_CHANNEL_MESSAGE, DEFERRED_UPDATE_MESSAGE, UPDATE_MESSAGE = 4, 5, 6, 7
+APPLICATION_COMMAND, MESSAGE_COMPONENT = 2, 3  # interaction types
+ACTION_ROW, BUTTON, LINK_STYLE = 1, 2, 5  # component types, and the button style that holds a URL, not an id
+MAX_ROWS, MAX_ROW_BUTTONS, MAX_CUSTOM_ID, MAX_LABEL = 5, 5, 100, 80
+EPHEMERAL = 64  # message flag: seen only by the user who pressed or ran the command
+MAX_COMMAND_DESCRIPTION = 100
 TEXT_CHANNEL = 0
 DEFAULT_MESSAGE, REPLY_MESSAGE = 0, 19
 ATTACHMENT_OPTION = 11
@@ -148,13 +158,64 @@ def _error(status: int, message: str, code: int = 0) -> web.Response:
     return _json_response({"message": message, "code": code}, status)
 
 
-def _too_long(body: dict[str, Any]) -> web.Response | None:
-    """Discord's answer to message content over 2,000 characters, or None when it fits."""
-    if len(body.get("content") or "") <= MAX_CONTENT:
-        return None
-    error = {"code": "BASE_TYPE_MAX_LENGTH", "message": f"Must be {MAX_CONTENT} or fewer in length."}
-    body = {"message": "Invalid Form Body", "code": 50035, "errors": {"content": {"_errors": [error]}}}
+def _invalid_form(field: str, code: str, message: str) -> web.Response:
+    error = {"code": code, "message": message}
+    body = {"message": "Invalid Form Body", "code": 50035, "errors": {field: {"_errors": [error]}}}
     return _json_response(body, 400)
+
+
+def _too_long(body: dict[str, Any]) -> web.Response | None:
+    """Discord's answer to message content over 2,000 characters or buttons it would not draw; None when it fits."""
+    if len(body.get("content") or "") > MAX_CONTENT:
+        return _invalid_form("content", "BASE_TYPE_MAX_LENGTH", f"Must be {MAX_CONTENT} or fewer in length.")
+    if (problem := _component_problem(body.get("components"))) is not None:
+        return _invalid_form("components", "COMPONENT_INVALID", problem)
+    return None
+
+
+def _component_problem(rows: Any) -> str | None:
+    """What Discord would refuse in a message's `components` (action rows of buttons); None when it takes them."""
+    if rows is None:
+        return None
+    if not isinstance(rows, list) or len(rows) > MAX_ROWS:
+        return f"at most {MAX_ROWS} action rows"
+    seen: set[str] = set()
+    for row in rows:
+        buttons = row.get("components") if isinstance(row, dict) else None
+        if not isinstance(buttons, list) or row.get("type") != ACTION_ROW or not 1 <= len(buttons) <= MAX_ROW_BUTTONS:
+            return f"an action row holds 1 to {MAX_ROW_BUTTONS} buttons"
+        for button in buttons:
+            if not isinstance(button, dict) or button.get("type") != BUTTON:
+                return "only buttons are drawn here"
+            label, custom_id = button.get("label"), button.get("custom_id")
+            if label is not None and (not isinstance(label, str) or len(label) > MAX_LABEL):
+                return f"a button's label is at most {MAX_LABEL} characters"
+            if not label and not button.get("emoji"):
+                return "a button needs a label or an emoji"
+            if button.get("style") == LINK_STYLE:
+                if custom_id is not None or not button.get("url"):
+                    return "a link button has a url and no custom_id"
+                continue
+            if not isinstance(custom_id, str) or not 1 <= len(custom_id) <= MAX_CUSTOM_ID:
+                return f"a button's custom_id is 1 to {MAX_CUSTOM_ID} characters"
+            if custom_id in seen:
+                return "Component custom id cannot be duplicated"
+            seen.add(custom_id)
+    return None
+
+
+def buttons(message: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    """The buttons of a message payload, row by row ([] for none)."""
+    return [list(row.get("components") or []) for row in message.get("components") or []]
+
+
+@dataclass
+class _Interaction:
+    """An interaction the fake dispatched, and how the bot has answered it so far."""
+
+    payload: dict[str, Any]
+    response: int | None = None  # the callback type, once answered
+    original: int | None = None  # the id of the message its @original names, once there is one
 
 
 class FakeDiscord:
@@ -187,6 +248,7 @@ class FakeDiscord:
         self.resumes: list[dict[str, Any]] = []  # the RESUME payloads the bot sent (token, session_id, seq)
         self.sessions: list[_Session] = []
         self.commands: list[dict[str, Any]] = []  # as last synced
+        self.interactions: dict[str, _Interaction] = {}  # by interaction id
         self.messages: dict[int, dict[str, Any]] = {}  # every message we know, posted by users or the bot
         self.connections: list[_Connection] = []
         self.cdn_delay = 0.0  # seconds before an attachment download is answered
@@ -384,39 +446,49 @@ class FakeDiscord:
         return message if include_referenced else {k: v for k, v in message.items() if k != "referenced_message"}
 
     async def slash_command(
-        self, user: dict[str, Any], name: str, attachments: dict[str, dict[str, Any]]
+        self, user: dict[str, Any], name: str, attachments: dict[str, dict[str, Any]] | None = None
     ) -> dict[str, Any]:
         """A user runs `/name` with attachment options (option name to attachment); the interaction payload."""
+        attachments = attachments or {}
         command = next((c for c in self.commands if c["name"] == name), None)
-        interaction = {
-            "id": str(self.new_id()),
-            "application_id": str(self.application_id),
-            "type": 2,  # APPLICATION_COMMAND
-            "token": f"interaction-token-{self.new_id()}",
-            "version": 1,
-            "guild_id": str(self.guild_id),
-            "channel_id": str(self.channel_id),
-            "channel": self._channel_payload(),
-            "member": self._member_payload(user),
-            "app_permissions": "2251799813685247",
-            "locale": "en-US",
-            "guild_locale": "en-US",
-            "entitlements": [],
-            "authorizing_integration_owners": {"0": str(self.guild_id)},
-            "context": 0,
-            "attachment_size_limit": 25 * 1024 * 1024,
-            "data": {
-                "id": command["id"] if command else str(self.new_id()),
-                "name": name,
-                "type": 1,
-                "options": [
-                    {"name": option, "type": ATTACHMENT_OPTION, "value": a["id"]} for option, a in attachments.items()
-                ],
-                "resolved": {"attachments": {a["id"]: a for a in attachments.values()}},
-            },
+        interaction = self._interaction_payload(APPLICATION_COMMAND, user, self.guild_id, self.channel_id)
+        interaction["data"] = {
+            "id": command["id"] if command else str(self.new_id()),
+            "name": name,
+            "type": 1,
+            "options": [
+                {"name": option, "type": ATTACHMENT_OPTION, "value": a["id"]} for option, a in attachments.items()
+            ],
+            "resolved": {"attachments": {a["id"]: a for a in attachments.values()}},
         }
         await self.dispatch("INTERACTION_CREATE", interaction)
         return interaction
+
+    async def press(self, user: dict[str, Any], message: dict[str, Any] | int, custom_id: str) -> dict[str, Any]:
+        """A user presses the button `custom_id` of `message` (a MESSAGE_COMPONENT interaction, with the message as
+        it is now); the interaction payload. Raises if the message shows no such button."""
+        stored = self.messages[int(message if isinstance(message, int) else message["id"])]
+        if all(b.get("custom_id") != custom_id for row in buttons(stored) for b in row):
+            raise LookupError(f"message {stored['id']} has no button {custom_id!r}")
+        guild_id = int(stored["guild_id"]) if stored.get("guild_id") else None
+        interaction = self._interaction_payload(MESSAGE_COMPONENT, user, guild_id, int(stored["channel_id"]))
+        interaction["message"] = json.loads(json.dumps(stored))  # as it was when pressed
+        interaction["data"] = {"custom_id": custom_id, "component_type": BUTTON}
+        await self.dispatch("INTERACTION_CREATE", interaction)
+        return interaction
+
+    def responses(self, interaction: dict[str, Any]) -> list[RestCall]:
+        """Every request the bot made with `interaction`'s token (its callback, followups and edits), in order."""
+        token = interaction["token"]
+        return self.calls_where(lambda call: f"/{token}/" in call.path or call.path.endswith(f"/{token}"))
+
+    def button(self, message: dict[str, Any] | int, label: str) -> str:
+        """The custom_id of `message`'s button whose label starts with `label`, as the message is now."""
+        stored = self.messages[int(message if isinstance(message, int) else message["id"])]
+        found = [b["custom_id"] for row in buttons(stored) for b in row if (b.get("label") or "").startswith(label)]
+        if len(found) != 1:
+            raise LookupError(f"{len(found)} buttons of message {stored['id']} start with {label!r}")
+        return found[0]
 
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
         """A DISPATCH event in the newest session of the shard its guild lies on: sent at once if the bot is
@@ -446,6 +518,36 @@ class FakeDiscord:
         return [op for connection in self.connections for op in connection.received]
 
     # -- payloads -----------------------------------------------------------------------------
+
+    def _interaction_payload(self, kind: int, user: dict[str, Any], guild_id: int | None, channel_id: int) -> dict:
+        """An interaction of `kind` by `user` in a guild's channel, or in a direct message (`guild_id` None)."""
+        interaction_id = str(self.new_id())
+        payload: dict[str, Any] = {
+            "id": interaction_id,
+            "application_id": str(self.application_id),
+            "type": kind,
+            "token": f"interaction-token-{self.new_id()}",
+            "version": 1,
+            "app_permissions": "2251799813685247",
+            "locale": "en-US",
+            "entitlements": [],
+            "attachment_size_limit": 25 * 1024 * 1024,
+            "channel_id": str(channel_id),
+        }
+        if guild_id is None:
+            dm = {"id": str(channel_id), "type": DM_CHANNEL, "recipients": [user], "last_message_id": None, "flags": 0}
+            payload.update(channel=dm, user=user, context=1, authorizing_integration_owners={"0": str(user["id"])})
+        else:
+            payload.update(
+                guild_id=str(guild_id),
+                guild_locale="en-US",
+                channel=self._channel_payload(guild_id),
+                member=self._member_payload(user),
+                context=0,
+                authorizing_integration_owners={"0": str(guild_id)},
+            )
+        self.interactions[interaction_id] = _Interaction(payload)
+        return payload
 
     @staticmethod
     def _user_payload(user_id: int, name: str, bot: bool = False) -> dict[str, Any]:
@@ -552,6 +654,7 @@ class FakeDiscord:
             "mention_roles": [],
             "attachments": attachments,
             "embeds": [],
+            "components": [],
             "pinned": False,
             "type": DEFAULT_MESSAGE,
             "flags": 0,
@@ -582,7 +685,26 @@ class FakeDiscord:
         replied = self.messages.get(int(ref["message_id"])) if ref.get("message_id") else None
         guild_id = next((g for g, c in self.channel_ids.items() if c == channel_id), None)
         content = body.get("content") or ""
-        return self._message_payload(self.bot_user, content, attachments, [], replied, guild_id, channel_id)
+        message = self._message_payload(self.bot_user, content, attachments, [], replied, guild_id, channel_id)
+        message["components"] = body.get("components") or []
+        message["flags"] = (body.get("flags") or 0) & EPHEMERAL
+        return message
+
+    def _edited(self, message: dict[str, Any], body: dict[str, Any], files: list[Upload]) -> dict[str, Any]:
+        """`message` edited with `body` as Discord edits: only the fields given change; attachments kept are those
+        the body lists, then the new files."""
+        if "content" in body:
+            message["content"] = body["content"] or ""
+        if "components" in body:
+            message["components"] = body["components"] or []
+        if "attachments" in body:
+            kept = {str(a.get("id")) for a in body["attachments"] or []}
+            message["attachments"] = [a for a in message["attachments"] if a["id"] in kept]
+        for upload in files:
+            kind = upload.content_type or "application/octet-stream"
+            message["attachments"].append(self.attachment(upload.data, upload.filename, kind))
+        message["edited_timestamp"] = _now()
+        return message
 
     # -- REST ---------------------------------------------------------------------------------
 
@@ -699,7 +821,15 @@ class FakeDiscord:
         return _json_response(self.commands)
 
     async def _put_commands(self, request: web.Request) -> web.Response:
-        self.commands = [self._command_payload(c) for c in request[_CALL].json or []]
+        """Discord's bulk overwrite: the commands sent replace every command of the application."""
+        commands = request[_CALL].json or []
+        for i, command in enumerate(commands):
+            name, description = command.get("name") or "", command.get("description") or ""
+            if not re.fullmatch(r"[-_a-z0-9]{1,32}", name) or not 1 <= len(description) <= MAX_COMMAND_DESCRIPTION:
+                return _invalid_form(f"{i}", "APPLICATION_COMMAND_INVALID", f"command {name!r} is not valid")
+        if len({c["name"] for c in commands}) != len(commands):
+            return _invalid_form("names", "APPLICATION_COMMANDS_DUPLICATE_NAME", "Command names must be unique")
+        self.commands = [self._command_payload(c) for c in commands]
         return _json_response(self.commands)
 
     async def _post_command(self, request: web.Request) -> web.Response:
@@ -730,40 +860,78 @@ class FakeDiscord:
         return _json_response(message)
 
     async def _interaction_callback(self, request: web.Request) -> web.Response:
-        body = request[_CALL].json or {}
-        kind = body.get("type")
-        flags = (body.get("data") or {}).get("flags") or 0
+        interaction = self.interactions.get(request.match_info["interaction_id"])
+        if interaction is None or interaction.payload["token"] != request.match_info["token"]:
+            return _error(404, "Unknown interaction", 10062)
+        if interaction.response is not None:
+            return _error(400, "Interaction has already been acknowledged.", 40060)
+        call: RestCall = request[_CALL]
+        body = call.json or {}
+        kind, data = body.get("type"), body.get("data") or {}
+        component = interaction.payload["type"] == MESSAGE_COMPONENT
+        if kind not in (CHANNEL_MESSAGE, DEFERRED_CHANNEL_MESSAGE) and not (
+            component and kind in (DEFERRED_UPDATE_MESSAGE, UPDATE_MESSAGE)
+        ):
+            return _error(400, "Interaction callback type is not valid for this interaction", 50035)
+        if (refused := _too_long(data)) is not None:
+            return refused
         answer: dict[str, Any] = {
             "interaction": {
-                "id": request.match_info["interaction_id"],
-                "type": 2,
+                "id": interaction.payload["id"],
+                "type": interaction.payload["type"],
                 "response_message_loading": kind == DEFERRED_CHANNEL_MESSAGE,
-                "response_message_ephemeral": bool(flags & 64),
+                "response_message_ephemeral": bool((data.get("flags") or 0) & EPHEMERAL),
             },
             "resource": {"type": kind},
         }
-        if (refused := _too_long(body.get("data") or {})) is not None:
-            return refused
+        interaction.response = kind
+        if component and kind in (DEFERRED_UPDATE_MESSAGE, UPDATE_MESSAGE):
+            interaction.original = int(interaction.payload["message"]["id"])  # @original: the button's message
         if kind == CHANNEL_MESSAGE:
-            answer["resource"]["message"] = self._posted_message(
-                self.channel_id, body.get("data") or {}, request[_CALL].files
-            )
+            message = self._posted_message(int(interaction.payload["channel_id"]), data, call.files)
+            interaction.original = int(message["id"])
+            answer["resource"]["message"] = message
+        elif kind == UPDATE_MESSAGE:
+            answer["resource"]["message"] = self._edited(self.messages[interaction.original], data, call.files)
         return _json_response(answer)
 
-    async def _followup(self, request: web.Request) -> web.Response:
+    def _answered_interaction(self, request: web.Request) -> _Interaction | None:
+        """The interaction a webhook request names by its token, once the bot has answered it (Discord knows no
+        webhook for an interaction before)."""
         if request.match_info["app_id"] != str(self.application_id):
+            return None
+        token = request.match_info["token"]
+        found = next((i for i in self.interactions.values() if i.payload["token"] == token), None)
+        return found if found is not None and found.response is not None else None
+
+    async def _followup(self, request: web.Request) -> web.Response:
+        interaction = self._answered_interaction(request)
+        if interaction is None:
             return _error(404, "Unknown Webhook", 10015)
         call: RestCall = request[_CALL]
         if (refused := _too_long(call.json or {})) is not None:
             return refused
-        call.response = self._posted_message(self.channel_id, call.json or {}, call.files)
+        call.response = self._posted_message(int(interaction.payload["channel_id"]), call.json or {}, call.files)
         return _json_response(call.response)
 
     async def _edit_followup(self, request: web.Request) -> web.Response:
+        interaction = self._answered_interaction(request)
+        if interaction is None:
+            return _error(404, "Unknown Webhook", 10015)
         call: RestCall = request[_CALL]
         if (refused := _too_long(call.json or {})) is not None:
             return refused
-        return _json_response(self._posted_message(self.channel_id, call.json or {}, call.files))
+        named = request.match_info["message_id"]
+        target = interaction.original if named == "@original" else int(named) if named.isdigit() else None
+        if target is None and named == "@original":
+            # The answer to a deferred command ("thinking..."), edited into its first message.
+            call.response = self._posted_message(int(interaction.payload["channel_id"]), call.json or {}, call.files)
+            interaction.original = int(call.response["id"])
+            return _json_response(call.response)
+        if target not in self.messages:
+            return _error(404, "Unknown Message", 10008)
+        call.response = self._edited(self.messages[target], call.json or {}, call.files)
+        return _json_response(call.response)
 
     async def _download(self, request: web.Request) -> web.Response:
         if self.cdn_delay:

@@ -7,6 +7,13 @@ from small to large, caption entities with UTF-16 offsets, files the bot can `ge
 It is as strict as the Bot API where a kinder fake would hide a lost reply: a text over 4,096 or a
 caption over 1,024 characters, or an empty text, is refused with the Bot API's own 400.
 
+Inline keyboards too: `reply_markup` on sendMessage/sendPhoto is checked as Telegram checks it (callback_data
+of 1 to 64 bytes, no empty button text, 100 buttons at most) and kept with the message; `push_callback` presses
+a button that is there, as a user can, and the callback query carries the message with its `reply_to_message`
+one level deep, as the Bot API sends it; each query is answered once (answerCallbackQuery), within 15 s;
+editMessageReplyMarkup changes a message of the bot's, and refuses a keyboard that would not change. Updates
+are delivered by getUpdates only of the kinds its `allowed_updates` asked for.
+
 Faults are injected per method at one dispatch point (`_api`): a Bot API error (`fail_next`), flood
 control with `retry_after` (`flood_next`), a proxy's 502 (`bad_gateway_next`), a slow answer
 (`slow_next`) and a dropped connection (`drop_next`). A fault strikes either before the method is
@@ -30,7 +37,19 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = ["DOWNLOAD", "MAX_CAPTION", "MAX_TEXT", "BotApiError", "Call", "FakeTelegram", "Fault", "StoredFile"]
+__all__ = [
+    "CALLBACK_ANSWER_S",
+    "DOWNLOAD",
+    "MAX_CAPTION",
+    "MAX_TEXT",
+    "NOT_MODIFIED",
+    "BotApiError",
+    "Call",
+    "FakeTelegram",
+    "Fault",
+    "Pressed",
+    "StoredFile",
+]
 
 # The method name under which a file download is recorded; no Bot API method has a space in its name.
 DOWNLOAD = "file download"
@@ -39,8 +58,28 @@ MAX_DOWNLOAD = 20 * 1024 * 1024
 # The Bot API's longest message text and photo caption, counted in UTF-16 code units as Telegram counts.
 MAX_TEXT = 4096
 MAX_CAPTION = 1024
+# Inline keyboards: each button's callback_data is 1 to 64 bytes, a keyboard 100 buttons at most; a callback
+# query's answer (its toast) 200 characters at most, and it must come within about 15 s of the press.
+MAX_CALLBACK_DATA = 64
+MAX_BUTTONS = 100
+MAX_TOAST = 200
+CALLBACK_ANSWER_S = 15.0
+NOT_MODIFIED = (
+    "Bad Request: message is not modified: specified new message content and reply markup are exactly the same "
+    "as a current content and reply markup of the message"
+)
+_BAD_BUTTON = "Bad Request: can't parse inline keyboard button: "
+# An inline button does one of these; one with text only is refused.
+_BUTTON_ACTIONS = frozenset(
+    {"callback_data", "url", "web_app", "login_url", "switch_inline_query", "switch_inline_query_current_chat", "pay"}
+)
+_QUERY_GONE = "Bad Request: query is too old and response timeout expired or query ID is invalid"
+# What getUpdates sends when no allowed_updates was ever given: every kind but these.
+_NOT_BY_DEFAULT = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
 # Parameters the Bot API takes as plain strings; python-telegram-bot JSON-encodes every other value.
-_TEXT_PARAMS = frozenset({"text", "caption", "file_id", "action", "parse_mode", "emoji", "description"})
+_TEXT_PARAMS = frozenset(
+    {"text", "caption", "file_id", "action", "parse_mode", "emoji", "description", "callback_query_id"}
+)
 # Long polls are capped so a test that forgets to stop its bot cannot hold the server for long.
 _MAX_POLL = 30.0
 _PHOTO_WIDTHS = (90, 320, 800)  # Telegram's thumbnail sizes below the full photo
@@ -79,6 +118,12 @@ class Call:
     result: Any = None  # what the method returned, when it was done
 
     @property
+    def keyboard(self) -> list[list[dict[str, Any]]] | None:
+        """The inline keyboard this call sent (rows of buttons), or None."""
+        markup = self.params.get("reply_markup")
+        return markup.get("inline_keyboard") if isinstance(markup, dict) else None
+
+    @property
     def reply_to(self) -> int | None:
         """The message id this call answers, from `reply_parameters` (or the old `reply_to_message_id`)."""
         reply = self.params.get("reply_parameters")
@@ -106,6 +151,15 @@ class Fault:
     error: BotApiError | None = None  # for "error"
     delay: float = 0.0  # for "slow"
     after: bool = False  # strike once the method is done (its answer lost), not before
+
+
+@dataclass
+class Pressed:
+    """A callback query pushed by `push_callback`: when, and whether the bot answered it."""
+
+    query: dict[str, Any]
+    at: float = field(default_factory=time.monotonic)
+    answered: bool = False
 
 
 class BotApiError(Exception):
@@ -185,7 +239,15 @@ class FakeTelegram:
             "sendphoto": self._send_photo,
             "sendchataction": self._send_chat_action,
             "setmycommands": self._set_my_commands,
+            "answercallbackquery": self._answer_callback_query,
+            "editmessagereplymarkup": self._edit_message_reply_markup,
         }
+        # Every message of every chat as Telegram holds it now (a user's, or the bot's with its keyboard), by
+        # (chat id, message id); a message its sender deleted is gone from here.
+        self.messages: dict[tuple[int, int], dict[str, Any]] = {}
+        self.callbacks: dict[str, Pressed] = {}  # the callback queries pushed, by id
+        self.callback_answer_s = CALLBACK_ANSWER_S  # how long a callback query may wait for its answer
+        self.allowed_updates: list[str] | None = None  # as getUpdates last set it; None: the Bot API's default
         self.commands: list[dict[str, Any]] = []  # the command menu, as last set
         # As setWebhook left it: url, secret_token, allowed_updates, max_connections; None while the bot may poll.
         self.webhook: dict[str, Any] | None = None
@@ -193,6 +255,7 @@ class FakeTelegram:
         self._message_ids: dict[int, itertools.count] = {}
         self._file_ids = itertools.count(1)
         self._media_groups = itertools.count(13_000_000_000_000_000)
+        self._callback_ids = itertools.count(4_382_000_000_000_000_000)
         self._changed = asyncio.Event()  # set and replaced whenever an update or a call arrives
         self._closing = False
         self._runner: web.AppRunner | None = None
@@ -250,6 +313,18 @@ class FakeTelegram:
                 raise AssertionError(f"waited {timeout}s for {what}; the bot called: {seen}")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
+
+    def buttons(self, message: dict[str, Any]) -> list[list[dict[str, Any]]]:
+        """The inline keyboard under `message` now (rows of buttons: text, callback_data); [] for none."""
+        held = self.messages.get((message["chat"]["id"], message["message_id"])) or {}
+        return held.get("reply_markup", {}).get("inline_keyboard", [])
+
+    def answer_to(self, query: dict[str, Any]) -> Call | None:
+        """The bot's answer (answerCallbackQuery that was done) to the callback query `query`, if it came."""
+        for call in self.called("answerCallbackQuery"):
+            if call.error is None and call.params.get("callback_query_id") == query["id"]:
+                return call
+        return None
 
     def update_id_of(self, message: dict[str, Any]) -> int:
         """The id of the update that brought `message`."""
@@ -355,9 +430,42 @@ class FakeTelegram:
         self.push_update({"message": message})
         return message
 
+    def push_callback(self, message: dict[str, Any], data: str, sender: dict | None = None) -> dict[str, Any]:
+        """`sender` (by default `user`) presses the button with `data` under the bot's `message` (e.g. a sendMessage
+        call's `result`); returns the callback query. As in Telegram, only a button shown there now can be pressed.
+        The query's message is the message as it is now, with the message it replied to one level deep (absent
+        if that one was deleted)."""
+        chat = message["chat"]
+        held = self.messages.get((chat["id"], message["message_id"]))
+        if held is None or held["from"]["id"] != self.bot_user["id"]:
+            raise ValueError(f"no message {message['message_id']} of the bot's in chat {chat['id']}")
+        shown = [b.get("callback_data") for row in self.buttons(held) for b in row]
+        if data not in shown:
+            raise ValueError(f"message {message['message_id']} has no button {data!r} now; it has {shown}")
+        query_message = {k: v for k, v in held.items() if k != "reply_to_message"}
+        replied = held.get("reply_to_message") or {}
+        if (original := self.messages.get((chat["id"], replied.get("message_id")))) is not None:
+            query_message["reply_to_message"] = {k: v for k, v in original.items() if k != "reply_to_message"}
+        query = {
+            "id": str(next(self._callback_ids)),
+            "from": sender or self.user,
+            "message": query_message,
+            "chat_instance": str(-(abs(chat["id"]) * 7919 % 10**18)),
+            "data": data,
+        }
+        self.callbacks[query["id"]] = Pressed(query)
+        self.push_update({"callback_query": query})
+        return query
+
+    def delete_message(self, message: dict[str, Any]) -> None:
+        """Its sender deletes `message`: the bot can no longer see it, nor a press bring it."""
+        self.messages.pop((message["chat"]["id"], message["message_id"]), None)
+
     def push_update(self, update: dict[str, Any]) -> dict[str, Any]:
         """Queue a raw update (its update_id is added) for the bot's next getUpdates."""
         update = {"update_id": next(self._update_ids), **update}
+        if isinstance(message := update.get("message"), dict) and "chat" in message and "message_id" in message:
+            self.messages[(message["chat"]["id"], message["message_id"])] = message
         self.pushed.append(update)
         self.updates.append(update)
         self._wake()
@@ -555,10 +663,12 @@ class FakeTelegram:
         if self.webhook is not None:  # as the Bot API refuses polling while a webhook is set
             raise BotApiError(409, "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook")
         offset = int(call.params.get("offset") or 0)
+        if (allowed := call.params.get("allowed_updates")) is not None:  # kept for later calls, as in the Bot API
+            self.allowed_updates = list(allowed)
         # As in the Bot API, asking from `offset` confirms (forgets) every update before it.
         self.updates = [u for u in self.updates if u["update_id"] >= offset]
         deadline = time.monotonic() + min(float(call.params.get("timeout") or 0), _MAX_POLL)
-        while not self.updates and not self._closing and (remaining := deadline - time.monotonic()) > 0:
+        while not self._keep_allowed() and not self._closing and (remaining := deadline - time.monotonic()) > 0:
             changed = self._changed
             try:
                 await asyncio.wait_for(changed.wait(), remaining)
@@ -566,6 +676,17 @@ class FakeTelegram:
                 break
         limit = int(call.params.get("limit") or 100)
         return self.updates[:limit]
+
+    def _keep_allowed(self) -> list[dict[str, Any]]:
+        """The updates waiting, less those of a kind the bot did not ask for (Telegram never sends those)."""
+        allowed = self.allowed_updates
+
+        def wanted(update: dict[str, Any]) -> bool:
+            kind = next(k for k in update if k != "update_id")
+            return kind in allowed if allowed else kind not in _NOT_BY_DEFAULT
+
+        self.updates = [u for u in self.updates if wanted(u)]
+        return self.updates
 
     async def _get_file(self, call: Call) -> dict[str, Any]:
         stored = self.files.get(str(call.params.get("file_id")))
@@ -588,7 +709,7 @@ class FakeTelegram:
             raise BotApiError(400, "Bad Request: message is too long")
         message = self._bot_message(call)
         message["text"] = text
-        return message
+        return self._keep(message, call)
 
     async def _send_photo(self, call: Call) -> dict[str, Any]:
         if utf16_len(str(call.params.get("caption") or "")) > MAX_CAPTION:
@@ -607,10 +728,49 @@ class FakeTelegram:
         message["photo"] = [self._size(self.add_file(data), 1280, 853)]
         if "caption" in call.params:
             message["caption"] = call.params["caption"]
+        return self._keep(message, call)
+
+    def _keep(self, message: dict[str, Any], call: Call) -> dict[str, Any]:
+        """The bot's new message, with its keyboard, held as Telegram holds it."""
+        if keyboard := _inline_keyboard(call.params.get("reply_markup")):
+            message["reply_markup"] = {"inline_keyboard": keyboard}
+        self.messages[(message["chat"]["id"], message["message_id"])] = message
         return message
+
+    async def _answer_callback_query(self, call: Call) -> bool:
+        pressed = self.callbacks.get(str(call.params.get("callback_query_id") or ""))
+        if pressed is None or pressed.answered or time.monotonic() - pressed.at > self.callback_answer_s:
+            raise BotApiError(400, _QUERY_GONE)
+        if utf16_len(str(call.params.get("text") or "")) > MAX_TOAST:
+            raise BotApiError(400, "Bad Request: MESSAGE_TOO_LONG")
+        pressed.answered = True
+        return True
+
+    async def _edit_message_reply_markup(self, call: Call) -> dict[str, Any]:
+        if "inline_message_id" in call.params:  # no inline mode here: no message was sent so
+            raise BotApiError(400, "Bad Request: message to edit not found")
+        chat = self._chat(call.params.get("chat_id"))
+        try:
+            held = self.messages.get((chat["id"], int(call.params.get("message_id"))))
+        except (TypeError, ValueError):
+            raise BotApiError(400, "Bad Request: message identifier is not specified") from None
+        if held is None:
+            raise BotApiError(400, "Bad Request: message to edit not found")
+        if held["from"]["id"] != self.bot_user["id"]:
+            raise BotApiError(400, "Bad Request: message can't be edited")
+        keyboard = _inline_keyboard(call.params.get("reply_markup"))
+        if keyboard == held.get("reply_markup", {}).get("inline_keyboard", []):
+            raise BotApiError(400, NOT_MODIFIED)
+        if keyboard:
+            held["reply_markup"] = {"inline_keyboard": keyboard}
+        else:  # none, or an empty one: the keyboard is removed
+            held.pop("reply_markup", None)
+        held["edit_date"] = int(time.time())
+        return held
 
     def _bot_message(self, call: Call) -> dict[str, Any]:
         chat = self._chat(call.params.get("chat_id"))
+        _inline_keyboard(call.params.get("reply_markup"))  # refused before a message is made, as in the Bot API
         message = {
             "message_id": self._next_message_id(chat["id"]),
             "from": self.bot_user,
@@ -618,7 +778,11 @@ class FakeTelegram:
             "date": int(time.time()),
         }
         if (reply_to := call.reply_to) is not None:
-            message["reply_to_message"] = {"message_id": reply_to, "chat": chat, "date": int(time.time())}
+            # The message replied to, one level deep; one the fake never saw (an update a test made up) is
+            # stood in for by its id.
+            original = self.messages.get((chat["id"], reply_to)) or {"message_id": reply_to, "chat": chat}
+            message["reply_to_message"] = {"date": int(time.time()), **original}
+            message["reply_to_message"].pop("reply_to_message", None)
         return message
 
     def _chat(self, chat_id: Any) -> dict[str, Any]:
@@ -639,6 +803,29 @@ class FakeTelegram:
             "width": width,
             "height": height,
         }
+
+
+def _inline_keyboard(markup: Any) -> list[list[dict[str, Any]]]:
+    """The inline keyboard of a `reply_markup`, checked as the Bot API checks it; [] for none."""
+    if markup is None or (isinstance(markup, dict) and "inline_keyboard" not in markup):
+        return []  # none, or a reply keyboard (this fake keeps only inline keyboards)
+    rows = markup.get("inline_keyboard") if isinstance(markup, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(row, list) for row in rows):
+        raise BotApiError(400, f"{_BAD_BUTTON}InlineKeyboardButton must be an Object")
+    buttons = [button for row in rows for button in row]
+    if len(buttons) > MAX_BUTTONS:
+        raise BotApiError(400, "Bad Request: reply markup is too long")
+    for button in buttons:
+        if not isinstance(button, dict):
+            raise BotApiError(400, f"{_BAD_BUTTON}InlineKeyboardButton must be an Object")
+        if not str(button.get("text") or "").strip():
+            raise BotApiError(400, "Bad Request: BUTTON_TEXT_INVALID")
+        data = button.get("callback_data")
+        if not button.keys() & _BUTTON_ACTIONS:
+            raise BotApiError(400, f"{_BAD_BUTTON}Text buttons are unallowed in the inline keyboard")
+        if data is not None and not 1 <= len(str(data).encode()) <= MAX_CALLBACK_DATA:
+            raise BotApiError(400, "Bad Request: BUTTON_DATA_INVALID")
+    return [[dict(button) for button in row] for row in rows if row]
 
 
 def _with_caption(caption: str | None, fields: dict[str, Any]) -> dict[str, Any]:

@@ -20,16 +20,43 @@ from bot.core import ChatCore
 from bot.web_adapter import build_web_app, start_web
 from bot.web_guards import WebGuards
 
-__all__ = ["Site", "post", "post_form", "post_with_headers", "raw_get", "run", "status_of_announced_upload"]
+__all__ = [
+    "CHROMIUM",
+    "CHROMIUM_ARGS",
+    "Site",
+    "post",
+    "post_form",
+    "post_with_headers",
+    "raw_get",
+    "run",
+    "status_of_announced_upload",
+]
 
 T = TypeVar("T")
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's, driven by Playwright
+# What this machine (a container, no GPU, no network) needs; the last four keep Chromium off the network.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 class Site:
     """The real web adapter on its own event loop thread, as `python -m bot` runs it beside the chat adapters."""
 
-    def __init__(self, core: ChatCore, model_problem=lambda: None, guards: WebGuards | None = None) -> None:
-        self.app = build_web_app(core, model_problem, guards)
+    def __init__(
+        self,
+        core: ChatCore,
+        model_problem=lambda: None,
+        guards: WebGuards | None = None,
+        review_token: str | None = None,
+    ) -> None:
+        self.app = build_web_app(core, model_problem, guards, review_token=review_token)
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="web", daemon=True)
 

@@ -28,6 +28,8 @@ async def start_bot(model: Path, telegram: FakeTelegram, discord: FakeDiscord) -
         "DISCORD_TOKEN": DISCORD_TOKEN,
         "DISCORD_API_BASE": discord.api_base,
         "DISCORD_GATEWAY_URL": discord.gateway_url,
+        # Feedback is on by default: its database (and key file) in the test's folder, not the checkout's data/.
+        "FEEDBACK_DB": f"sqlite:///{model.parent / 'feedback.sqlite3'}",
     }
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE

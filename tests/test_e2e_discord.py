@@ -64,7 +64,8 @@ def test_a_mention_replying_to_a_photo_answers_about_that_photo(live: LiveBot) -
 
 def test_the_whois_slash_command_thinks_then_answers(live: LiveBot) -> None:
     fake = live.discord
-    assert [c["name"] for c in live.call(lambda: fake.commands)] == ["whois"]  # synced at start
+    # Synced at start, with the users' rights beside it.
+    assert [c["name"] for c in live.call(lambda: fake.commands)] == ["whois", "privacy", "forget"]
     photo = live.call(lambda: fake.attachment(jpeg(scene(1))))
     interaction = live.run(fake.slash_command(fake.user("dan"), "whois", {"photo": photo}))
     followup_path = f"/api/v10/webhooks/{fake.application_id}/{interaction['token']}"

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from bot.core import ChatCore, RateLimiter, read_model_info
+from bot.feedback import Feedback
+from feedback.store import FeedbackStore
 from testkit.e2e import LiveBot, model_folder, telegram_replies_to, telegram_text
 from testkit.fake_telegram import FakeTelegram
 from testkit.imagery import encode, jpeg, scene
@@ -27,9 +29,13 @@ def live(exported: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[L
 
 
 @pytest.fixture(scope="module")
-def wording(live: LiveBot) -> ChatCore:
-    """The chat core's sentences for this model, to compare the replies with."""
-    return ChatCore(None, RateLimiter(1), lambda: read_model_info(live.model))
+def wording(live: LiveBot) -> Iterator[ChatCore]:
+    """The chat core's sentences for this model, with feedback on as the bot runs by default, to compare the
+    replies with."""
+    store = FeedbackStore("sqlite://", b"wording-key-0123456789")
+    feedback = Feedback(store, examine=None, classes=lambda: ["Eileen", "Twin"])
+    yield ChatCore(None, RateLimiter(1), lambda: read_model_info(live.model), feedback=feedback, keep_days=90)
+    store.close()
 
 
 def answer(live: LiveBot, *messages: dict) -> list[str]:
@@ -64,7 +70,8 @@ def test_a_photo_gets_one_reply_naming_the_right_person(live: LiveBot) -> None:
     # "typing..." showed in the asker's chat while the bot looked, and the command menu was set at start.
     actions = live.call(lambda: [c.params for c in fake.called("sendChatAction")])
     assert {"chat_id": ada_chat["id"], "action": "typing"} in actions
-    assert [c["command"] for c in live.call(lambda: fake.commands)] == ["start", "help", "about", "whois"]
+    commands = [c["command"] for c in live.call(lambda: fake.commands)]
+    assert commands == ["start", "help", "about", "whois", "privacy", "forget"]
 
 
 def test_two_faces_come_back_as_the_boxed_photo_with_a_numbered_list(live: LiveBot) -> None:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from bot.core import Request
@@ -98,16 +99,20 @@ async def main():
     for i, path in enumerate(sys.argv[2:]):
         reply = await core.answer_photo(open(path, "rb").read(), Request("telegram", "private", str(i)))
         replies.append([reply.text, reply.image is not None])
+    examined = await worker.examine(open(sys.argv[2], "rb").read())  # what a feedback press keeps
     await worker.aclose()
-    return replies
+    kept = [examined.answer.faces[0].label, len(examined.chips[0]), examined.descriptors]
+    return replies, kept
 
-replies = asyncio.run(main())
+replies, kept = asyncio.run(main())
 loaded = sorted(m for m in ("torch", "fastai", "dlib", "ray") if m in sys.modules)
-print(json.dumps({"replies": replies, "loaded": loaded}))
+print(json.dumps({"replies": replies, "loaded": loaded, "kept": kept}))
 """
 
 
-def test_a_frontend_without_torch_replies_as_the_bot_does_in_process(service: Service, core, tmp_path: Path) -> None:
+def test_a_frontend_without_torch_replies_as_the_bot_does_in_process(
+    service: Service, core, classifier, tmp_path: Path
+) -> None:
     names = ["one.jpg", "four.jpg", "no-face.jpg", "text.jpg"]
     for name in names:
         (tmp_path / name).write_bytes(PHOTOS[name]())
@@ -118,6 +123,11 @@ def test_a_frontend_without_torch_replies_as_the_bot_does_in_process(service: Se
     for name, (text, boxed) in zip(names, remote["replies"], strict=True):
         reply = asyncio.run(core.answer_photo((tmp_path / name).read_bytes(), Request("telegram", "private", "x")))
         assert (text, boxed) == (reply.text, reply.image is not None), name
+    # A feedback press through the service keeps the face the in-process model would: its chip and descriptor.
+    label, chip_bytes, descriptors = remote["kept"]
+    here = classifier.examine((tmp_path / names[0]).read_bytes())
+    assert label == here.answer.faces[0].label and chip_bytes > 1000
+    assert np.allclose(descriptors, here.descriptors, atol=1e-4)
 
 
 def test_python_m_bot_with_classifier_url_needs_no_model_and_stays_small(service: Service, tmp_path: Path) -> None:

@@ -135,7 +135,7 @@ def test_set_and_delete_webhook_are_deploy_steps(tmp_path: Path) -> None:
     assert after_set == {
         "url": "https://bot.example.com/telegram/hook",
         "secret_token": SECRET,
-        "allowed_updates": ["message"],
+        "allowed_updates": ["message", "callback_query"],  # photos, and presses on the buttons under answers
         "max_connections": 40,  # Telegram's default
     }
     assert after_delete is None

@@ -40,6 +40,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="train on every clear face, whoever it shows (default: set aside faces of other people)",
     )
+    source.add_argument(
+        "--no-feedback",
+        action="store_true",
+        help="leave out the faces approved from users' feedback (FEEDBACK_DB, `python -m training review`)",
+    )
     recipe = p.add_argument_group("recipe")
     recipe.add_argument("--arch", choices=ARCHS, default=d.arch, help="face (default) or resnet18 (the book's)")
     recipe.add_argument("--no-pretrained", action="store_true", help="resnet18 from scratch (offline)")
@@ -56,7 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     out = p.add_argument_group("output")
     out.add_argument("--out", type=Path, default=DEFAULT_MODEL_PATH, help="model file (default model/export.pkl)")
-    out.add_argument("--force", action="store_true", help="replace a model that scored better on the same data")
+    out.add_argument(
+        "--force", action="store_true", help="replace a model that names more of this run's validation faces right"
+    )
     return p
 
 
@@ -145,11 +152,14 @@ def _fingerprint(data: str, options: TrainOptions) -> str:
 
 def run(args) -> int:
     from model.encoder import load_face_encoder
+    from model.environment import environment
     from model.faces import FaceFinder
+    from model.serving import FaceClassifier
 
     from .clean import CleanOptions, clean_photos, read_keep_list
-    from .evaluate import evaluate
+    from .evaluate import ValidationFaces, evaluate, named_right
     from .publish import publish
+    from .reviewed import add_reviewed, read_approved
     from .sheet import write_set_aside
     from .strangers import fit_gallery
     from .train import chip_dataloaders, epoch_lines, make_learner, seeded, train
@@ -176,6 +186,8 @@ def run(args) -> int:
     else:
         photos_dir = args.work / "photos"
         summary += ["Gathered:"] + [f"  {line}" for line in _gather(args, photos_dir)]
+    # Read before the long cleaning, so an unreachable database stops the run at once.
+    approved = (None, "--no-feedback") if args.no_feedback else read_approved(environment())
 
     encoder = load_face_encoder().eval()
     keep_list = args.work / "keep.txt"
@@ -205,6 +217,8 @@ def run(args) -> int:
             f"Set aside: {len(report.set_aside_faces)} faces shown in {written[0]} and listed in {written[1]}; "
             f"copy a line into {keep_list} to train on that face after all"
         )
+    reviewed = add_reviewed(*approved, args.work / "chips", report.kept)
+    summary.append(reviewed.added_line())
 
     seeded(options)
     dls = chip_dataloaders(args.work / "chips", options)
@@ -226,6 +240,10 @@ def run(args) -> int:
         "Strangers: "
         + (gallery.summary() if gallery else f"not measured by the {options.arch} learner (no face encoder)")
     )
+    classifier, valid = FaceClassifier(learn), ValidationFaces.of(learn)
+    right = named_right(classifier, valid)
+    reviewed.measure(classifier, learn.dls.train_ds.items, valid, right)
+    summary += reviewed.result_lines()
 
     metadata = {
         "classes": evaluation.classes,
@@ -234,7 +252,7 @@ def run(args) -> int:
         **evaluation.to_json(),
         "n_train": len(dls.train_ds),
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "data_fingerprint": _fingerprint(report.fingerprint, options),
+        "data_fingerprint": _fingerprint(reviewed.fingerprint(report.fingerprint), options),
         "recipe": {
             "epochs": options.epochs,
             "unfrozen_epochs": options.unfrozen_epochs,
@@ -244,8 +262,10 @@ def run(args) -> int:
         },
         "cleaning": report.to_json(),
         "strangers": gallery.to_json() if gallery else None,
+        "reviewed": reviewed.to_json(),
+        "known_strangers": reviewed.strangers_json(),
     }
-    published = publish(learn, args.out, metadata, force=args.force)
+    published = publish(learn, args.out, metadata, force=args.force, valid=valid, right=right)
     summary.append(f"Model: {published.message}")
     summary.append(f"Total time: {time.perf_counter() - started:.0f} s")
     print("\n" + "\n".join(summary))

@@ -11,10 +11,18 @@ matplotlib.use("Agg")  # files only: training runs on servers without a screen
 
 import matplotlib.pyplot as plt
 import numpy as np
+from fastai.data.transforms import parent_label
 from fastai.interpret import ClassificationInterpretation
 from fastai.learner import Learner
+from PIL import Image
 
-__all__ = ["Evaluation", "evaluate"]
+from model.serving import FaceClassifier
+
+__all__ = ["REVIEW_PREFIX", "Evaluation", "ValidationFaces", "evaluate", "named_right"]
+
+# Chips of faces the bot's owner approved are written as `CLASS/review-<id>.jpg` beside the gathered ones.
+REVIEW_PREFIX = "review-"
+_BATCH = 64
 
 
 @dataclass
@@ -80,3 +88,35 @@ def evaluate(learn: Learner, plots_dir: Path, top_losses: int = 9) -> Evaluation
     evaluation.plots["top losses"] = str(path)
     plt.close("all")
     return evaluation
+
+
+@dataclass(frozen=True)
+class ValidationFaces:
+    """A run's validation chips and their classes: what the new model and the old one are both scored on."""
+
+    chips: list[np.ndarray]
+    labels: np.ndarray  # the class of each chip
+    reviewed: np.ndarray  # bool: the chip is a face from review
+
+    @classmethod
+    def of(cls, learn: Learner) -> ValidationFaces:
+        """The validation faces of a trained learner's split."""
+        paths = [Path(p) for p in learn.dls.valid_ds.items]
+        return cls(
+            chips=[np.asarray(Image.open(p).convert("RGB")) for p in paths],
+            labels=np.array([parent_label(p) for p in paths], dtype=object),
+            reviewed=np.array([p.name.startswith(REVIEW_PREFIX) for p in paths], dtype=bool),
+        )
+
+    def __len__(self) -> int:
+        return len(self.chips)
+
+
+def named_right(classifier: FaceClassifier, faces: ValidationFaces) -> np.ndarray:
+    """Whether `classifier`'s most probable class is each face's own: the count both models are gated on."""
+    classes = np.array(classifier.classes, dtype=object)
+    named = [
+        classes[classifier.probabilities(faces.chips[start : start + _BATCH])[0].argmax(1)]
+        for start in range(0, len(faces), _BATCH)
+    ]
+    return np.concatenate(named) == faces.labels if named else np.zeros(0, dtype=bool)

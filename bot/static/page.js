@@ -1,10 +1,12 @@
-// The page: send one photo to /api/classify, then draw a numbered box on each face and list the answers.
+// The page: send one photo to /api/classify, then draw a numbered box on each face and list the answers, with
+// the feedback buttons under each face (a press sends the photo again to /api/feedback with the face's number).
 // Every answer's words come from the server (the bot's core); this script only lays them out.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 let inFlight = null; // the AbortController of the upload being answered: a newer photo replaces it
 let photoUrl = null; // the object URL of the photo on show, revoked when the next one comes
+let asked = null; // the photo on show: a press on a feedback button sends it again
 
 function say(id, text) {
   const element = $(id);
@@ -31,6 +33,8 @@ async function loadAbout() {
     const about = await (await fetch("api/about")).json();
     $("model").textContent = about.about;
     say("problem", about.ready ? "" : about.message);
+    $("keeping").hidden = !about.feedback;
+    $("forgetting").hidden = !about.feedback;
   } catch {
     $("model").textContent = "I can't reach the bot: is `python -m bot --web` still running?";
   }
@@ -91,7 +95,72 @@ function drawBoxes(faces, lines) {
   });
 }
 
-function faceItem(face, line, number) {
+// Under a face: one button per class (the model's answer marked ✓) and "Neither of them", as the chat bots show.
+function choicesOf(choices, number) {
+  const box = document.createElement("div");
+  box.className = "choices";
+  box.setAttribute("role", "group");
+  box.setAttribute("aria-label", `Who is face ${number}, really?`);
+  for (const choice of choices) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "choice";
+    button.textContent = choice.text;
+    button.dataset.verdict = choice.verdict;
+    box.append(button);
+  }
+  const said = document.createElement("p");
+  said.className = "said";
+  said.setAttribute("role", "status");
+  box.append(said);
+  box.addEventListener("click", (event) => {
+    const button = event.target.closest("button.choice");
+    if (button) press(box, number, button);
+  });
+  return box;
+}
+
+async function press(box, number, button) {
+  const photo = asked;
+  const said = box.querySelector(".said");
+  const buttons = box.querySelectorAll("button.choice");
+  for (const other of buttons) other.disabled = true;
+  said.textContent = "Sending…";
+  const form = new FormData();
+  form.append("image", photo, photo.name || "pasted-image");
+  form.append("face", String(number));
+  form.append("verdict", button.dataset.verdict);
+  let body;
+  try {
+    const response = await fetch("api/feedback", { method: "POST", body: form });
+    body = await response.json();
+  } catch {
+    body = { outcome: "refused", message: "I can't reach the bot: is `python -m bot --web` still running?" };
+  }
+  if (asked !== photo) return; // another photo is on show now
+  for (const other of buttons) {
+    other.disabled = false;
+    other.classList.toggle("chosen", body.outcome === "recorded" && other === button);
+  }
+  said.textContent = body.message || "";
+  said.classList.toggle("refused", body.outcome !== "recorded");
+  box.dataset.state = body.outcome === "recorded" ? "sent" : "refused";
+}
+
+async function forget() {
+  $("forget").disabled = true;
+  let body;
+  try {
+    body = await (await fetch("api/forget", { method: "POST" })).json();
+  } catch {
+    body = { message: "I can't reach the bot: is `python -m bot --web` still running?" };
+  }
+  $("forget").disabled = false;
+  $("forgotten").textContent = body.message || "";
+  document.body.dataset.forgotten = body.outcome || "refused";
+}
+
+function faceItem(face, line, number, choices) {
   const item = document.createElement("li");
   item.className = `face ${kind(face)}`;
   item.dataset.face = String(number);
@@ -130,6 +199,7 @@ function faceItem(face, line, number) {
     bars.append(row);
   }
   item.append(title, bars);
+  if (choices && choices.length) item.append(choicesOf(choices, number));
   return item;
 }
 
@@ -139,7 +209,8 @@ function render(answer, shown) {
   const lines = faces.map((face, i) => capitalised(answer.reply?.faces?.[i] ?? face.label));
   say("message", ok ? "" : answer.reply?.text || answer.message || "Sorry, something went wrong on my side.");
   say("summary", ok ? `${faces.length} face${faces.length === 1 ? "" : "s"}` : "");
-  $("faces").replaceChildren(...faces.map((face, i) => faceItem(face, lines[i], i + 1)));
+  const choices = ok ? answer.reply?.choices : null;
+  $("faces").replaceChildren(...faces.map((face, i) => faceItem(face, lines[i], i + 1, choices?.[i])));
   // The photo stays on show when it was read (with or without faces), not for a refused file.
   $("figure").hidden = !shown || !(ok || answer.outcome === "no_face");
   if (shown && ok) drawBoxes(faces, lines);
@@ -149,6 +220,7 @@ async function send(file) {
   inFlight?.abort();
   const controller = new AbortController();
   inFlight = controller;
+  asked = file;
   document.body.dataset.state = "asking";
   $("result").hidden = false;
   $("boxes").replaceChildren();
@@ -210,6 +282,7 @@ function setUp() {
       if (face) highlight(face, type === "mouseover");
     });
   }
+  $("forget").addEventListener("click", forget);
   document.body.dataset.state = "ready";
   loadAbout();
 }

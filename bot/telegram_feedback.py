@@ -1,0 +1,99 @@
+"""Telegram's side of users' feedback: the inline keyboard under an answer, and what a press on it does.
+
+The keyboard comes from `bot.feedback`, which knows no chat service; here it is drawn as Telegram's inline
+keyboard and a press (a callback query) is answered: the toast first, then the keyboard edited in place to show
+what was said. Everything a press needs comes with it, so any replica answers it, after any restart: the button's
+data, the chat and message ids (the face's key), and the answer's `reply_to_message`, which is the photo asked
+about (the answer quotes it), fetched again only for a face the store does not hold yet.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from telegram import Bot, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+from telegram.error import BadRequest, TelegramError
+
+from bot.core import ChatCore, Photo
+
+__all__ = ["Presses", "inline_markup"]
+
+log = logging.getLogger("doppelbot.telegram")
+
+ADAPTER = "telegram"
+# editMessageReplyMarkup with the keyboard the message already has: two presses drew the same one.
+_NOT_MODIFIED = "message is not modified"
+
+Deliver = Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
+
+
+def inline_markup(keyboard: list | None) -> InlineKeyboardMarkup | None:
+    """`bot.feedback`'s rows of buttons as Telegram's inline keyboard; None for no buttons (or to remove them)."""
+    if not keyboard:
+        return None
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton(button.text, callback_data=button.data) for button in row] for row in keyboard]
+    )
+
+
+def _face_key(message: Message, face: int) -> str:
+    """The key of face `face` of the answer `message`: the same for every press on it, on any replica."""
+    return f"{ADAPTER}:{message.chat.id}:{message.message_id}:{face}"
+
+
+class Presses:
+    """Answers presses on the buttons under answers.
+
+    `photo_of(message, bot)`: the photo `message` holds, as the adapter fetches it for an answer; `deliver(send)`:
+    the adapter's way of sending (again after flood control or a 5xx).
+    """
+
+    def __init__(self, core: ChatCore, photo_of: Callable[[Message, Bot], Photo], deliver: Deliver) -> None:
+        self.core, self.photo_of, self.deliver = core, photo_of, deliver
+
+    async def press(self, query: CallbackQuery, bot: Bot) -> None:
+        """Do what a press asks, say so in a toast, then redraw the keyboard with the votes.
+
+        A failure to answer that a redelivery could mend (5xx, flood control) is raised: the webhook answers 500
+        for it, and the vote, kept once per user and face, is simply kept again.
+        """
+        feedback, message = self.core.feedback, query.message
+        action = feedback.parse(query.data) if feedback is not None else None
+        # Not one of ours, or under a message Telegram no longer shows the bot: the button's spinner still stops.
+        if action is None or not isinstance(message, Message):
+            await self._answer(query, None)
+            return
+        source = message.reply_to_message  # the photo the answer quoted; absent once its sender deleted it
+        photo = None
+        if source is not None and (source.photo or source.document):
+            photo = self.photo_of(source, bot).download
+        presser = str(query.from_user.id)
+        pressed = await feedback.act(
+            action, lambda face: _face_key(message, face), photo, ADAPTER, message.chat.type, presser
+        )
+        # Telegram shows the spinner until the query is answered (for ~15 s at most): the toast first.
+        await self._answer(query, pressed.toast)
+        if pressed.keyboard is not None:
+            await self._redraw(query, pressed.keyboard)
+
+    async def failed(self, query: CallbackQuery) -> None:
+        """Tell the presser that something of ours broke (the error handler calls this)."""
+        await query.answer(self.core.failed().text)
+
+    async def _answer(self, query: CallbackQuery, toast: str | None) -> None:
+        try:
+            await self.deliver(lambda: query.answer(toast, show_alert=False))
+        except BadRequest as e:  # answered too late, or already: what the press did stands
+            log.warning("could not answer a button press: %s", e.message)
+
+    async def _redraw(self, query: CallbackQuery, keyboard: list) -> None:
+        """The message's keyboard replaced in place (an empty one removed); what was said shows there."""
+        try:
+            await self.deliver(lambda: query.edit_message_reply_markup(inline_markup(keyboard)))
+        except BadRequest as e:
+            if _NOT_MODIFIED not in e.message.lower():
+                log.warning("could not redraw the buttons under an answer: %s", e.message)
+        except TelegramError as e:  # the press was kept and answered: the next press redraws them
+            log.warning("could not redraw the buttons under an answer (%s)", type(e).__name__)

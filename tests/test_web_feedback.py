@@ -1,0 +1,300 @@
+"""The web page's feedback, for real: `POST /api/feedback` on the real aiohttp app, the real core and worker and a
+real feedback store (SQLite in a temporary folder), `/privacy`, `/api/forget`, `/api/about`'s tally, and the page's
+buttons in Debian's Chromium (DOPPELBOT_FEEDBACK_SCREENSHOT=FILE saves a screenshot of them).
+
+Senders are told apart as the rate limit tells them apart: the test process is a trusted proxy, and its
+X-Forwarded-For names each "browser".
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from PIL import Image
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from bot.core import ChatCore, ModelInfo, RateLimiter
+from bot.feedback import NOT_SAVED, THANKS, Feedback
+from bot.web_guards import WebGuards, proxy_networks
+from feedback.store import FeedbackStore
+from testkit.imagery import jpeg, noise_image, scene
+from testkit.webpage import CHROMIUM, CHROMIUM_ARGS, Site, post_form, run
+
+MODEL_INFO = ModelInfo(["Eileen", "Twin"], 0.975, "2025-06-01T10:00:00+00:00", 40)
+KEY = b"a test key of at least sixteen bytes"
+# Two "browsers" behind the test process, a trusted proxy.
+ALICE, BOB = "203.0.113.5", "2001:db8:1:2::7"
+GUARDS = WebGuards(trusted_proxies=proxy_networks(["127.0.0.1"]))
+ONE_FACE = jpeg(scene(1))
+TWO_FACES = jpeg(scene(2, twins=(False, True)))
+
+
+def feedback_core(worker, store: FeedbackStore | None) -> ChatCore:
+    """A core on the real worker whose presses go to `store` (None: FEEDBACK=off), as `python -m bot` makes it."""
+    feedback = Feedback(store, worker.examine, lambda: list(MODEL_INFO.classes), lambda: MODEL_INFO.trained_at)
+    return ChatCore(worker, RateLimiter(1000), lambda: MODEL_INFO, feedback=feedback, keep_days=90)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[FeedbackStore]:
+    store = FeedbackStore(f"sqlite:///{tmp_path / 'feedback.sqlite3'}", KEY)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def site(worker, store: FeedbackStore) -> Iterator[Site]:
+    with Site(feedback_core(worker, store), guards=GUARDS) as running:
+        yield running
+
+
+async def press(
+    url: str,
+    photo: bytes | None,
+    face: str | int,
+    verdict: str,
+    sender: str = ALICE,
+    origin: str | None = None,
+    mime: str = "image/jpeg",
+    name: str = "photo.jpg",
+) -> tuple[int, dict]:
+    """A press as the page sends it: the photo again, the face's number and the verdict, as a form."""
+    form = aiohttp.FormData(default_to_multipart=True)
+    if photo is not None:
+        form.add_field("image", photo, filename=name, content_type=mime)
+    form.add_field("face", str(face))
+    form.add_field("verdict", verdict)
+    headers = {"X-Forwarded-For": sender, **({"Origin": origin} if origin else {})}
+    async with aiohttp.ClientSession() as session, session.post(url + "api/feedback", data=form, headers=headers) as r:
+        return r.status, await r.json()
+
+
+async def forget(url: str, sender: str = ALICE, origin: str | None = None) -> tuple[int, dict]:
+    headers = {"X-Forwarded-For": sender, **({"Origin": origin} if origin else {})}
+    async with aiohttp.ClientSession() as session, session.post(url + "api/forget", headers=headers) as r:
+        return r.status, await r.json()
+
+
+async def get(url: str, path: str) -> tuple[int, str, dict[str, str]]:
+    async with aiohttp.ClientSession() as session, session.get(url + path) as r:
+        return r.status, await r.text(), dict(r.headers)
+
+
+async def about(url: str) -> dict:
+    async with aiohttp.ClientSession() as session, session.get(url + "api/about") as r:
+        return await r.json()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- the API --------------------------------------------------------------------------------------
+
+
+def test_the_answer_offers_each_face_the_chat_bots_choices(site: Site) -> None:
+    status, body = run(post_form(site.url, [("image", "two.jpg", TWO_FACES, "image/jpeg")]))
+    assert status == 200 and [face["label"] for face in body["faces"]] == ["Eileen", "Twin"], body
+    assert body["reply"]["choices"] == [
+        [
+            {"text": "✓ Eileen", "verdict": "Eileen"},
+            {"text": "Twin", "verdict": "Twin"},
+            {"text": "Neither of them", "verdict": "neither"},
+        ],
+        [
+            {"text": "Eileen", "verdict": "Eileen"},
+            {"text": "✓ Twin", "verdict": "Twin"},
+            {"text": "Neither of them", "verdict": "neither"},
+        ],
+    ]
+
+
+def test_presses_are_kept_for_review_and_each_sender_counts_once_per_face(site: Site, store: FeedbackStore) -> None:
+    async def scenario() -> list[tuple[int, dict]]:
+        return [
+            await press(site.url, ONE_FACE, 1, "Twin", ALICE),
+            await press(site.url, ONE_FACE, 1, "Twin", BOB),
+            # Alice changes her mind: her vote is replaced, not added.
+            await press(site.url, ONE_FACE, 1, "neither", ALICE),
+            await press(site.url, TWO_FACES, 2, "Twin", ALICE),
+        ]
+
+    answers = run(scenario())
+    assert [status for status, _ in answers] == [200] * 4
+    assert all(body["outcome"] == "recorded" and body["message"] == THANKS for _, body in answers)
+    assert [body["votes"] for _, body in answers] == [
+        {"Twin": 1},
+        {"Twin": 2},
+        {"Twin": 1, "neither": 1},
+        {"Twin": 1},
+    ]
+
+    one, two = store.items()
+    assert (one.model_label, one.votes) == ("Eileen", {"Twin": 1, "neither": 1})
+    assert (one.platform, one.chat_kind) == ("web", "page")
+    assert one.model == MODEL_INFO.trained_at and one.status == "waiting"
+    assert (two.model_label, two.votes) == ("Twin", {"Twin": 1})
+    # What is kept is the face's small chip, not the photo.
+    chip = Image.open(io.BytesIO(store.chip(one.id)))
+    assert chip.format == "JPEG" and chip.size == (150, 150)
+
+    # /about (and the page's header) now says what users said of this model's answers.
+    assert run(about(site.url))["about"].endswith(
+        "Users marked 1 of its answers right, 1 wrong and 1 as neither of them."
+    )
+
+
+def test_bad_presses_are_refused_in_words_and_keep_nothing(site: Site, store: FeedbackStore) -> None:
+    async def scenario() -> dict[str, tuple[int, str]]:
+        answers = {
+            "face 0": await press(site.url, ONE_FACE, 0, "Twin"),
+            "face x": await press(site.url, ONE_FACE, "x", "Twin"),
+            "face 13": await press(site.url, ONE_FACE, 13, "Twin"),
+            "face 2 of 1": await press(site.url, ONE_FACE, 2, "Twin"),
+            "face 3 of 2": await press(site.url, TWO_FACES, 3, "Twin"),
+            "unknown verdict": await press(site.url, ONE_FACE, 1, "Bob"),
+            "no verdict": await press(site.url, ONE_FACE, 1, ""),
+            "no photo": await press(site.url, None, 1, "Twin"),
+            "not an image": await press(site.url, b"hello", 1, "Twin", mime="text/plain", name="notes.txt"),
+            "not a photo": await press(site.url, b"<html>not a photo</html>", 1, "Twin"),
+            "no face": await press(site.url, jpeg(noise_image()), 1, "Twin"),
+            "another site": await press(site.url, ONE_FACE, 1, "Twin", origin="http://evil.example"),
+        }
+        return {what: (status, body["reason"], body["message"]) for what, (status, body) in answers.items()}
+
+    answers = run(scenario())
+    assert {what: answer[:2] for what, answer in answers.items()} == {
+        "face 0": (400, "bad_face"),
+        "face x": (400, "bad_face"),
+        "face 13": (400, "bad_face"),
+        "face 2 of 1": (400, "bad_face"),
+        "face 3 of 2": (400, "bad_face"),
+        "unknown verdict": (400, "bad_verdict"),
+        "no verdict": (400, "bad_verdict"),
+        "no photo": (400, "no_photo"),
+        "not an image": (415, "not_an_image"),
+        "not a photo": (422, "unreadable"),
+        "no face": (400, "no_face"),
+        "another site": (403, "cross_site"),
+    }
+    assert answers["face 3 of 2"][2] == "That photo has 2 faces: face must be 1 to 2."
+    assert answers["unknown verdict"][2] == "verdict must be one of: Eileen, Twin, neither."
+    assert answers["no face"][2] == "I can't find a face in this photo."
+    assert store.items(None) == []
+
+
+def test_a_database_that_is_down_costs_the_press_and_never_the_answer(worker) -> None:
+    down = FeedbackStore(f"postgresql://doppelbot:secret@127.0.0.1:{free_port()}/feedback", KEY)
+    try:
+        with Site(feedback_core(worker, down), guards=GUARDS) as site:
+            status, body = run(post_form(site.url, [("image", "one.jpg", ONE_FACE, "image/jpeg")]))
+            assert status == 200 and body["reply"]["choices"][0][0] == {"text": "✓ Eileen", "verdict": "Eileen"}
+            status, body = run(press(site.url, ONE_FACE, 1, "Twin"))
+            assert (status, body["reason"], body["message"]) == (503, "unavailable", NOT_SAVED)
+            assert "secret" not in body["message"]
+            assert run(about(site.url))["about"].startswith("I tell Eileen or Twin apart")
+    finally:
+        down.close()
+
+
+def test_with_feedback_off_no_choices_are_offered_and_presses_are_not_found(worker) -> None:
+    with Site(feedback_core(worker, None), guards=GUARDS) as site:
+        _, body = run(post_form(site.url, [("image", "one.jpg", ONE_FACE, "image/jpeg")]))
+        assert body["reply"]["choices"] is None
+        status, body = run(press(site.url, ONE_FACE, 1, "Twin"))
+        assert (status, body["reason"]) == (404, "feedback_off")
+        assert run(about(site.url))["feedback"] is False
+        status, text, _ = run(get(site.url, "privacy"))
+        assert status == 200 and "I keep nothing." in text and "Forget my feedback" not in text
+        status, body = run(forget(site.url))
+        assert status == 200 and body["message"].startswith("I keep nothing from anyone here")
+    # A core with no feedback at all (as in unit tests) is off too.
+    with Site(ChatCore(worker, RateLimiter(1000), lambda: MODEL_INFO)) as site:
+        _, body = run(post_form(site.url, [("image", "one.jpg", ONE_FACE, "image/jpeg")]))
+        assert body["reply"]["choices"] is None
+        assert run(press(site.url, ONE_FACE, 1, "Twin"))[0] == 404
+        assert run(forget(site.url))[0] == 404
+
+
+def test_privacy_says_what_is_kept_and_forget_deletes_only_the_senders_faces(site: Site, store: FeedbackStore) -> None:
+    status, text, headers = run(get(site.url, "privacy"))
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert "script-src 'self'" in headers["Content-Security-Policy"]
+    for sentence in ("never your whole photo", "deleted after 90 days", "Forget my feedback"):
+        assert sentence in text
+    assert "<p>Who sees it: only the owner of this bot" in text
+
+    async def scenario() -> list[tuple[int, dict]]:
+        await press(site.url, ONE_FACE, 1, "Twin", ALICE)
+        await press(site.url, ONE_FACE, 1, "Twin", BOB)
+        await press(site.url, TWO_FACES, 1, "neither", ALICE)
+        return [
+            await forget(site.url, ALICE, origin="http://evil.example"),
+            await forget(site.url, ALICE),
+            await forget(site.url, ALICE),
+        ]
+
+    (evil, _), (status, first), (_, again) = run(scenario())
+    assert evil == 403
+    assert status == 200 and first["message"].startswith("Done: I deleted the 2 faces you marked")
+    assert again["message"] == "You haven't marked any faces, so there was nothing of yours to delete."
+    # Bob's vote, and so the face he marked, are still there; the face only Alice marked is gone.
+    (left,) = store.items()
+    assert left.votes == {"Twin": 1}
+
+
+# -- the page -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1200, "height": 760})
+    yield context.new_page()
+    context.close()
+
+
+def test_the_page_shows_the_choices_under_each_face_and_thanks_for_a_press(
+    site: Site, store: FeedbackStore, page: Page
+) -> None:
+    page.goto(site.url)
+    expect(page.locator("body")).to_have_attribute("data-state", "ready")
+    expect(page.locator("#forget")).to_be_visible()
+    page.set_input_files("#file", files=[{"name": "two.jpg", "mimeType": "image/jpeg", "buffer": TWO_FACES}])
+    page.wait_for_selector("body[data-state=answered]", timeout=60_000)
+
+    faces = page.locator(".face")
+    assert faces.nth(0).locator("button.choice").all_inner_texts() == ["✓ Eileen", "Twin", "Neither of them"]
+    assert faces.nth(1).locator("button.choice").all_inner_texts() == ["Eileen", "✓ Twin", "Neither of them"]
+
+    second = faces.nth(1)
+    second.get_by_role("button", name="Neither of them").click()
+    expect(second.locator(".said")).to_have_text("Thanks: sent for review")
+    expect(second.locator("button.chosen")).to_have_text("Neither of them")
+    if target := os.environ.get("DOPPELBOT_FEEDBACK_SCREENSHOT"):
+        page.screenshot(path=target, full_page=True)
+    (item,) = store.items()
+    assert (item.model_label, item.votes) == ("Twin", {"neither": 1})
+
+    # The privacy page is one click away, and "Forget my feedback" deletes the press.
+    page.get_by_role("button", name="Forget my feedback").click()
+    expect(page.locator("#forgotten")).to_have_text(re.compile(r"^Done: I deleted the 1 face you marked"))
+    assert store.items(None) == []
+    page.get_by_role("link", name="Privacy").click()
+    expect(page.locator("main")).to_contain_text("Who sees it: only the owner of this bot")
