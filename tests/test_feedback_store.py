@@ -23,7 +23,7 @@ from feedback import (
     Vote,
     feedback_key,
 )
-from feedback import store as tables
+from feedback import schema as tables
 from feedback.store import engine_url
 from testkit.postgres_server import PostgresServer
 from testkit.processes import free_port
