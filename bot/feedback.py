@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from feedback.store import NEITHER, FaceSample, FeedbackStore, ModelSaid, StoreUnavailable, Vote
-from model.answers import PhotoAnswer, display_name
+from model.answers import Examined, PhotoAnswer, display_name
 
 from .replies import Reply
 
@@ -121,10 +121,32 @@ class Feedback:
         classes = list(answer.faces[0].probabilities)
         if len(answer.faces) > MAX_FEEDBACK_FACES or not 2 <= len(classes) <= len(_DIGITS):
             return None
-        labels = "".join(_digit(classes.index(face.label)) for face in answer.faces)
+        labels = _labels(answer, classes)
         if len(labels) == 1:
             return self._choices(1, labels, classes, {})
         return self._faces(labels)
+
+    def vote(self, answer: PhotoAnswer, face: int, verdict: str) -> Action | None:
+        """The press a button under `answer` sends to vote `verdict` (a class name or NEITHER) for face `face`
+        (1-based); None when no such button is drawn (no buttons for this answer, no such face or class)."""
+        if self.keyboard(answer) is None or not 1 <= face <= len(answer.faces):
+            return None
+        classes = list(answer.faces[0].probabilities)
+        if verdict != NEITHER and verdict not in classes:
+            return None
+        choice = _NEITHER_CHOICE if verdict == NEITHER else _digit(classes.index(verdict))
+        return Action("vote", face, choice, _labels(answer, classes))
+
+    @staticmethod
+    def verdict(action: Action, classes: list[str]) -> str | None:
+        """What a vote says, by `classes` (in the answers' order): a class name or NEITHER; None for a class index
+        past them (a keyboard drawn by a model with more classes than `classes`) or an action that is no vote."""
+        if action.kind != "vote" or action.choice is None:
+            return None
+        if action.choice == _NEITHER_CHOICE:
+            return NEITHER
+        index = _DIGITS.index(action.choice)
+        return classes[index] if index < len(classes) else None
 
     def _faces(self, labels: str) -> Keyboard:
         numbers = [Button(str(n), f"{_PREFIX}:f:{n}:{labels}") for n in range(1, len(labels) + 1)]
@@ -174,9 +196,11 @@ class Feedback:
         adapter: str,
         chat_kind: str,
         user: str,
+        examined: Examined | None = None,
     ) -> Pressed:
         """Do what a press asks. `key_of(face)`: that face's key (the adapter knows the chat and the message);
-        `photo()`: the asked-about photo's bytes again, fetched only for a face not yet kept (None: it is gone)."""
+        `photo()`: the asked-about photo's bytes again, fetched only for a face not yet kept (None: it is gone);
+        `examined`: the photo already examined again, by an adapter that had to look at it (the web page)."""
         if self.store is None:
             return Pressed(_OFF, [])
         classes = self._classes()
@@ -186,17 +210,14 @@ class Feedback:
             return Pressed(
                 None, self._choices(action.face, action.labels, classes, await self._votes(key_of(action.face)))
             )
-        if action.choice == _NEITHER_CHOICE:
-            verdict = NEITHER
-        elif (index := _DIGITS.index(action.choice or "")) < len(classes):
-            verdict = classes[index]
-        else:  # a keyboard drawn by a model with more classes than the one answering now
+        verdict = self.verdict(action, classes)
+        if verdict is None:  # a keyboard drawn by a model with more classes than the one answering now
             return Pressed(GONE, None)
         key = key_of(action.face)
         try:
             sample = None
             if not await asyncio.to_thread(self.store.has_face, key):
-                sample = await self._sample(photo, action.face)
+                sample = await self._sample(photo, action.face, examined)
                 if isinstance(sample, str):
                     return Pressed(sample, None)
             votes = await asyncio.to_thread(self.store.record, Vote(key, verdict, adapter, chat_kind, user), sample)
@@ -214,21 +235,24 @@ class Feedback:
         except StoreUnavailable:
             return {}  # the choices are drawn without their counts
 
-    async def _sample(self, photo: Callable[[], Awaitable[bytes]] | None, face: int) -> FaceSample | str:
+    async def _sample(
+        self, photo: Callable[[], Awaitable[bytes]] | None, face: int, examined: Examined | None
+    ) -> FaceSample | str:
         """Face `face` of the photo, taken again and examined: what the press keeps; or what to tell the presser."""
         from .core import Refused  # the core imports this module
         from .worker import Busy
 
-        if photo is None:
-            return GONE
-        try:
-            async with asyncio.timeout(_FETCH_SECONDS):
-                data = await photo()
-            examined = await self._examine(data)
-        except (Refused, TimeoutError):
-            return GONE
-        except Busy:
-            return _BUSY
+        if examined is None:
+            if photo is None:
+                return GONE
+            try:
+                async with asyncio.timeout(_FETCH_SECONDS):
+                    data = await photo()
+                examined = await self._examine(data)
+            except (Refused, TimeoutError):
+                return GONE
+            except Busy:
+                return _BUSY
         answer = examined.answer
         if answer.outcome != "ok" or face > len(answer.faces) or face > len(examined.chips):
             return GONE  # not the photo that was answered (edited, or the model now finds other faces)
@@ -265,6 +289,11 @@ class Feedback:
             return await asyncio.to_thread(self.store.tally, self._model_date())
         except StoreUnavailable:
             return None
+
+
+def _labels(answer: PhotoAnswer, classes: list[str]) -> str:
+    """The model's label of each face, one base-36 character each: what every button of the answer carries."""
+    return "".join(_digit(classes.index(face.label)) for face in answer.faces)
 
 
 def _count(n: int) -> str:

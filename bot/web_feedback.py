@@ -24,7 +24,7 @@ from feedback.store import StoreUnavailable
 from model.answers import PhotoAnswer
 
 from .core import ChatCore, is_image
-from .feedback import GONE, MAX_FEEDBACK_FACES, NEITHER, NOT_SAVED, THANKS, Action, Feedback
+from .feedback import GONE, MAX_FEEDBACK_FACES, NEITHER, NOT_SAVED, THANKS, Feedback
 from .web_common import Refusal, cross_site, part_chunks, read_capped, refused, sender
 from .web_guards import UploadSlots, WebGuards
 
@@ -32,9 +32,6 @@ __all__ = ["add_feedback_routes", "face_choices", "privacy_page"]
 
 log = logging.getLogger("doppelbot.web")
 
-# A class's index and "neither" as `bot.feedback.Action` holds them: one base-36 character each.
-_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
-_NEITHER_CHOICE = "x"
 _FIELD_BYTES = 512  # `face` and `verdict`: a number and a class name
 _FORM_SLACK = 64 * 1024  # the form's boundaries and part headers around the photo
 _OFF = "Feedback is off for this bot."
@@ -55,8 +52,7 @@ def face_choices(feedback: Feedback | None, answer: PhotoAnswer) -> list[list[di
         choices = []
         for button in (button for row in rows for button in row):
             action = feedback.parse(button.data)
-            if action is not None and action.kind == "vote" and action.choice is not None:
-                verdict = NEITHER if action.choice == _NEITHER_CHOICE else classes[_DIGITS.index(action.choice)]
+            if action is not None and (verdict := feedback.verdict(action, classes)) is not None:
                 choices.append({"text": button.text, "verdict": verdict})
         faces.append(choices)
     return faces
@@ -150,24 +146,21 @@ class _FeedbackRoutes:
             return refused(400, "bad_face", _faces_in(len(answer.faces)))
         if feedback.keyboard(answer) is None:
             return refused(400, "bad_face", f"I take feedback on photos of up to {MAX_FEEDBACK_FACES} faces.")
-        classes = list(answer.faces[0].probabilities)
-        if verdict != NEITHER and verdict not in classes:
+        vote = feedback.vote(answer, face, verdict)
+        if vote is None:
+            classes = list(answer.faces[0].probabilities)
             return refused(400, "bad_verdict", f"verdict must be one of: {', '.join([*classes, NEITHER])}.")
-        labels = "".join(_DIGITS[classes.index(f.label)] for f in answer.faces)
-        choice = _NEITHER_CHOICE if verdict == NEITHER else _DIGITS[classes.index(verdict)]
         photo_key = hashlib.sha256(data).hexdigest()
 
         def key_of(n: int) -> str:
             return f"web:{photo_key}:{n}"
 
-        async def photo() -> bytes:
-            return data
-
         user = sender(request, self.guards)
-        pressed = await feedback.act(Action("vote", face, choice, labels), key_of, photo, "web", "page", user)
+        # The photo was just looked at again: the press keeps its face from that look, not from another.
+        pressed = await feedback.act(vote, key_of, None, "web", "page", user, examined)
         if pressed.toast == NOT_SAVED:
             return refused(503, "unavailable", NOT_SAVED)
-        if pressed.toast == GONE:  # the model answering changed between the two looks at the photo
+        if pressed.toast == GONE:  # a new model with other classes came in meanwhile
             return refused(409, "changed", "The model changed meanwhile; please send the photo again.")
         if pressed.toast != THANKS:
             return refused(503, "busy", pressed.toast or self.core.busy().text, _BUSY_RETRY)

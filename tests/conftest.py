@@ -25,6 +25,13 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     mp.undo()
 
 
+@pytest.fixture(autouse=True)
+def _no_developer_feedback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A developer's own feedback (data/feedback.sqlite3, or FEEDBACK_DB in .env) never reaches a test: what
+    trains in-process, and every process a test starts, read a database of the test's own that does not exist."""
+    monkeypatch.setenv("FEEDBACK_DB", f"sqlite:///{tmp_path / 'no-feedback.sqlite3'}")
+
+
 @pytest.fixture(scope="session")
 def finder() -> FaceFinder:
     return FaceFinder()
