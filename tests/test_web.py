@@ -282,12 +282,44 @@ def test_static_files_cannot_be_read_outside_their_folder(site: Site) -> None:
         assert b"ChatCore" not in response and b"[project]" not in response and b"root:" not in response
 
 
+class _Held:
+    """The session's classifier, held on its first photos until `burst` is set: so a burst fills the queue however
+    slowly a loaded machine lets its uploads arrive."""
+
+    def __init__(self, classifier, burst: threading.Event) -> None:
+        self._classifier, self._burst = classifier, burst
+
+    def __getattr__(self, name: str):
+        return getattr(self._classifier, name)
+
+    def classify_in_parts(self, *args, **kwargs):
+        self._burst.wait(60)
+        return self._classifier.classify_in_parts(*args, **kwargs)
+
+
+class _Reached:
+    """A worker that sets `burst` once `n` photos have reached it (queued, or refused as busy)."""
+
+    def __init__(self, worker, n: int, burst: threading.Event) -> None:
+        self._worker, self._left, self._burst = worker, n, burst
+
+    def __getattr__(self, name: str):
+        return getattr(self._worker, name)
+
+    async def classify(self, data: bytes):
+        self._left -= 1
+        if self._left <= 0:
+            self._burst.set()
+        return await self._worker.classify(data)
+
+
 def test_a_full_queue_answers_busy_and_a_fast_sender_is_told_to_wait(classifier) -> None:
     from bot.worker import InferenceWorker
 
-    small = InferenceWorker(classifier, queue_size=2)
+    arrived = threading.Event()
+    small = InferenceWorker(_Held(classifier, arrived), queue_size=2)
     try:
-        busy_core = ChatCore(small, RateLimiter(1000))
+        busy_core = ChatCore(_Reached(small, 20, arrived), RateLimiter(1000))
         # Room for every upload at once: the queue, not the bound on uploads, is what answers "busy" here.
         with Site(busy_core, guards=WebGuards(max_uploads=32)) as busy:
 
