@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -89,3 +90,13 @@ def varied_photo(rng: np.random.Generator, twin: bool = False) -> Image.Image:
     gain = float(rng.uniform(0.8, 1.2))
     im = Image.eval(im, lambda v: min(255, round(v * gain)))
     return make_twin(im) if twin else im
+
+
+def photo_folder(root: Path, per_class: int, seed: int) -> Path:
+    """`root/CLASS/*.jpg` of varied whole photos of each class, as `python -m training --from-folder` reads."""
+    rng = np.random.default_rng(seed)
+    for name, twin in zip(CLASSES, (False, True), strict=True):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            (root / name / f"{i}.jpg").write_bytes(jpeg(varied_photo(rng, twin)))
+    return root

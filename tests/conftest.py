@@ -109,3 +109,24 @@ def core(worker):
     from bot.core import ChatCore, RateLimiter
 
     return ChatCore(worker, RateLimiter(1000))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium, driven by Playwright: one per test module (the web page's and the review page's)."""
+    from playwright.sync_api import sync_playwright
+
+    from testkit.webpage import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser context (no cookies, no storage) and its page, 1200 x 760."""
+    context = browser.new_context(viewport={"width": 1200, "height": 760})
+    yield context.new_page()
+    context.close()

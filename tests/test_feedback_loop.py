@@ -16,21 +16,11 @@ import httpx
 import numpy as np
 
 from testkit.e2e import LiveBot, model_folder, telegram_replies_to, telegram_text
-from testkit.imagery import CLASSES, jpeg, varied_photo, varied_stranger
+from testkit.imagery import jpeg, photo_folder, varied_stranger
 from testkit.processes import run_python
 
 PHOTOS = 8  # of the stranger, each marked "Twin" by two users
 TWIN_SURE = re.compile(r"^Twin, \d+% sure")
-
-
-def _folder(root: Path, per_class: int = 12) -> Path:
-    """The owner's photo folder the model is made from (`python -m training --from-folder`)."""
-    rng = np.random.default_rng(5)
-    for name, twin in zip(CLASSES, (False, True), strict=True):
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            (root / name / f"{i}.jpg").write_bytes(jpeg(varied_photo(rng, twin)))
-    return root
 
 
 def _answer(live: LiveBot, photo: dict):
@@ -60,7 +50,7 @@ def _review(root: Path, env: dict[str, str], *args: str) -> str:
 def test_users_say_who_it_is_the_owner_approves_and_the_retrained_bot_answers_as_reviewed(
     exported: Path, tmp_path: Path
 ) -> None:
-    photos = _folder(tmp_path / "photos")
+    photos = photo_folder(tmp_path / "photos", per_class=12, seed=5)
     model = model_folder(exported, tmp_path / "model")
     env = {"FEEDBACK_DB": f"sqlite:///{tmp_path / 'feedback.sqlite3'}", "MODEL_PATH": str(model)}
     bot_env = {**env, "RATE_LIMIT_PER_MINUTE": "1000", "MODEL_RELOAD_SECONDS": "1", "WEB_PORT": "0"}

@@ -15,14 +15,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 from PIL import Image, ImageEnhance
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from bot.core import ChatCore, ModelInfo, RateLimiter
 from bot.feedback import Feedback
 from bot.web_review import CSRF_HEADER, SESSION_COOKIE
 from feedback.store import FaceSample, FeedbackStore, ModelSaid, Vote
 from testkit.imagery import face_crop, jpeg, stranger
-from testkit.webpage import CHROMIUM, CHROMIUM_ARGS, Site, run
+from testkit.webpage import Site, run
 
 TOKEN = "owner's review token 4f9c2a"
 MODEL_INFO = ModelInfo(["Eileen", "Twin"], 0.975, "2025-06-01T10:00:00+00:00", 40)
@@ -76,21 +76,6 @@ def review_core(store: FeedbackStore | None) -> ChatCore:
 def site(store: FeedbackStore) -> Iterator[Site]:
     with Site(review_core(store), review_token=TOKEN) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1200, "height": 760})
-    yield context.new_page()
-    context.close()
 
 
 def sign_in(page: Page, site: Site, token: str = TOKEN) -> int:

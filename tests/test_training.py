@@ -18,6 +18,7 @@ from model.encoder import load_face_encoder
 from model.faces import FaceFinder
 from testkit.fake_web import FakeWeb
 from testkit.imagery import CLASSES, jpeg, noise_image, scene, varied_photo
+from testkit.imagery import photo_folder as varied_folder
 from testkit.processes import ROOT, run_python
 from training.clean import clean_photos
 from training.cli import main as training_main
@@ -30,11 +31,7 @@ GENERATED = ["--dedupe-distance", "0.02"]
 
 def photo_folder(root: Path, per_class: int = 14, seed: int = 3) -> Path:
     """DIR/CLASS/*.jpg of whole photos, plus a broken file and a photo with no face."""
-    rng = np.random.default_rng(seed)
-    for name, twin in zip(CLASSES, (False, True), strict=True):
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            (root / name / f"{i}.jpg").write_bytes(jpeg(varied_photo(rng, twin)))
+    varied_folder(root, per_class, seed)
     (root / CLASSES[0] / "broken.jpg").write_bytes(jpeg(scene(1))[:3000])
     (root / CLASSES[1] / "landscape.jpg").write_bytes(jpeg(noise_image()))
     return root

@@ -21,7 +21,7 @@ from feedback.keys import feedback_key
 from feedback.store import NEITHER, FaceSample, FeedbackStore, ModelSaid, Vote
 from model.decode import decode_image
 from model.faces import FaceFinder
-from testkit.imagery import CLASSES, jpeg, varied_photo, varied_stranger
+from testkit.imagery import CLASSES, jpeg, photo_folder, varied_photo, varied_stranger
 from testkit.processes import run_python
 from training.cli import main as training_main
 from training.reviewed import read_approved
@@ -41,15 +41,6 @@ class Trained:
     summary: str
     metadata: dict
     approved: dict[str, list[int]]  # class -> approved face ids (a relabelled one under its new class)
-
-
-def photo_folder(root: Path, per_class: int = 12, seed: int = 3) -> Path:
-    rng = np.random.default_rng(seed)
-    for name, twin in zip(CLASSES, (False, True), strict=True):
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            (root / name / f"{i}.jpg").write_bytes(jpeg(varied_photo(rng, twin)))
-    return root
 
 
 def chip_jpeg(finder: FaceFinder, photo) -> bytes:
@@ -83,7 +74,7 @@ def review_files(work: Path) -> dict[str, set[int]]:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, finder: FaceFinder) -> Iterator[Trained]:
     root = tmp_path_factory.mktemp("feedback")
-    photo_folder(root / "photos")
+    photo_folder(root / "photos", per_class=12, seed=3)
     url = f"sqlite:///{root / 'data' / 'feedback.sqlite3'}"  # where the default FEEDBACK_DB points, from `root`
     store = FeedbackStore(url, feedback_key(None, url))
     users = Presses(store)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from bot.core import ChatCore, ModelInfo, RateLimiter
 from bot.settings import SettingsError, load_settings
@@ -34,16 +34,6 @@ from testkit.imagery import encode, jpeg, noise_image, scene, stranger
 from testkit.processes import run_python
 from testkit.webpage import Site, post, post_form, post_with_headers, raw_get, run, status_of_announced_upload
 
-CHROMIUM = "/usr/bin/chromium"
-# What this machine (a container, no GPU, no network) needs; the last four keep Chromium off the network.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 MODEL_INFO = ModelInfo(["Eileen", "Twin"], 0.975, "2025-06-01T10:00:00+00:00", 40)
 ANSWER_TIMEOUT_MS = 60_000  # a cold first photo on two busy cores; answers normally take well under a second
 
@@ -54,21 +44,6 @@ def site(worker) -> Iterator[Site]:
     core = ChatCore(worker, RateLimiter(1000), lambda: MODEL_INFO)
     with Site(core) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1200, "height": 760})
-    yield context.new_page()
-    context.close()
 
 
 def open_page(page: Page, url: str) -> None:

@@ -18,14 +18,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from bot.core import ChatCore, ModelInfo, RateLimiter
 from bot.feedback import NOT_SAVED, THANKS, Feedback
 from bot.web_guards import WebGuards, proxy_networks
 from feedback.store import FeedbackStore
 from testkit.imagery import jpeg, noise_image, scene
-from testkit.webpage import CHROMIUM, CHROMIUM_ARGS, Site, post_form, run
+from testkit.webpage import Site, post_form, run
 
 MODEL_INFO = ModelInfo(["Eileen", "Twin"], 0.975, "2025-06-01T10:00:00+00:00", 40)
 KEY = b"a test key of at least sixteen bytes"
@@ -253,21 +253,6 @@ def test_privacy_says_what_is_kept_and_forget_deletes_only_the_senders_faces(sit
 
 
 # -- the page -------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1200, "height": 760})
-    yield context.new_page()
-    context.close()
 
 
 def test_the_page_shows_the_choices_under_each_face_and_thanks_for_a_press(
