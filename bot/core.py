@@ -390,6 +390,12 @@ class ChatCore:
             "Delete: /forget deletes every face you marked, at any time, and says how many."
         )
 
+    async def forget(self, adapter: str, user: str) -> Reply:
+        """`/forget`: delete every face `user` marked, and say how many; without feedback, that nothing is kept."""
+        if self.feedback is None:
+            return Reply(self.privacy_text())
+        return await self.feedback.forget(adapter, user)
+
     async def about(self) -> str:
         """`about_text`, and how many of this model's answers users marked right, wrong and neither."""
         text = self.about_text()

@@ -38,7 +38,7 @@ from .core import (
     Request,
     reply_messages,
 )
-from .discord_feedback import FeedbackButton, FeedbackButtons, asked_name
+from .discord_feedback import FeedbackButton, FeedbackButtons, asked_name, tell_privately
 from .supervisor import Failure, network_failure
 
 __all__ = [
@@ -366,12 +366,8 @@ class _DoppelClient(discord.AutoShardedClient):
         """Log a failed slash command and apologise in the conversation; never raise."""
         name = interaction.command.name if interaction.command else "?"
         log.error("the /%s command failed", name, exc_info=error)
-        text = self.core.failed().text
         try:
-            if interaction.response.is_done():
-                await interaction.followup.send(text, ephemeral=True)
-            else:
-                await interaction.response.send_message(text, ephemeral=True)
+            await tell_privately(interaction, self.core.failed().text)
         except Exception:
             log.warning("could not tell the user that /%s failed", name, exc_info=True)
 

@@ -39,6 +39,7 @@ __all__ = [
     "asked_name",
     "custom_id",
     "feedback_view",
+    "tell_privately",
 ]
 
 log = logging.getLogger("doppelbot.discord")
@@ -53,6 +54,14 @@ _CUSTOM_ID = re.compile(r"(?P<data>fb1:[^/]*)(?:/(?P<photo>[0-9]{1,2}))?")
 # Discord waits 3 s for a press to be answered: a press not done by then is acknowledged first, then finished.
 _QUICK_S = 1.5
 _LEAVE: Any = object()  # "leave the message's buttons as they are"
+
+
+async def tell_privately(interaction: discord.Interaction, text: str) -> None:
+    """`text` to the user of `interaction` alone: as its response, or as a followup once it has one."""
+    if interaction.response.is_done():
+        await interaction.followup.send(text, ephemeral=True)
+    else:
+        await interaction.response.send_message(text, ephemeral=True)
 
 
 def custom_id(data: str, photo: int = 0) -> str:
@@ -194,12 +203,8 @@ class FeedbackButtons:
             await interaction.followup.send(pressed.toast, ephemeral=True)
 
     async def _apologise(self, interaction: discord.Interaction) -> None:
-        text = self.core.failed().text
         try:
-            if interaction.response.is_done():
-                await interaction.followup.send(text, ephemeral=True)
-            else:
-                await interaction.response.send_message(text, ephemeral=True)
+            await tell_privately(interaction, self.core.failed().text)
         except Exception:  # best effort: the press is lost either way
             log.warning("could not tell the user that a feedback press failed", exc_info=True)
 
@@ -256,11 +261,7 @@ class FeedbackButtons:
             """Delete every face this user marked, and say how many."""
             self._track()
             await interaction.response.defer(ephemeral=True, thinking=True)  # the database may take a moment
-            feedback = self.core.feedback
-            if feedback is None:  # nothing is ever kept: /privacy says so
-                reply = Reply(self.core.privacy_text())
-            else:
-                reply = await feedback.forget("discord", str(interaction.user.id))
+            reply = await self.core.forget("discord", str(interaction.user.id))
             for piece in reply_messages(reply, DISCORD):
                 await interaction.followup.send(piece.text, ephemeral=True)
 

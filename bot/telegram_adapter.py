@@ -191,10 +191,8 @@ class _Handlers:
     async def forget(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> Outcome:
         """Delete every face the sender marked, and say how many."""
         message = update.effective_message
-        if self.core.feedback is None:  # no feedback at all (a core made without it): nothing was ever kept
-            return await _text(message, self.core.privacy_text())
         user = message.from_user.id if message.from_user else message.chat.id
-        return await _reply(message, await self.core.feedback.forget("telegram", str(user)))
+        return await _reply(message, await self.core.forget("telegram", str(user)))
 
     async def pressed(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> Outcome:
         """A press on a button under an answer: answered with a toast, the buttons redrawn with the votes."""
