@@ -94,11 +94,15 @@ START_POLL_S = 0.1
 PARENT_CHECK_S = 1.0
 
 
-def _note_starts_on(starts: multiprocessing.queues.Queue) -> None:
-    """Each worker's start: its end of the queue of starts, and a watch on the process that owns the pool."""
+def _note_starts_on(starts: multiprocessing.queues.Queue, owner: int) -> None:
+    """Each worker's start: its end of the queue of starts, and a watch on `owner`, the process that owns the pool.
+
+    The owner's pid comes from the owner: a worker still importing when its owner was killed would otherwise take
+    init, its new parent, for the owner, and watch it for ever.
+    """
     global _starts
     _starts = starts
-    threading.Thread(target=_exit_with, args=(os.getppid(),), name="parent-watch", daemon=True).start()
+    threading.Thread(target=_exit_with, args=(owner,), name="parent-watch", daemon=True).start()
 
 
 def _exit_with(parent: int) -> None:
@@ -155,7 +159,7 @@ class FacePool:
             context = multiprocessing.get_context("spawn")
             self._starts = context.Queue()
             self._executor = ProcessPoolExecutor(
-                self.workers, mp_context=context, initializer=_note_starts_on, initargs=(self._starts,)
+                self.workers, mp_context=context, initializer=_note_starts_on, initargs=(self._starts, os.getpid())
             )
         return self._executor
 
