@@ -31,6 +31,7 @@ import fastai
 import numpy as np
 import torch
 
+from model.decode import decode_image
 from model.encoder import load_face_encoder
 from model.faces import FaceFinder
 from model.search import FacePool, default_workers
@@ -38,6 +39,7 @@ from model.serving import FaceClassifier
 
 from .bursts import batched_against_single, bot_against_book, encoder_speed
 from .cold_start import STEPS_BOOK, STEPS_OURS, breakdown, render_breakdown
+from .face_sizes import generated_sizes
 from .learners import (
     PILImage,
     book_answer,
@@ -145,6 +147,25 @@ def latencies(classifier: FaceClassifier, book, ours_learn, chip: np.ndarray, ru
         },
         runs,
     )
+
+
+def second_look(frames: int) -> tuple[dict[float, tuple[int, int, int]], Series, Series, Series]:
+    """Small faces (the astronaut's, 30 to 80 px wide, four to a 1280x960 photo) found before and after the
+    second look: per width (faces, found before, found after); each photo's search before and after; the second
+    look alone."""
+    sizes = generated_sizes(frames)
+    found = {width: (t["after"].faces, t["before"].found, t["after"].found) for width, t in sizes.items()}
+
+    def series(name: str, what: str) -> Series:
+        return Series(tuple(v for t in sizes.values() for v in getattr(t[name], what)) or (float("nan"),))
+
+    return found, series("before", "seconds"), series("after", "seconds"), series("after", "second_look")
+
+
+def second_looks_on_one_face(runs: int) -> int:
+    """On how many of `runs` varied one-face photos (those of the latency rows) the second look ran."""
+    finder, rng = FaceFinder(), np.random.default_rng(5)
+    return sum(bool(finder.find(decode_image(photo(1, rng))).second_look_s) for _ in range(runs))
 
 
 def child_env(threads: int | None) -> dict[str, str]:
@@ -266,6 +287,9 @@ def measure(args: argparse.Namespace, folder: Path) -> Figures:
     chip = face_chip(finder, photo(1))
     s = latencies(classifier, book, ours_learn, chip, args.runs)
     where = stages(classifier, args.runs)
+    log("second look: small faces found by width, and its time")
+    found_by_size, search_before, search_after, second_look_s = second_look(1 if args.quick else 3)
+    one_face_second_looks = second_looks_on_one_face(args.runs)
     log("encoder at batch 1, 2, 16")
     encoder = encoder_speed(load_face_encoder(), np.stack([chip] * 16), args.runs)
     rng = np.random.default_rng(2)
@@ -291,7 +315,13 @@ def measure(args: argparse.Namespace, folder: Path) -> Figures:
     frozen = " / ".join(f"{v:.1f}" for v in encoder.ms_per_chip["frozen"])
     notes += [
         f"Where our 1-face time goes (ms, median of {args.runs}; decode, detect and chips in a face-finding "
-        f"process): {where}.",
+        f"process): {where}. The second look ran on {one_face_second_looks} of {args.runs} such photos (the first "
+        "look finds their face).",
+        "Second look rows: scikit-image's astronaut, four faces to a 1280x960 JPEG (quality 87) on a textured "
+        "background, each scaled to a box of the width shown, searched in this process by `FaceFinder` with "
+        "`FaceOptions()` and with the search before it (`second_look=False`, a retry at 1024 px only when nothing "
+        "is found, `QualityOptions.off(40)`), taking turns; `python -m bench.face_sizes` does the same with the "
+        "pins faces, and names them.",
         f"The encoder traced and frozen (`torch.jit.trace` + `freeze`, channels-last) ran {frozen} ms per chip at "
         f"batch {' / '.join(map(str, encoder.batches))}, within a few percent of the served form; it is not served: "
         "tracing and freezing add about 0.8 s to every start, and torch 2.14 deprecates `torch.jit`.",
@@ -330,6 +360,10 @@ def measure(args: argparse.Namespace, folder: Path) -> Figures:
         one_by_one_s=single,
         cold=cold,
         rss_mb=rss,
+        found_by_size=found_by_size,
+        search_before=search_before,
+        search_after=search_after,
+        second_look=second_look_s,
         notes=notes,
     )
 

@@ -15,7 +15,10 @@ import numpy as np
 __all__ = [
     "ACCURACY_HEADING",
     "CLUSTER_HEADING",
+    "FACE_SIZES_HEADING",
+    "FEEDBACK_HEADING",
     "NOISE_HEADING",
+    "QUALITY_HEADING",
     "RSS_MB_EXPRESSION",
     "WEBHOOK_HEADING",
     "EncoderSpeed",
@@ -34,6 +37,9 @@ ACCURACY_HEADING = "## Accuracy"
 NOISE_HEADING = "## Web noise"
 CLUSTER_HEADING = "## Past one machine"
 WEBHOOK_HEADING = "## Webhook replicas"
+FACE_SIZES_HEADING = "## Face sizes"
+QUALITY_HEADING = "## Face quality"
+FEEDBACK_HEADING = "## Learning from users"  # written by hand from bench/feedback.py's table
 # What a measured child process prints for its own resident memory, in MiB (its scripts are strings).
 RSS_MB_EXPRESSION = "int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1]) / 1024"
 
@@ -91,6 +97,11 @@ class Figures:
     face_workers: int = 0  # our bot's face-finding processes
     encoder: EncoderSpeed | None = None
     cold_breakdown: str = ""  # markdown: each start-up step and the costliest imports, ours and the book's
+    # Small faces in 1280x960 photos: per face width, (faces, found by the search before, found with the second look)
+    found_by_size: dict[float, tuple[int, int, int]] = field(default_factory=dict)
+    search_before: Series | None = None  # each such photo's search before the second look
+    search_after: Series | None = None  # and with it
+    second_look: Series | None = None  # the second look alone, where it ran
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -174,6 +185,34 @@ def _encoder_row(f: Figures) -> tuple[str, str, str, str, str]:
     )
 
 
+def _second_look_rows(f: Figures) -> list[tuple[str, str, str, str, str]]:
+    sizes = f.found_by_size
+    widths = list(sizes)
+    per_size = next(iter(sizes.values()))[0]
+
+    def found(k: int) -> str:
+        return ", ".join(f"{w:g} px {v[k]}/{v[0]}" for w, v in sizes.items())
+
+    before, after = (sum(v[k] for v in sizes.values()) for k in (1, 2))
+    return [
+        (
+            f"1280x960 JPEG, 4 faces of one width ({widths[0]:g} to {widths[-1]:g} px): faces found, of {per_size} "
+            "per width",
+            f"with the second look: {found(2)}",
+            f"before (retry at 1024 px when none found): {found(1)}",
+            f"{after} against {before} found",
+            "-",
+        ),
+        (
+            f"1280x960 JPEG, 4 small faces: `FaceFinder.find`, median (p95) of {len(f.search_after.times)}",
+            f"with the second look: {f.search_after.cell()}; the second look alone: {f.second_look.cell()}",
+            f"before: {f.search_before.cell()}",
+            f"{f.search_after.median / f.search_before.median:.2f} (after / before)",
+            "-",
+        ),
+    ]
+
+
 def _rows(f: Figures) -> list[tuple[str, str, str, str, str]]:
     t = targets(f)
     batched_rate, single_rate = f.burst_photos / f.batched_s, f.burst_photos / f.one_by_one_s
@@ -219,6 +258,8 @@ def _rows(f: Figures) -> list[tuple[str, str, str, str, str]]:
             "-",
         ),
     ]
+    if f.found_by_size:
+        rows += _second_look_rows(f)
     if f.encoder is not None:
         rows.append(_encoder_row(f))
     rows += [
@@ -325,7 +366,15 @@ def write_section(path: Path, heading: str, text: str) -> None:
 def write_results(path: Path, command: str, table: str, accuracy: str | None, skipped_note: str) -> None:
     """Rewrite the results file with this run; earlier accuracy and web-noise tables stay unless this run made one."""
     accuracy_section = accuracy or _kept_section(path, ACCURACY_HEADING) or f"{ACCURACY_HEADING}\n\n{skipped_note}"
-    kept = [_kept_section(path, h) for h in (NOISE_HEADING, CLUSTER_HEADING, WEBHOOK_HEADING)]  # their own scripts'
+    own_scripts = (
+        NOISE_HEADING,
+        CLUSTER_HEADING,
+        WEBHOOK_HEADING,
+        FEEDBACK_HEADING,
+        FACE_SIZES_HEADING,
+        QUALITY_HEADING,
+    )
+    kept = [_kept_section(path, h) for h in own_scripts]
     text = (
         "# Benchmarks: doppelbot against the fastai book's serving path\n\n"
         f"Latest run of `{command}` (rewritten by each full run; `--quick` writes nothing).\n\n"

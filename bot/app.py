@@ -88,6 +88,7 @@ def _load_classifier(settings: Settings, pool=None):
     import torch
 
     from model.decode import DecodeLimits
+    from model.faces import FaceOptions
     from model.serving import FaceClassifier
 
     torch.set_num_threads(settings.torch_threads)
@@ -96,6 +97,7 @@ def _load_classifier(settings: Settings, pool=None):
         threshold=settings.threshold,
         stranger_distance=settings.stranger_distance,
         pool=pool,
+        face_options=FaceOptions(detector=settings.face_detector),
         # The decoder's own size cap is MAX_PHOTO_MB too, or photos the chat core took would be refused.
         limits=DecodeLimits(max_bytes=settings.max_bytes),
     )
@@ -137,7 +139,9 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
         # Photos that arrive together have their faces found in other processes (even one lets the
         # network answer the first photos meanwhile); every loaded model shares the pool.
         pool = FacePool(settings.face_workers, photo_timeout=settings.photo_timeout)
-        if not await asyncio.to_thread(pool.start):
+        from model.faces import FaceOptions
+
+        if not await asyncio.to_thread(pool.start, FaceOptions(detector=settings.face_detector)):
             pool = None
     if pool is None:
         log.info("faces are found on the inference thread (FACE_WORKERS=%d)", settings.face_workers)
@@ -270,8 +274,8 @@ async def _serve_with(settings: Settings, stop: asyncio.Event, worker, watching,
 
 
 def _feedback(settings: Settings, worker, model_info, operations) -> Feedback:
-    """The buttons under answers and their database (none with FEEDBACK=off); nothing connects yet: a database
-    that is down costs presses, never the start or an answer."""
+    """The buttons under answers and their database (none with FEEDBACK=off, when only Why? is offered); nothing
+    connects yet: a database that is down costs presses, never the start or an answer."""
     store = None
     if settings.feedback:
         from feedback.keys import feedback_key
@@ -291,7 +295,8 @@ def _feedback(settings: Settings, worker, model_info, operations) -> Feedback:
         info = model_info()
         return info.trained_at if info else None
 
-    return Feedback(store, worker.examine, classes, model_date, operations.pressed)
+    # Why? takes the photo again as a press does, in this process or from the classifier service (`/why`).
+    return Feedback(store, worker.examine, classes, model_date, operations.pressed, why=worker.why)
 
 
 async def _purging(store, keep_days: float, every: float = PURGE_EVERY_S) -> None:

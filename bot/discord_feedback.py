@@ -8,12 +8,15 @@ n-th (from 0) photo of the message asked about, so that the press finds that pho
 Nothing of an answer is kept until a press; then the photo is taken again from Discord: for a mention's answer,
 from the message the answer replies to (or from the photo that message replied to); for `/whois`, whose photo
 lives only in the command, from the bot's answer itself, which carries the photo asked about as `asked.<ext>`.
+A Why? press takes the photo again the same way, and is answered to the presser alone with the face's evidence:
+its line and its picture (`why.jpg`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import io
 import logging
 import mimetypes
 import re
@@ -26,9 +29,10 @@ import discord
 from discord import app_commands
 
 from .core import COMMAND_DESCRIPTIONS, DISCORD, IMAGE_SUFFIXES, ChatCore, Refused, Reply, reply_messages
+from .feedback import slow_down
 
 if TYPE_CHECKING:
-    from .feedback import Keyboard
+    from .feedback import Action, Keyboard
 
 __all__ = [
     "ASKED_STEM",
@@ -165,6 +169,9 @@ class FeedbackButtons:
             await interaction.response.defer()  # not a keyboard this bot draws: nothing to do, nothing to say
             return
         photo = int(match["photo"] or 0)
+        if action.kind == "why":
+            await self._explain(interaction, action, answer, photo)
+            return
         channel_id, message_id = interaction.channel_id, answer.id
 
         def key_of(face: int) -> str:
@@ -201,6 +208,32 @@ class FeedbackButtons:
             await interaction.edit_original_response(view=view)
         if pressed.toast:
             await interaction.followup.send(pressed.toast, ephemeral=True)
+
+    async def _explain(
+        self, interaction: discord.Interaction, action: Action, answer: discord.Message, photo: int
+    ) -> None:
+        """Why? for face `action.face` of photo `photo` of `answer`: the evidence (its line, and its picture as a
+        file) to the presser alone; "thinking..." first when it takes longer than Discord waits."""
+        if (wait := await self.core.limiter.take(f"discord:{interaction.user.id}")) > 0:
+            await tell_privately(interaction, slow_down(wait))  # a look again counts as a photo sent
+            return
+        asked = functools.partial(self._asked_photo, answer, photo)
+        work = asyncio.ensure_future(self.core.feedback.explain(action.face, asked, action.labels))
+        done, _ = await asyncio.wait({work}, timeout=_QUICK_S)
+        if not done:
+            try:
+                await interaction.response.defer(ephemeral=True, thinking=True)
+            except discord.HTTPException as e:
+                log.warning("could not acknowledge a Why? press (%s); answering it anyway", e.status)
+        shown = await work
+        text = shown.toast or shown.text or ""
+        extra: dict[str, Any] = {}
+        if shown.toast is None and shown.picture is not None:
+            extra["file"] = discord.File(io.BytesIO(shown.picture), "why.jpg")
+        if interaction.response.is_done():
+            await interaction.followup.send(text, ephemeral=True, **extra)
+        else:
+            await interaction.response.send_message(text, ephemeral=True, **extra)
 
     async def _apologise(self, interaction: discord.Interaction) -> None:
         try:

@@ -1,4 +1,5 @@
-"""Users' feedback on answers: the buttons under a reply, what a press keeps, and what `/forget` removes.
+"""Users' feedback on answers: the buttons under a reply, what a press keeps, and what `/forget` removes; and the
+"Why?" button beside them, which shows what the model compared the face with (kept: nothing).
 
 Knows no chat service: each adapter draws the `Keyboard` it is given in its own way (Telegram's inline
 keyboard, Discord's buttons, the page's) and hands back the `Button.data` pressed. Everything a press needs is
@@ -6,7 +7,8 @@ in that data and in the database, never in one process's memory, so a press work
 restart: which face (its number), which choice, and the model's label of every face of the answer (so each
 keyboard can be drawn again). Nothing is kept until a press; then only that face (its aligned chip and
 descriptor, taken again from the photo the answer replied to), never the photo, and the presser's id only as
-a keyed hash (`feedback.store`).
+a keyed hash (`feedback.store`). A Why? press takes the photo again too, and answers with the face's evidence (its
+line and picture, `model.evidence`); it is offered even with FEEDBACK=off, where it is the only button.
 """
 
 from __future__ import annotations
@@ -29,11 +31,15 @@ __all__ = [
     "NEITHER",
     "NOT_SAVED",
     "THANKS",
+    "WHY",
+    "WHY_GONE",
     "Action",
     "Button",
     "Feedback",
     "Keyboard",
     "Pressed",
+    "Shown",
+    "slow_down",
 ]
 
 log = logging.getLogger("doppelbot.feedback")
@@ -52,6 +58,8 @@ _FETCH_SECONDS = 10.0
 THANKS = "Thanks: sent for review"
 NOT_SAVED = "Sorry, I couldn't save that right now; please try again later."
 GONE = "That photo is gone, so I can't keep this face."
+WHY = "Why?"
+WHY_GONE = "That photo is gone, so I can't show why."
 _BUSY = "I'm busy with a lot of photos right now; please press again in a minute."
 _OFF = "Feedback is off for this bot."
 
@@ -69,9 +77,9 @@ Keyboard = list[list[Button]]  # rows of buttons
 
 @dataclass(frozen=True)
 class Action:
-    """What a button's data asks: pick a face, go back to the faces, or vote for a face."""
+    """What a button's data asks: pick a face, go back to the faces, vote for a face, or see why the model said so."""
 
-    kind: str  # "face", "back", "vote"
+    kind: str  # "face", "back", "vote", "why"
     face: int  # 1-based; 0 with "back"
     choice: str | None  # with "vote": a class's index (one base-36 character) or "x" for neither
     labels: str  # the model's label of each face of the answer, one base-36 character each
@@ -85,12 +93,28 @@ class Pressed:
     keyboard: Keyboard | None  # None: leave the message's keyboard as it is
 
 
+@dataclass(frozen=True)
+class Shown:
+    """What a Why? press shows the presser: the face's evidence (its line, and its picture when the model keeps
+    training faces to show), or only a toast saying why not."""
+
+    toast: str | None
+    text: str | None = None
+    picture: bytes | None = None  # JPEG
+
+
+def slow_down(wait: float) -> str:
+    """What a Why? press past the rate limit is told: each look at a photo again counts as a photo sent."""
+    return f"You're asking faster than I can look; please try again in {max(1, round(wait))} seconds."
+
+
 def _digit(i: int) -> str:
     return _DIGITS[i]
 
 
 class Feedback:
-    """The buttons under answers and what their presses do; `store=None` (FEEDBACK=off) shows none."""
+    """The buttons under answers and what their presses do; `store=None` (FEEDBACK=off) shows only Why? (none
+    without `why` either)."""
 
     def __init__(
         self,
@@ -99,24 +123,34 @@ class Feedback:
         classes: Callable[[], list[str]],
         model_date: Callable[[], str | None] = lambda: None,
         counted: Callable[[str, str | None], None] | None = None,
+        why: Callable[[bytes], Awaitable] | None = None,
     ) -> None:
         """`examine(data)`: the worker's `Examined` for a photo; `classes()`: the model's classes now;
-        `counted(verdict, model)`: told of each recorded press ("right", "wrong" or "neither"), for /metrics."""
+        `counted(verdict, model)`: told of each recorded press ("right", "wrong" or "neither"), for /metrics;
+        `why(data)`: the worker's `model.evidence.Explained` for a photo (None: no Why? button)."""
         self.store = store
         self._examine = examine
         self._classes = classes
         self._model_date = model_date
         self._counted = counted
+        self._why = why
 
     @property
     def enabled(self) -> bool:
+        """Whether presses are kept (FEEDBACK is on)."""
         return self.store is not None
+
+    @property
+    def explains(self) -> bool:
+        """Whether answers carry a Why? button."""
+        return self._why is not None
 
     # -- keyboards ---------------------------------------------------------------------------
 
     def keyboard(self, answer: PhotoAnswer | None) -> Keyboard | None:
-        """The buttons under an answer: the choices for its one face, or its faces' numbers; None for no buttons."""
-        if not self.enabled or answer is None or answer.outcome != "ok" or not answer.faces:
+        """The buttons under an answer: the choices for its one face (and Why?), or its faces' numbers; None for no
+        buttons."""
+        if not (self.enabled or self.explains) or answer is None or answer.outcome != "ok" or not answer.faces:
             return None
         classes = list(answer.faces[0].probabilities)
         if len(answer.faces) > MAX_FEEDBACK_FACES or not 2 <= len(classes) <= len(_DIGITS):
@@ -129,7 +163,7 @@ class Feedback:
     def vote(self, answer: PhotoAnswer, face: int, verdict: str) -> Action | None:
         """The press a button under `answer` sends to vote `verdict` (a class name or NEITHER) for face `face`
         (1-based); None when no such button is drawn (no buttons for this answer, no such face or class)."""
-        if self.keyboard(answer) is None or not 1 <= face <= len(answer.faces):
+        if not self.enabled or self.keyboard(answer) is None or not 1 <= face <= len(answer.faces):
             return None
         classes = list(answer.faces[0].probabilities)
         if verdict != NEITHER and verdict not in classes:
@@ -153,16 +187,22 @@ class Feedback:
         return [numbers[i : i + _FACES_PER_ROW] for i in range(0, len(numbers), _FACES_PER_ROW)]
 
     def _choices(self, face: int, labels: str, classes: list[str], votes: dict[str, int]) -> Keyboard:
-        """One row per class (the model's answer marked ✓), "Neither of them", and with several faces "back"."""
+        """One row per class (the model's answer marked ✓) and "Neither of them" (with feedback on), then a last
+        row: with several faces "back", and "Why?"."""
         said = _DIGITS.index(labels[face - 1])
         rows = []
-        for i, name in enumerate(classes):
-            text = ("✓ " if i == said else "") + display_name(name) + _count(votes.get(name, 0))
-            rows.append([Button(text, f"{_PREFIX}:v:{face}:{_digit(i)}:{labels}")])
-        rows.append([Button("Neither of them" + _count(votes.get(NEITHER, 0)), f"{_PREFIX}:v:{face}:x:{labels}")])
+        if self.enabled:
+            for i, name in enumerate(classes):
+                text = ("✓ " if i == said else "") + display_name(name) + _count(votes.get(name, 0))
+                rows.append([Button(text, f"{_PREFIX}:v:{face}:{_digit(i)}:{labels}")])
+            neither = "Neither of them" + _count(votes.get(NEITHER, 0))
+            rows.append([Button(neither, f"{_PREFIX}:v:{face}:x:{labels}")])
+        last = []
         if len(labels) > 1:
-            rows.append([Button(f"« Back (face {face} of {len(labels)})", f"{_PREFIX}:b:{labels}")])
-        return rows
+            last.append(Button(f"« Back (face {face} of {len(labels)})", f"{_PREFIX}:b:{labels}"))
+        if self.explains:
+            last.append(Button(WHY, f"{_PREFIX}:w:{face}:{labels}"))
+        return [*rows, last] if last else rows
 
     def parse(self, data: str | None) -> Action | None:
         """The action a button's data asks for; None when it is not one of ours or does not hold together."""
@@ -174,13 +214,13 @@ class Feedback:
             return None
         if kind == "b" and len(parts) == 3:
             return Action("back", 0, None, labels)
-        if kind not in ("f", "v") or len(parts) != (4 if kind == "f" else 5) or not parts[2].isdigit():
+        if kind not in ("f", "v", "w") or len(parts) != (5 if kind == "v" else 4) or not parts[2].isdigit():
             return None
         face = int(parts[2])
         if not 1 <= face <= len(labels):
             return None
-        if kind == "f":
-            return Action("face", face, None, labels)
+        if kind in ("f", "w"):
+            return Action("face" if kind == "f" else "why", face, None, labels)
         choice = parts[3]
         if choice != _NEITHER_CHOICE and (len(choice) != 1 or choice not in _DIGITS):
             return None
@@ -200,16 +240,20 @@ class Feedback:
     ) -> Pressed:
         """Do what a press asks. `key_of(face)`: that face's key (the adapter knows the chat and the message);
         `photo()`: the asked-about photo's bytes again, fetched only for a face not yet kept (None: it is gone);
-        `examined`: the photo already examined again, by an adapter that had to look at it (the web page)."""
-        if self.store is None:
-            return Pressed(_OFF, [])
+        `examined`: the photo already examined again, by an adapter that had to look at it (the web page).
+        A Why? press is `explain`'s, not this."""
+        if self.store is None and not self.explains:
+            return Pressed(_OFF, [])  # a keyboard drawn before FEEDBACK=off: its buttons go
         classes = self._classes()
         if action.kind == "back":
             return Pressed(None, self._faces(action.labels))
         if action.kind == "face":
-            return Pressed(
-                None, self._choices(action.face, action.labels, classes, await self._votes(key_of(action.face)))
-            )
+            votes = await self._votes(key_of(action.face)) if self.store is not None else {}
+            return Pressed(None, self._choices(action.face, action.labels, classes, votes))
+        if action.kind != "vote":  # Why?: nothing to keep, nothing to redraw
+            return Pressed(None, None)
+        if self.store is None:  # a vote on a keyboard drawn before FEEDBACK=off: only its Why? stays
+            return Pressed(_OFF, self._choices(action.face, action.labels, classes, {}))
         verdict = self.verdict(action, classes)
         if verdict is None:  # a keyboard drawn by a model with more classes than the one answering now
             return Pressed(GONE, None)
@@ -262,6 +306,35 @@ class Feedback:
             descriptor = np.asarray(examined.descriptors[face - 1], dtype=np.float32).tobytes()
         said = ModelSaid(found.label, found.confidence, found.distance, found.known, self._model_date())
         return FaceSample(examined.chips[face - 1], descriptor, said)
+
+    async def explain(
+        self, face: int, photo: Callable[[], Awaitable[bytes]] | None, labels: str | None = None
+    ) -> Shown:
+        """Why the model said what it did of face `face` (1-based) of the photo `photo()` fetches again (None: it is
+        gone): its evidence, or a toast saying why not. `labels`: the answer's, from the button (the photo's faces
+        must still be as many). Nothing is kept."""
+        from .core import Refused  # the core imports this module
+        from .worker import Busy
+
+        if self._why is None:
+            return Shown(_OFF)
+        if photo is None:
+            return Shown(WHY_GONE)
+        try:
+            async with asyncio.timeout(_FETCH_SECONDS):
+                data = await photo()
+            explained = await self._why(data)
+        except (Refused, TimeoutError):
+            return Shown(WHY_GONE)
+        except Busy:
+            return Shown(_BUSY)
+        faces = explained.answer.faces if explained.answer.outcome == "ok" else []
+        if face > len(explained.evidence) or (labels is not None and len(labels) != len(faces)):
+            return Shown(WHY_GONE)  # not the photo that was answered (edited, or the model now finds other faces)
+        evidence = explained.evidence[face - 1]
+        # Under a crowd's answer the picture may come long after the press: it says which face it is about.
+        text = f"Face {face}: {evidence.text}" if len(faces) > 1 else evidence.text
+        return Shown(None, text, evidence.picture)
 
     # -- the user's rights -------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ import httpx
 
 from model.answers import Examined, PhotoAnswer, went_wrong
 from model.decode import DecodeLimits
+from model.evidence import Explained, FaceEvidence
 
 from .worker import Busy, Result, boxed_jpeg
 
@@ -148,6 +149,43 @@ class RemoteClassifier:
         except (httpx.TransportError, ValueError, KeyError, TypeError) as e:
             log.warning("the classifier service could not examine a photo (%s)", type(e).__name__)
             raise Busy from None
+
+    async def why(self, data: bytes) -> Explained:
+        """The service's answer with each face's evidence (`POST /why`), for a "Why?" press; `Busy` when the
+        service cannot be reached."""
+        _, said = await self._ask(data, {})
+        try:
+            return Explained.from_json(said)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            log.warning("the classifier service sent no evidence (%s)", type(e).__name__)
+            raise Busy from None
+
+    async def why_chip(self, jpeg: bytes) -> FaceEvidence:
+        """The evidence for one stored face chip (`POST /why?chip=1`), for the review page; `Busy` when the service
+        cannot be reached, ValueError when it says the chip cannot be read."""
+        status, said = await self._ask(jpeg, {"chip": "1"})
+        if status in (413, 422):
+            raise ValueError(str(said.get("error") or "the classifier service could not read this face chip"))
+        try:
+            return FaceEvidence.from_json(said["evidence"])
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            log.warning("the classifier service sent no evidence for a chip (%s)", type(e).__name__)
+            raise Busy from None
+
+    async def _ask(self, data: bytes, params: dict[str, str]) -> tuple[int, dict]:
+        """The status and JSON object of `/why` for `data`, asked once (a press is rare; its presser can retry)."""
+        try:
+            response = await self._client.post(
+                f"{self.url}/why",
+                content=data,
+                params={**self._params, **params},
+                headers={"Content-Type": "application/octet-stream"},
+            )
+            said = response.json()
+        except (httpx.TransportError, ValueError) as e:  # unreachable, or Ray Serve's own text (a replica died)
+            log.warning("the classifier service could not explain a photo (%s)", type(e).__name__)
+            raise Busy from None
+        return response.status_code, said if isinstance(said, dict) else {}
 
     def waiting(self) -> int:
         """Photos sent to the service (or waiting to be), not yet answered."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from model.answers import FaceAnswer, PhotoAnswer, display_name
+from model.quality import brief
 
 __all__ = [
     "DISCORD",
@@ -48,7 +49,10 @@ def _neither(face: FaceAnswer) -> str:
 
 
 def face_line(face: FaceAnswer) -> str:
-    """`Jessica Chastain, 97% sure`, `not sure (maybe Jessica Chastain, 55%)`, or someone else."""
+    """`Jessica Chastain, 97% sure`, `not sure (maybe Jessica Chastain, 55%)`, someone else, or why a face is not
+    named: `not named: only 38 pixels wide, send a closer photo`."""
+    if face.quality != "ok":
+        return f"not named: {brief(face.quality, face.measures)}"
     name = display_name(face.label)
     if not face.known:
         return f"someone who doesn't look like {_neither(face)} (closest: {name})"

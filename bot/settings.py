@@ -16,7 +16,7 @@ from bot.web_guards import DEFAULT_MAX_UPLOADS, DEFAULT_UPLOAD_SECONDS, host_ent
 from feedback.store import DEFAULT_FEEDBACK_DB
 from model.answers import DEFAULT_THRESHOLD
 from model.environment import MODEL_RANGES, SERVICE_RANGES, Range, SettingsError, environment
-from model.resources import DEFAULT_MODEL_PATH, DEFAULT_PHOTO_TIMEOUT
+from model.resources import DEFAULT_MODEL_PATH, DEFAULT_PHOTO_TIMEOUT, FACE_DETECTORS
 
 __all__ = ["NAMES", "RANGES", "TEXTS", "Range", "Settings", "SettingsError", "load_settings"]
 
@@ -65,6 +65,7 @@ TEXTS = (
     "TELEGRAM_WEBHOOK_SECRET",
     "REDIS_URL",
     "DISCORD_SHARD_IDS",
+    "FACE_DETECTOR",
     "FEEDBACK",
     "FEEDBACK_DB",
     "FEEDBACK_KEY",
@@ -97,6 +98,7 @@ class Settings:
     max_faces_listed: int = MAX_FACES_LISTED  # faces named in a reply; the rest are "and N more"
     # Seconds a photo may take in a face-finding process before it is answered "took too long" (FACE_WORKERS > 0).
     photo_timeout: float = DEFAULT_PHOTO_TIMEOUT
+    face_detector: str = "hog"  # "cnn": dlib's MMOD detector, for a machine with a GPU (seconds a photo on a CPU)
     telegram_base_url: str | None = None  # e.g. http://127.0.0.1:8081/bot (the token is appended)
     telegram_base_file_url: str | None = None
     discord_api_base: str | None = None  # e.g. http://127.0.0.1:8082/api/v10
@@ -195,12 +197,22 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: str | Path | Non
         discord_shard_ids=_shard_ids(
             "DISCORD_SHARD_IDS", text("DISCORD_SHARD_IDS"), numbers.get("discord_shard_count")
         ),
+        face_detector=_detector("FACE_DETECTOR", text("FACE_DETECTOR")),
         feedback=_switch("FEEDBACK", text("FEEDBACK"), default=True),
         feedback_db=_database_url("FEEDBACK_DB", text("FEEDBACK_DB")),
         feedback_key=_key("FEEDBACK_KEY", text("FEEDBACK_KEY")),
         review_token=_key("REVIEW_TOKEN", text("REVIEW_TOKEN")),
         **numbers,
     )
+
+
+def _detector(name: str, raw: str | None) -> str:
+    """hog or cnn."""
+    value = (raw or "hog").lower()
+    if value not in FACE_DETECTORS:
+        choices = " or ".join(FACE_DETECTORS)
+        raise SettingsError(f"{name}={raw!r} is not allowed: {name} must be {choices} (see .env.example)")
+    return value
 
 
 def _switch(name: str, raw: str | None, default: bool) -> bool:

@@ -5,26 +5,39 @@ keyboard and a press (a callback query) is answered: the toast first, then the k
 what was said. Everything a press needs comes with it, so any replica answers it, after any restart: the button's
 data, the chat and message ids (the face's key), and the answer's `reply_to_message`, which is the photo asked
 about (the answer quotes it), fetched again only for a face the store does not hold yet.
+
+A Why? press fetches that photo again too, and is answered with the face's evidence: a photo (the picture, the
+line as its caption) replying to the answer, for the chat to see beside it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from telegram import Bot, CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 from telegram.error import BadRequest, TelegramError
 
 from bot.core import ChatCore, Photo
+from bot.feedback import slow_down
 
-__all__ = ["Presses", "inline_markup"]
+if TYPE_CHECKING:
+    from bot.feedback import Action
+
+__all__ = ["LOOKING", "Presses", "inline_markup"]
 
 log = logging.getLogger("doppelbot.telegram")
 
 ADAPTER = "telegram"
 # editMessageReplyMarkup with the keyboard the message already has: two presses drew the same one.
 _NOT_MODIFIED = "message is not modified"
+# A Why? press not answered by then is told "Looking…" at once (Telegram's spinner stops after ~15 s anyway);
+# one that fails sooner (the photo deleted) says so in the toast instead.
+_QUICK_S = 1.5
+LOOKING = "Looking…"
+_CAPTION = 1024  # Telegram's limit on a photo's caption
 
 Deliver = Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
 
@@ -70,6 +83,9 @@ class Presses:
         if source is not None and (source.photo or source.document):
             photo = self.photo_of(source, bot).download
         presser = str(query.from_user.id)
+        if action.kind == "why":
+            await self._explain(query, message, action, photo, presser)
+            return
         pressed = await feedback.act(
             action, lambda face: _face_key(message, face), photo, ADAPTER, message.chat.type, presser
         )
@@ -77,6 +93,41 @@ class Presses:
         await self._answer(query, pressed.toast)
         if pressed.keyboard is not None:
             await self._redraw(query, pressed.keyboard)
+
+    async def _explain(
+        self,
+        query: CallbackQuery,
+        message: Message,
+        action: Action,
+        photo: Callable[[], Awaitable[bytes]] | None,
+        presser: str,
+    ) -> None:
+        """Why? for face `action.face`: the callback answered within its deadline, then the evidence sent as a
+        photo replying to the answer `message` (or, once "Looking…" was shown, what went wrong, as text). A look
+        at the photo again counts against the presser's rate limit, as a photo sent does."""
+        if (wait := await self.core.limiter.take(f"{ADAPTER}:{presser}")) > 0:
+            await self._answer(query, slow_down(wait))
+            return
+        work = asyncio.ensure_future(self.core.feedback.explain(action.face, photo, action.labels))
+        done, _ = await asyncio.wait({work}, timeout=_QUICK_S)
+        if not done:
+            await self._answer(query, LOOKING)
+        shown = await work
+        if done:
+            await self._answer(query, shown.toast)
+        elif shown.toast:
+            await self._send(message, shown.toast)
+        if shown.text is None:
+            return
+        if shown.picture is None:  # a model that keeps no training faces: the line alone
+            await self._send(message, shown.text)
+            return
+        options = {"do_quote": True, "allow_sending_without_reply": True}
+        caption = shown.text[:_CAPTION]
+        await self.deliver(lambda: message.reply_photo(shown.picture, caption=caption, filename="why.jpg", **options))
+
+    async def _send(self, message: Message, text: str) -> None:
+        await self.deliver(lambda: message.reply_text(text, do_quote=True, allow_sending_without_reply=True))
 
     async def failed(self, query: CallbackQuery) -> None:
         """Tell the presser that something of ours broke (the error handler calls this)."""

@@ -22,7 +22,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from .core import ChatCore, Photo, Request, face_line, is_image
 from .operations import PROBE_ONLY
 from .web_common import SECURITY_HEADERS, Refusal, chunks, cross_site, part_chunks, read_capped, refused, sender
-from .web_feedback import add_feedback_routes, face_choices
+from .web_feedback import add_feedback_routes, explains, face_choices
 from .web_guards import Access, UploadSlots, WebGuards
 
 __all__ = ["STATIC_DIR", "build_web_app", "run_web", "start_web"]
@@ -134,6 +134,8 @@ class _Handlers:
             "faces": [face_line(face) for face in answer.faces],
             # The feedback buttons under each face (None: none are offered); `POST /api/feedback` takes a press.
             "choices": face_choices(self.core.feedback, answer),
+            # A Why? link under each face: `POST /api/why?face=N` with the photo again shows its evidence.
+            "why": explains(self.core),
         }
         return web.json_response(body, status=422 if answer.outcome == "error" else 200)
 

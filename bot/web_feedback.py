@@ -1,5 +1,5 @@
-"""The web page's feedback: the choices under each face, `POST /api/feedback` for a press, `GET /privacy` and
-`POST /api/forget`.
+"""The web page's feedback: the choices under each face, `POST /api/feedback` for a press, `POST /api/why` for a
+face's evidence, `GET /privacy` and `POST /api/forget`.
 
 The page keeps nothing of an answer but the photo on show, and a press sends that photo again with the face's
 number and the verdict: as on Telegram, where the button's data carries the answer, nothing about a pending
@@ -7,6 +7,7 @@ answer lives in this process. The server looks at the photo again (`worker.exami
 what the model says of each face, so nothing of what the model said is taken from the client. A face of the page
 is keyed by the photo itself (`web:<sha256 of the photo>:<n>`), so one photo sent from several browsers is one
 face with several votes; the voter is the sender as the rate limit counts senders (an IPv4 address or an IPv6 /64).
+A Why? link sends the photo again the same way (`worker.why`), with or without FEEDBACK; nothing of it is kept.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import dataclasses
 import hashlib
 import html
 import logging
+import math
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -24,11 +26,11 @@ from feedback.store import StoreUnavailable
 from model.answers import PhotoAnswer
 
 from .core import ChatCore, is_image
-from .feedback import GONE, MAX_FEEDBACK_FACES, NEITHER, NOT_SAVED, THANKS, Feedback
+from .feedback import GONE, MAX_FEEDBACK_FACES, NEITHER, NOT_SAVED, THANKS, Feedback, slow_down
 from .web_common import Refusal, cross_site, part_chunks, read_capped, refused, sender
 from .web_guards import UploadSlots, WebGuards
 
-__all__ = ["add_feedback_routes", "face_choices", "privacy_page"]
+__all__ = ["MAX_EXPLAINED_FACES", "add_feedback_routes", "explains", "face_choices", "privacy_page"]
 
 log = logging.getLogger("doppelbot.web")
 
@@ -37,12 +39,15 @@ _FORM_SLACK = 64 * 1024  # the form's boundaries and part headers around the pho
 _OFF = "Feedback is off for this bot."
 _BUSY_RETRY = 60
 _UPLOADS_RETRY = 5
+# The page offers Why? under every face it lists; past this many a crowd's faces are too small to say much of.
+MAX_EXPLAINED_FACES = 100
+_NO_EVIDENCE = "This bot can't show what its answers rest on."
 
 
 def face_choices(feedback: Feedback | None, answer: PhotoAnswer) -> list[list[dict[str, str]]] | None:
     """For each face, the buttons the chat adapters draw for it (`text`, and the `verdict` it sends: a class name
     or "neither"); None when no buttons are offered (feedback off, no face, too many faces)."""
-    if feedback is None or feedback.keyboard(answer) is None:
+    if feedback is None or not feedback.enabled or feedback.keyboard(answer) is None:
         return None
     faces = []
     for face in answer.faces:
@@ -56,6 +61,11 @@ def face_choices(feedback: Feedback | None, answer: PhotoAnswer) -> list[list[di
                 choices.append({"text": button.text, "verdict": verdict})
         faces.append(choices)
     return faces
+
+
+def explains(core: ChatCore) -> bool:
+    """Whether the page offers a Why? link under each face: the worker shows its evidence (`POST /api/why`)."""
+    return callable(getattr(core.worker, "why", None))
 
 
 def privacy_page(text: str, feedback_on: bool) -> str:
@@ -170,6 +180,51 @@ class _FeedbackRoutes:
             votes = {}
         return web.json_response({"outcome": "recorded", "message": THANKS, "votes": votes})
 
+    async def why(self, request: web.Request) -> web.Response:
+        """Why the model said what it did of face `?face=N` of the photo sent again (the form's `image`): the line
+        and the picture of its evidence."""
+        if not explains(self.core):
+            return refused(404, "no_evidence", _NO_EVIDENCE)
+        if cross_site(request, self.guards):
+            return refused(403, "cross_site", "Only this page can ask why.")
+        if (problem := self.model_problem()) is not None:
+            return refused(503, "no_model", problem, _BUSY_RETRY)
+        if (too_large := self.core.refuse_size(max(0, (request.content_length or 0) - _FORM_SLACK))) is not None:
+            return refused(413, "too_large", too_large.text)
+        # A look at the photo again: it counts against the sender's rate limit as a photo sent does, and it is
+        # bounded with the uploads, as a press is.
+        if (wait := await self.core.limiter.take(f"web:{sender(request, self.guards)}")) > 0:
+            return refused(429, "rate_limited", slow_down(wait), max(1, math.ceil(wait)))
+        if not self.slots.take():
+            return refused(503, "busy", "I'm receiving too many photos at once; please try again.", _UPLOADS_RETRY)
+        try:
+            return await self._why(request)
+        except Refusal as refusal:
+            closing = request if refusal.status == 408 else None
+            return refused(refusal.status, refusal.reason, refusal.message, refusal.retry_after, closing)
+        finally:
+            self.slots.give_back()
+
+    async def _why(self, request: web.Request) -> web.Response:
+        from .worker import Busy  # the worker module stays out of adapters' imports
+
+        face = _face_number(request.query.get("face", ""), MAX_EXPLAINED_FACES)
+        data, _ = await self._read_form(request)
+        try:
+            explained = await self.core.worker.why(data)
+        except Busy:
+            return refused(503, "busy", self.core.busy().text, _BUSY_RETRY)
+        answer = explained.answer
+        if answer.outcome != "ok":
+            if answer.outcome == "error":
+                return refused(422, "unreadable", answer.note or "")
+            return refused(400, "no_face", answer.note or "")
+        if face > len(explained.evidence):
+            return refused(400, "bad_face", _faces_in(len(answer.faces)))
+        evidence = explained.evidence[face - 1]
+        # The picture rides in the JSON (base64): the page shows it from a data: URL, and nothing is kept here.
+        return web.json_response({"outcome": "explained", "message": evidence.text, "evidence": evidence.to_json()})
+
     async def _read_form(self, request: web.Request) -> tuple[bytes, dict[str, str]]:
         """The form's photo (under the core's cap) and its small fields, within the upload deadline."""
         if not request.content_type.startswith("multipart/"):
@@ -218,12 +273,10 @@ class _FeedbackRoutes:
         return Refusal(413, "too_large", reply.text if reply else "")
 
 
-def _face_number(text: str) -> int:
-    """The form's `face` (1-based), or a 400 refusal."""
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_FEEDBACK_FACES:
-        raise Refusal(
-            400, "bad_face", f"face must be a face's number, 1 to {MAX_FEEDBACK_FACES}, as the answer lists them."
-        )
+def _face_number(text: str, most: int = MAX_FEEDBACK_FACES) -> int:
+    """The form's (or the query's) `face` (1-based, up to `most`), or a 400 refusal."""
+    if not (text.isascii() and text.isdigit() and len(text) <= 4) or not 1 <= int(text) <= most:
+        raise Refusal(400, "bad_face", f"face must be a face's number, 1 to {most}, as the answer lists them.")
     return int(text)
 
 
@@ -234,8 +287,10 @@ def _faces_in(n: int) -> str:
 def add_feedback_routes(
     app: web.Application, core: ChatCore, guards: WebGuards, slots: UploadSlots, model_problem
 ) -> None:
-    """`POST /api/feedback`, `POST /api/forget` and `GET /privacy` on `app`; `slots`: the uploads' bound, shared."""
+    """`POST /api/feedback`, `POST /api/why`, `POST /api/forget` and `GET /privacy` on `app`; `slots`: the uploads'
+    bound, shared."""
     routes = _FeedbackRoutes(core, guards, slots, model_problem)
     app.router.add_post("/api/feedback", routes.press)
+    app.router.add_post("/api/why", routes.why)
     app.router.add_post("/api/forget", routes.forget)
     app.router.add_get("/privacy", routes.privacy)

@@ -5,6 +5,8 @@ The token is asked once, in a form; what the browser keeps is a session cookie s
 token (never the token), HttpOnly and SameSite=Strict, so every replica knows it and a new token ends every
 session. Requests that change anything also carry the session's CSRF token (a header) and, from a browser, an
 Origin of this page's own names. The Host allow-list of `web_guards.py` applies to these paths as to every other.
+Each face shows its evidence (what the model compared it with), worked out again from its stored chip at each
+look (`worker.why_chip`): nothing of it is kept.
 """
 
 from __future__ import annotations
@@ -40,10 +42,11 @@ SESSION_COOKIE = "doppelbot_review"
 SESSION_SECONDS = 7 * 24 * 3600  # the token is asked again after a week
 CSRF_HEADER = "X-CSRF-Token"
 _PAGE = Path(__file__).with_name("static") / "review.html"
-# The login form posts to this page itself, hence form-action 'self'; the faces are the page's own images.
+# The login form posts to this page itself, hence form-action 'self'; the faces are the page's own images, and
+# their evidence pictures come inside the API's JSON (data: URLs).
 _HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
         "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     ),
     "Cache-Control": "no-store",  # users' faces and the session's CSRF token: never kept by a cache
@@ -182,6 +185,33 @@ class _ReviewRoutes:
             return refused(404, "no_such_face", "There is no such face.")
         return web.Response(body=chip, content_type="image/jpeg", headers=_HEADERS)
 
+    async def why(self, request: web.Request) -> web.Response:
+        """A kept face's evidence, from its chip: the line, and the picture (base64) beside its nearest training
+        faces."""
+        from .worker import Busy  # the worker module stays out of adapters' imports
+
+        store = self._store()
+        if store is None:
+            return _off()
+        why_chip = getattr(self.core.worker, "why_chip", None)
+        if why_chip is None:
+            return refused(404, "no_evidence", "The model answering here can't show what its answers rest on.")
+        try:
+            chip = await asyncio.to_thread(store.chip, int(request.match_info["id"]))
+        except StoreUnavailable as e:
+            return _unavailable(e)
+        if chip is None:
+            return refused(404, "no_such_face", "There is no such face.")
+        try:
+            evidence = await why_chip(chip)
+        except Busy:
+            return refused(503, "busy", "The model is busy right now; try again in a while.")
+        except ValueError as e:
+            log.warning("review: a kept face could not be read: %s", e)
+            return refused(422, "unreadable", "This face's picture can't be read.")
+        body = {"outcome": "explained", "message": evidence.text, "evidence": evidence.to_json()}
+        return web.json_response(body, headers=_HEADERS)
+
     async def items(self, request: web.Request) -> web.Response:
         """The faces with a status (`?status=waiting`, the default; `all` for every one), the classes to relabel
         to, and this session's CSRF token."""
@@ -313,6 +343,7 @@ def add_review_routes(app: web.Application, core: ChatCore, guards: WebGuards, t
     app.router.add_post("/review/logout", _signed_in(routes, routes.logout, changes=True))
     app.router.add_get(r"/review/chip/{id:\d{1,18}}", _signed_in(routes, routes.chip, changes=False))
     app.router.add_get("/review/api/items", _signed_in(routes, routes.items, changes=False))
+    app.router.add_get(r"/review/api/why/{id:\d{1,18}}", _signed_in(routes, routes.why, changes=False))
     app.router.add_post("/review/api/approve", _signed_in(routes, routes.approve, changes=True))
     app.router.add_post("/review/api/reject", _signed_in(routes, routes.reject, changes=True))
     app.router.add_post("/review/api/relabel", _signed_in(routes, routes.relabel, changes=True))

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from model.answers import Examined, PhotoAnswer
 from model.decode import DecodedImage
+from model.evidence import Explained, FaceEvidence, explain_chip_jpeg, explain_photo
 
 __all__ = ["Busy", "InferenceWorker", "ModelWatcher", "Result", "boxed_jpeg"]
 
@@ -110,6 +111,14 @@ class InferenceWorker:
         must not wait behind a burst of photos nor take a place in the queue that refuses them.
         """
         return await asyncio.to_thread(self.classifier.examine, data)
+
+    async def why(self, data: bytes) -> Explained:
+        """A photo's answer with each face's evidence, for a "Why?" press: beside the queue, as `examine` is."""
+        return await asyncio.to_thread(explain_photo, self.classifier, data)
+
+    async def why_chip(self, jpeg: bytes) -> FaceEvidence:
+        """The evidence for one stored face chip (JPEG), for the review page; ValueError when it is not one."""
+        return await asyncio.to_thread(explain_chip_jpeg, self.classifier, jpeg)
 
     def swap(self, classifier) -> None:
         """Serve the next batches with `classifier`; the batch in progress finishes on the old one."""

@@ -6,17 +6,21 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .answers import FaceAnswer, PhotoAnswer, display_name
 from .decode import DecodedImage, DecodeLimits, decode_image
+from .quality import brief
 
 __all__ = ["BOX_COLOURS", "annotate", "draw_faces", "face_caption"]
 
-# Sure answers in green, unsure in amber, someone else in grey: readable on most photos and to
-# most colour-blind eyes.
+# Sure answers in green, unsure in amber, faces not named (someone else, or below quality) in grey: readable
+# on most photos and to most colour-blind eyes.
 BOX_COLOURS = {True: (46, 204, 64), False: (255, 170, 0)}
 STRANGER_COLOUR = (200, 200, 200)
 
 
 def face_caption(number: int, face: FaceAnswer) -> str:
-    """`1. Jessica Chastain 97%`, `1. not sure (Jessica Chastain 55%)`, or `1. someone else (closest: ...)`."""
+    """`1. Jessica Chastain 97%`, `1. not sure (Jessica Chastain 55%)`, `1. someone else (closest: ...)`, or why
+    a face is not named: `1. not named: blurred`."""
+    if face.quality != "ok":
+        return f"{number}. not named: {brief(face.quality, face.measures).split(',')[0]}"
     if not face.known:
         return f"{number}. someone else (closest: {display_name(face.label)})"
     percent = f"{display_name(face.label)} {face.confidence:.0%}"
@@ -36,7 +40,7 @@ def draw_faces(image: DecodedImage, answer: PhotoAnswer) -> Image.Image:
     font = ImageFont.load_default(size=max(12, round(max(im.size) / 45)))
     for number, face in enumerate(answer.faces, start=1):
         left, top, right, bottom = (round(v * image.scale) for v in face.box)
-        colour = BOX_COLOURS[face.sure] if face.known else STRANGER_COLOUR
+        colour = BOX_COLOURS[face.sure] if face.named else STRANGER_COLOUR
         draw.rectangle((left, top, right, bottom), outline=colour, width=line)
         caption = face_caption(number, face)
         tl, tt, tr, tb = draw.textbbox((0, 0), caption, font=font)

@@ -6,12 +6,15 @@ import base64
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .quality import reasons
+
 __all__ = [
     "DEFAULT_THRESHOLD",
     "Examined",
     "FaceAnswer",
     "Outcome",
     "PhotoAnswer",
+    "TurnedAway",
     "display_name",
     "is_known",
     "went_wrong",
@@ -44,6 +47,14 @@ class FaceAnswer:
     probabilities: dict[str, float]
     known: bool = True  # false: someone else, who only looks most like `label`
     distance: float | None = None  # to the label's training faces; None when the model has no gallery
+    quality: str = "ok"  # `model.quality.QUALITIES`: below "ok", the face is not named (and never sure)
+    measures: dict[str, float] = field(default_factory=dict)  # width (px), yaw, sharpness, brightness
+    reason: str | None = None  # below quality: why, and what to send instead
+
+    @property
+    def named(self) -> bool:
+        """Whether the answer names this face: good enough to look at, and one of the model's people."""
+        return self.quality == "ok" and self.known
 
     def to_json(self) -> dict:
         return {
@@ -54,6 +65,9 @@ class FaceAnswer:
             "known": self.known,
             "distance": None if self.distance is None else round(self.distance, 4),
             "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
+            "quality": self.quality,
+            "measures": dict(self.measures),
+            "reason": self.reason,
         }
 
     @classmethod
@@ -67,7 +81,32 @@ class FaceAnswer:
             probabilities={str(k): float(v) for k, v in d["probabilities"].items()},
             known=bool(d.get("known", True)),
             distance=None if d.get("distance") is None else float(d["distance"]),
+            quality=str(d.get("quality", "ok")),
+            measures={str(k): float(v) for k, v in (d.get("measures") or {}).items()},
+            reason=d.get("reason"),
         )
+
+
+@dataclass(frozen=True)
+class TurnedAway:
+    """A face seen but not good enough to name, in a photo without one that is: where, and why."""
+
+    box: tuple[int, int, int, int]
+    quality: str
+    measures: dict[str, float]
+    reason: str
+
+    @classmethod
+    def of(cls, face: FaceAnswer) -> TurnedAway:
+        return cls(face.box, face.quality, dict(face.measures), face.reason or "")
+
+    def to_json(self) -> dict:
+        return {"box": list(self.box), "quality": self.quality, "measures": self.measures, "reason": self.reason}
+
+    @classmethod
+    def from_json(cls, d: dict) -> TurnedAway:
+        measures = {str(k): float(v) for k, v in (d.get("measures") or {}).items()}
+        return cls(tuple(int(v) for v in d["box"]), str(d["quality"]), measures, str(d.get("reason") or ""))
 
 
 @dataclass
@@ -81,6 +120,7 @@ class PhotoAnswer:
     error_kind: str | None = None  # the error's class name, for programs
     too_small: int = 0  # faces found but too small to name
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    turned_away: list[TurnedAway] = field(default_factory=list)  # with "no_face": the faces seen, and why not named
 
     @property
     def note(self) -> str | None:
@@ -88,9 +128,7 @@ class PhotoAnswer:
         if self.outcome == "error":
             return self.error
         if self.outcome == "no_face":
-            if self.too_small:
-                return "The faces in this photo are too small for me to recognise; try a closer photo."
-            return "I can't find a face in this photo."
+            return _no_face_note(self.turned_away, self.too_small)
         return None
 
     def to_json(self, path: str | None = None) -> dict:
@@ -106,6 +144,8 @@ class PhotoAnswer:
             result["message"] = self.note
         if self.too_small:
             result["too_small"] = self.too_small
+        if self.outcome == "no_face":
+            result["turned_away"] = [face.to_json() for face in self.turned_away]
         return result
 
     @classmethod
@@ -117,7 +157,20 @@ class PhotoAnswer:
             error=d.get("error"),
             error_kind=d.get("error_kind"),
             too_small=int(d.get("too_small", 0)),
+            turned_away=[TurnedAway.from_json(f) for f in d.get("turned_away") or []],
         )
+
+
+def _no_face_note(turned_away: list[TurnedAway], too_small: int) -> str:
+    """ "No face found", or the faces seen and turned away, and why."""
+    if len(turned_away) == 1:
+        return f"I found a face but can't name it. {turned_away[0].reason}"
+    if turned_away:
+        why = reasons([face.quality for face in turned_away])
+        return f"I found {len(turned_away)} faces but can't name any of them. {why[0].upper()}{why[1:]}"
+    if too_small:  # an older classifier service, which sends only the count
+        return "The faces in this photo are too small for me to recognise; try a closer photo."
+    return "I can't find a face in this photo."
 
 
 def went_wrong() -> PhotoAnswer:

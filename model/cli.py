@@ -1,4 +1,4 @@
-"""Command line: every face in each photo, its box, label and confidence; JSON for scripts."""
+"""Command line: every face in each photo, its box, label and confidence; JSON for scripts; `--why` its evidence."""
 
 from __future__ import annotations
 
@@ -27,6 +27,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print one JSON list, one object per photo")
     p.add_argument("--annotate", type=Path, metavar="DIR", help="write each photo with its faces boxed")
+    p.add_argument(
+        "--why",
+        type=Path,
+        metavar="DIR",
+        help="write each face's evidence as DIR/<photo>.why-<n>.jpg (its nearest training faces) and say it in words",
+    )
     p.add_argument("--threshold", type=float, default=None, help="confidence below which a face is 'not sure'")
     p.add_argument(
         "--stranger-distance",
@@ -68,6 +74,15 @@ def _annotate(out_dir: Path, path: Path, data: bytes, answer) -> None:
     annotate(data, answer).save(out_dir / f"{path.stem}.annotated.jpg", quality=90)
 
 
+def _explain(out_dir: Path, path: Path, evidence) -> list[str]:
+    """Write each face's evidence picture; its lines for the text output."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for said in evidence:
+        if said.picture is not None:
+            (out_dir / f"{path.stem}.why-{said.face}.jpg").write_bytes(said.picture)
+    return [f"  {said.face}. why: {said.text}" for said in evidence]
+
+
 def _thresholds(args: argparse.Namespace, settings: dict[str, str]) -> tuple[float | None, float | None]:
     """--threshold and --stranger-distance, else CONFIDENCE_THRESHOLD and STRANGER_DISTANCE; each in its range."""
     chosen = []
@@ -107,17 +122,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         paths = args.photos[start : start + _BATCH]
         read = [read_photo(p, classifier.limits) for p in paths]
         photos = [data for data in read if isinstance(data, bytes)]
-        answers = iter(classifier.classify_many(photos))
+        answers = iter(_answered(classifier, photos, bool(args.why)))
         for path, data in zip(paths, read, strict=True):
             if isinstance(data, str):
-                results.append((path, None, PhotoAnswer("error", error=data, error_kind="FileError")))
+                results.append((path, None, PhotoAnswer("error", error=data, error_kind="FileError"), []))
             else:
-                results.append((path, data, next(answers)))
-    for path, data, answer in results:
+                results.append((path, data, *next(answers)))
+    for path, data, answer, evidence in results:
         if args.annotate and answer.outcome == "ok":
             _annotate(args.annotate, path, data, answer)
+        lines = _explain(args.why, path, evidence) if args.why else []
         if not args.json:
-            print("\n".join(_describe(path, answer)))
+            print("\n".join(_describe(path, answer) + lines))
     if args.json:
-        print(json.dumps([answer.to_json(str(path)) for path, _, answer in results], indent=2))
-    return 1 if any(answer.outcome == "error" for _, _, answer in results) else 0
+        printed = []
+        for path, _, answer, evidence in results:
+            result = answer.to_json(str(path))
+            if args.why:
+                for face, said in zip(result["faces"], evidence, strict=False):
+                    face["why"] = said.text
+            printed.append(result)
+        print(json.dumps(printed, indent=2))
+    return 1 if any(answer.outcome == "error" for _, _, answer, _ in results) else 0
+
+
+def _answered(classifier, photos: list[bytes], why: bool) -> list[tuple]:
+    """Each photo's answer and its faces' evidence (none unless asked: the photos then share a forward pass)."""
+    if not why:
+        return [(answer, []) for answer in classifier.classify_many(photos)]
+    from .evidence import explain_photo
+
+    explained = [explain_photo(classifier, data) for data in photos]
+    return [(e.answer, e.evidence) for e in explained]

@@ -9,6 +9,9 @@
   decide "sure" and "known" as they would in the frontend's own process; 400 when out of their ranges.
 - `POST /examine`: the same object with each face's aligned chip (base64 JPEG, `chips`) and descriptor
   (`descriptors`), for a user's feedback press.
+- `POST /why`: the same object with each face's evidence (`evidence`: `FaceEvidence.to_json()`), for a "Why?"
+  press; `POST /why?chip=1` with a stored face chip (JPEG) as the body: `{"evidence": ...}`, or 422 saying
+  why the chip could not be read. Size cap, statuses and query parameters as for `/classify`.
 - `GET /about`: the model's classes and the metadata the training script wrote beside it.
 
 Each replica finds faces in a `FacePool` of its own, as `python -m bot` does in-process, so that a photo
@@ -30,6 +33,7 @@ from starlette.responses import JSONResponse, Response
 from .answers import Examined, PhotoAnswer, is_known, went_wrong
 from .decode import DecodeLimits, FileTooLarge, file_too_large
 from .environment import MODEL_RANGES, SettingsError
+from .faces import FaceOptions
 from .resources import DEFAULT_PHOTO_TIMEOUT
 from .search import FacePool
 
@@ -56,7 +60,7 @@ def decided(answer: PhotoAnswer, threshold: float | None, stranger_distance: flo
     """
     faces = []
     for face in answer.faces:
-        sure = face.sure if threshold is None else face.confidence >= threshold
+        sure = face.sure if threshold is None else face.confidence >= threshold and face.quality == "ok"
         known = face.known if stranger_distance is None else is_known(face.distance, stranger_distance)
         faces.append(dataclasses.replace(face, sure=sure, known=known))
     return dataclasses.replace(answer, faces=faces)
@@ -116,6 +120,7 @@ class Classifier:
         device: str = "cpu",
         face_workers: int = 1,
         photo_timeout: float = DEFAULT_PHOTO_TIMEOUT,
+        face_detector: str = "hog",
     ) -> None:
         import torch
 
@@ -126,10 +131,12 @@ class Classifier:
         self.meta: dict = {}
         self.loaded: tuple[str, int] | None = None  # the file loaded and its version (its mtime when published)
         self.source: str | None = None  # the model file it is a copy of, as `/about` names it
+        self.face_options = FaceOptions(detector=face_detector)
         self.pool: FacePool | None = None
         if face_workers > 0:
             pool = FacePool(face_workers, photo_timeout=photo_timeout)
-            self.pool = pool if pool.start() else None  # no processes can start here: faces found in the replica
+            # No processes can start here: faces are found in the replica.
+            self.pool = pool if pool.start(self.face_options) else None
 
     def reconfigure(self, config: dict) -> None:
         """Load the model `config` names, unless loaded; called as the replica starts, and between requests when
@@ -145,7 +152,9 @@ class Classifier:
         if version == self.loaded:
             return
         try:
-            classifier = FaceClassifier.load(path, limits=self.limits, device=self.device, pool=self.pool)
+            classifier = FaceClassifier.load(
+                path, limits=self.limits, device=self.device, pool=self.pool, face_options=self.face_options
+            )
         except Exception as e:
             if self.classifier is None:
                 raise
@@ -165,9 +174,11 @@ class Classifier:
         path = request.url.path.rstrip("/")
         if path.endswith("/about") and request.method == "GET":
             return JSONResponse(self._about())
-        examine = path.endswith("/examine")
-        if request.method != "POST" or not (examine or path.endswith("/classify")):
-            return JSONResponse({"error": "POST a photo to /classify or /examine, or GET /about"}, status_code=404)
+        examine, why = path.endswith("/examine"), path.endswith("/why")
+        if request.method != "POST" or not (examine or why or path.endswith("/classify")):
+            return JSONResponse(
+                {"error": "POST a photo to /classify, /examine or /why, or GET /about"}, status_code=404
+            )
         try:
             decisions = _decisions(request)
         except SettingsError as e:
@@ -177,6 +188,8 @@ class Classifier:
             return _too_large(int(declared), self.limits.max_bytes)
         if (body := await _body(request, self.limits.max_bytes)) is None:
             return _too_large(None, self.limits.max_bytes)
+        if why:
+            return await self._why(body, request.query_params.get("chip") == "1", decisions)
         if examine:
             examined = await asyncio.to_thread(self._examine, body)
             examined.answer = decided(examined.answer, **decisions)
@@ -190,6 +203,28 @@ class Classifier:
         except Exception:
             log.exception("a photo could not be examined")
             return Examined(went_wrong())
+
+    async def _why(self, body: bytes, chip: bool, decisions: dict[str, float | None]) -> JSONResponse:
+        """A photo's answer and its faces' evidence, or one stored chip's evidence; never a 500."""
+        from .evidence import Explained, explain_chip_jpeg, explain_photo
+
+        classifier, line = self.classifier, decisions["stranger_distance"]
+        if chip:
+            try:
+                evidence = await asyncio.to_thread(explain_chip_jpeg, classifier, body, line)
+            except ValueError as e:
+                return JSONResponse({"error": str(e), "error_kind": "NotAChip"}, status_code=422)
+            except Exception:
+                log.exception("a face chip could not be explained")
+                return JSONResponse({"error": went_wrong().error, "error_kind": "Internal"}, status_code=422)
+            return JSONResponse({"evidence": evidence.to_json()})
+        try:
+            explained = await asyncio.to_thread(explain_photo, classifier, body, line)
+        except Exception:
+            log.exception("a photo could not be explained")
+            explained = Explained(went_wrong())
+        explained.answer = decided(explained.answer, **decisions)
+        return JSONResponse(explained.to_json(), status_code=status_of(explained.answer))
 
     def _about(self) -> dict:
         classes = list(self.classifier.classes) if self.classifier is not None else []

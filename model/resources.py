@@ -13,8 +13,10 @@ __all__ = [
     "CHIP_SIZE",
     "DEFAULT_MODEL_PATH",
     "DEFAULT_PHOTO_TIMEOUT",
+    "FACE_DETECTORS",
     "MissingResourceError",
     "cache_atomically",
+    "cnn_detector_dat_path",
     "default_cache_dir",
     "face_encoder_dat_path",
     "landmarks_dat_path",
@@ -31,6 +33,7 @@ DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "export.pkl"
 # Seconds a photo may take in the pool: finding faces takes well under a second even in a 40 MP photo,
 # and a fresh worker starts in one or two, so only a photo that hangs a library gets near this.
 DEFAULT_PHOTO_TIMEOUT = 20.0
+FACE_DETECTORS = ("hog", "cnn")  # dlib's HOG detector (the default) and its MMOD CNN (`FACE_DETECTOR`)
 
 
 class MissingResourceError(FileNotFoundError):
@@ -97,3 +100,8 @@ def face_encoder_dat_path() -> Path:
 def landmarks_dat_path() -> Path:
     """dlib's 5-point face landmark predictor."""
     return _model_file("shape_predictor_5_face_landmarks.dat")
+
+
+def cnn_detector_dat_path() -> Path:
+    """dlib's MMOD face detector (a CNN), for `FACE_DETECTOR=cnn`."""
+    return _model_file("mmod_human_face_detector.dat")

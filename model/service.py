@@ -34,7 +34,7 @@ from ray import serve
 from .decode import DecodeLimits
 from .environment import SERVICE_RANGES
 from .replica import DEPLOYMENT, Classifier, status_of
-from .resources import DEFAULT_MODEL_PATH, DEFAULT_PHOTO_TIMEOUT
+from .resources import DEFAULT_MODEL_PATH, DEFAULT_PHOTO_TIMEOUT, FACE_DETECTORS
 from .rollout import NOT_A_LEARNER, Rollout, load_problem
 
 __all__ = ["APP_NAME", "DEPLOYMENT", "Classifier", "build_app", "main", "scaling", "status_of"]
@@ -51,6 +51,7 @@ def build_app(
     num_gpus: float = 0,
     face_workers: int = 1,
     photo_timeout: float = DEFAULT_PHOTO_TIMEOUT,
+    face_detector: str = "hog",
 ):
     """The application: `replicas` replicas of `Classifier` on the model `config` names (`Rollout.take`),
     or autoscaling from 1 to N with `auto:N`."""
@@ -58,7 +59,11 @@ def build_app(
     options.update(scaling(str(replicas)))
     device = "cuda" if num_gpus else "cpu"
     return Classifier.options(**options).bind(
-        max_bytes=max_bytes, device=device, face_workers=face_workers, photo_timeout=photo_timeout
+        max_bytes=max_bytes,
+        device=device,
+        face_workers=face_workers,
+        photo_timeout=photo_timeout,
+        face_detector=face_detector,
     )
 
 
@@ -127,6 +132,12 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_PHOTO_TIMEOUT,
         help="seconds a photo may take in a face-finding process before it is answered 'took too long'",
     )
+    p.add_argument(
+        "--face-detector",
+        choices=FACE_DETECTORS,
+        default="hog",
+        help="hog (fast on a CPU) or cnn (dlib's CNN detector: finds more faces, for replicas with --num-gpus)",
+    )
     return p
 
 
@@ -149,7 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def deploy(config: dict) -> None:
         """Deploy, or move the running replicas in place to the model `config` names."""
-        app = build_app(config, args.replicas, max_bytes, args.num_gpus, args.face_workers, args.photo_timeout)
+        app = build_app(
+            config, args.replicas, max_bytes, args.num_gpus, args.face_workers, args.photo_timeout, args.face_detector
+        )
         serve.run(app, name=APP_NAME, route_prefix="/")
 
     try:

@@ -22,10 +22,11 @@ with warnings.catch_warnings():
     from fastai.vision.augment import Resize
     from fastai.vision.core import PILImage, TensorImage
 
-from .answers import DEFAULT_THRESHOLD, Examined, FaceAnswer, PhotoAnswer, is_known
+from .answers import DEFAULT_THRESHOLD, Examined, FaceAnswer, PhotoAnswer, TurnedAway, is_known
 from .decode import DecodedImage, DecodeLimits
 from .encoder import FaceEncoder
 from .faces import Face, FaceFinder, FaceOptions, FaceSearch
+from .quality import OK
 from .resources import DEFAULT_MODEL_PATH
 from .search import FacePool, Searched, search_photo
 from .strangers import Gallery
@@ -36,6 +37,14 @@ __all__ = ["DEFAULT_MODEL_PATH", "DEFAULT_THRESHOLD", "FaceClassifier", "ModelNo
 # Without a pool, photos are searched and answered this many at a time: the network still batches,
 # and the first photos of a burst are answered without waiting for the last ones' faces.
 IN_PROCESS_RUN = 4
+
+
+def _photo_answer(faces: list[FaceAnswer], too_small: int, timings: dict[str, float]) -> PhotoAnswer:
+    """A photo's answer from its faces: every face when one is good enough to name, else the faces turned away."""
+    if any(face.quality == OK for face in faces):
+        return PhotoAnswer("ok", faces=faces, too_small=too_small, timings=timings)
+    turned_away = [TurnedAway.of(face) for face in faces]
+    return PhotoAnswer("no_face", too_small=too_small, timings=timings, turned_away=turned_away)
 
 
 class ModelNotFound(FileNotFoundError):
@@ -210,10 +219,13 @@ class FaceClassifier:
             box=face.box,
             label=self.classes[best],
             confidence=confidence,
-            sure=confidence >= self.threshold,
+            sure=confidence >= self.threshold and face.quality == OK,
             probabilities={c: float(p) for c, p in zip(self.classes, probs, strict=True)},
             known=known,
             distance=distance,
+            quality=face.quality,
+            measures=dict(face.measures),
+            reason=face.reason,
         )
 
     def classify_many(self, photos: Sequence[bytes]) -> list[PhotoAnswer]:
@@ -273,9 +285,10 @@ class FaceClassifier:
             share = len(faces) / max(len(chips), 1)
             timings = {"decode": search.decode_s, "detect": search.detect_s, "chips": search.chips_s}
             timings.update({k: v * share for k, v in batch_timings.items()})
+            if search.second_look_s:
+                timings["second_look"] = search.second_look_s
             row += len(faces)
-            outcome = "ok" if faces else "no_face"
-            answers.append(PhotoAnswer(outcome, faces=faces, too_small=search.too_small, timings=timings))
+            answers.append(_photo_answer(faces, search.too_small, timings))
         return answers
 
     def classify(self, data: bytes) -> PhotoAnswer:

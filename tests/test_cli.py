@@ -32,12 +32,14 @@ def test_json_answers_every_photo_in_order(exported, tmp_path) -> None:
     assert group["error"] is None
     assert [f["label"] for f in group["faces"]] == ["Eileen", "Twin", "Eileen"]
     for face in group["faces"]:
-        assert set(face) == {"box", "label", "confidence", "sure", "known", "distance", "probabilities"}
+        keys = {"box", "label", "confidence", "sure", "known", "distance", "probabilities", "quality", "measures"}
+        assert set(face) == keys | {"reason"}
+        assert face["quality"] == "ok" and face["reason"] is None and face["measures"]["width"] > 0
         assert len(face["box"]) == 4 and face["sure"] is True and face["known"] is True
         assert 0 <= face["distance"] < 0.4
         assert set(face["probabilities"]) == {"Eileen", "Twin"}
         assert face["confidence"] == max(face["probabilities"].values())
-    assert results[1]["faces"] == [] and results[1]["error"] is None
+    assert results[1]["faces"] == [] and results[1]["error"] is None and results[1]["turned_away"] == []
     assert "image" in results[2]["error"] and results[3]["error"]
 
 

@@ -1,5 +1,6 @@
 """Users' feedback on Discord, through the real `python -m bot` and a fake Discord: the buttons under answers,
-presses by several users, `/whois`'s buttons, `/privacy` and `/forget`, a press after a restart, FEEDBACK=off.
+presses by several users, `/whois`'s buttons, `/privacy` and `/forget`, a press after a restart, FEEDBACK=off, and
+the Why? button's evidence (a picture and a line, for the presser alone).
 
 One bot process serves the module (restarted twice by the last tests, as few starts as the behaviour needs);
 what a press kept is read back from the bot's SQLite database with `feedback.store.FeedbackStore`. Where a
@@ -9,16 +10,19 @@ crowd's answer is needed (no test photo has a dozen faces), the adapter runs in 
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from bot.core import ChatCore, RateLimiter
 from bot.discord_adapter import build_client, run_discord
-from bot.feedback import MAX_FEEDBACK_FACES, Feedback
+from bot.feedback import MAX_FEEDBACK_FACES, WHY, Feedback
 from feedback.keys import feedback_key
 from feedback.store import NEITHER, FeedbackStore, ReviewItem
 from testkit.crowd import FOLDER_NAMES, CrowdWorker
@@ -28,6 +32,7 @@ from testkit.imagery import jpeg, scene
 
 THANKS = "Thanks: sent for review"
 CHOICES = ["✓ Eileen", "Twin", "Neither of them"]  # what the session's model says of scene(1)'s one face
+LINE = re.compile(r"Closer to Eileen's photos \(0\.\d\d\) than to Twin's \(0\.\d\d\)\.")
 
 
 @pytest.fixture(scope="module")
@@ -118,20 +123,20 @@ def said(calls: list[RestCall]) -> list[tuple[str, bool]]:
 def test_a_mention_is_answered_with_buttons_and_presses_by_two_users_are_kept_once_each(live: LiveBot) -> None:
     fake = live.discord
     photo, answer = ask(live, fake.user("ana"))
-    assert labels(live, answer) == [[c] for c in CHOICES]
+    assert labels(live, answer) == [[c] for c in [*CHOICES, WHY]]
     assert len(live.call(lambda: fake.downloads(photo))) == 1  # nothing taken again before a press
     before = len(items(live))
 
     ben, cat = fake.user("ben"), fake.user("cat")
     assert said(press(live, ben, answer, "Twin")) == [(THANKS, True)]  # for the presser's eyes only
-    assert labels(live, answer) == [["✓ Eileen"], ["Twin · 1"], ["Neither of them"]]
+    assert labels(live, answer) == [["✓ Eileen"], ["Twin · 1"], ["Neither of them"], [WHY]]
     # The face was taken again from the photo the answer replied to, once: the next press finds it kept.
     assert len(live.call(lambda: fake.downloads(photo))) == 2
     assert said(press(live, cat, answer, "✓ Eileen")) == [(THANKS, True)]
-    assert labels(live, answer) == [["✓ Eileen · 1"], ["Twin · 1"], ["Neither of them"]]
+    assert labels(live, answer) == [["✓ Eileen · 1"], ["Twin · 1"], ["Neither of them"], [WHY]]
     # Ben changes his mind: his second press replaces his first.
     assert said(press(live, ben, answer, "Neither")) == [(THANKS, True)]
-    assert labels(live, answer) == [["✓ Eileen · 1"], ["Twin"], ["Neither of them · 1"]]
+    assert labels(live, answer) == [["✓ Eileen · 1"], ["Twin"], ["Neither of them · 1"], [WHY]]
     assert len(live.call(lambda: fake.downloads(photo))) == 2
 
     [face] = items(live)[before:]
@@ -157,7 +162,7 @@ def test_whois_answers_with_the_asked_photo_and_its_buttons_pick_a_face_then_vot
 
     eve = fake.user("eve")
     assert said(press(live, eve, answer, "2", says=False)) == []  # picking a face edits the buttons, says nothing
-    assert labels(live, answer) == [["✓ Eileen"], ["Twin"], ["Neither of them"], ["« Back (face 2 of 2)"]]
+    assert labels(live, answer) == [["✓ Eileen"], ["Twin"], ["Neither of them"], ["« Back (face 2 of 2)", WHY]]
     assert len(items(live)) == before  # nothing kept by looking
     # Taking the face again takes longer than Discord waits for an answer (3 s): the press is acknowledged at
     # once (a deferred update), then the buttons are edited and the presser thanked.
@@ -173,6 +178,10 @@ def test_whois_answers_with_the_asked_photo_and_its_buttons_pick_a_face_then_vot
     assert len(live.call(lambda: fake.downloads(asked))) == 1
     [face] = items(live)[before:]
     assert face.votes == {NEITHER: 1} and face.chat_kind == "guild"
+    # Why? for the face picked: its evidence, taken from the asked photo again, says which face it is about.
+    [(line, ephemeral)] = said(press(live, eve, answer, WHY))
+    assert ephemeral and line.startswith("Face 2: Closer to Eileen's photos ("), line
+    assert len(live.call(lambda: fake.downloads(asked))) == 2
     press(live, eve, answer, "« Back", says=False)
     assert labels(live, answer) == [["1", "2"]]
 
@@ -211,6 +220,37 @@ def test_privacy_says_what_is_kept_and_forget_deletes_exactly_that_users_faces(l
     assert after[-1].votes == {"Eileen": 1} and after[:-1] == before[:-2]
     [(text, _)] = forget(gus)
     assert text.startswith("You haven't marked any faces"), text
+
+
+def uploads(calls: list[RestCall]) -> list[tuple[str, bytes]]:
+    """The files the bot sent in answer to an interaction: (name, bytes) each."""
+    return [(upload.filename, upload.data) for call in calls for upload in call.files]
+
+
+def test_why_answers_the_presser_alone_with_the_picture_and_the_line_and_keeps_nothing(live: LiveBot) -> None:
+    fake = live.discord
+    photo, answer = ask(live, fake.user("quin"))
+    before = len(items(live))
+    calls = press(live, fake.user("rae"), answer, WHY)
+    [(line, ephemeral)] = said(calls)
+    assert ephemeral and LINE.fullmatch(line), line  # for the presser's eyes only
+    [(name, picture)] = uploads(calls)
+    assert name == "why.jpg" and Image.open(io.BytesIO(picture)).format == "JPEG"
+    assert labels(live, answer) == [[c] for c in [*CHOICES, WHY]]  # the buttons stay as they were
+    assert len(live.call(lambda: fake.downloads(photo))) == 2  # the photo taken again, for the press
+    assert len(items(live)) == before  # nothing kept
+
+    # Taking the photo again longer than Discord waits (3 s): "thinking..." first, for the presser alone, then
+    # the evidence.
+    live.call(lambda: setattr(fake, "cdn_delay", 2.0))
+    try:
+        calls = press(live, fake.user("rae"), answer, WHY)
+    finally:
+        live.call(lambda: setattr(fake, "cdn_delay", 0.0))
+    [deferred] = [c for c in calls if _callback(c)]
+    assert deferred.json["type"] == 5 and deferred.json["data"]["flags"] & EPHEMERAL
+    assert [(LINE.fullmatch(text) is not None, ephemeral) for text, ephemeral in said(calls)] == [(True, True)]
+    assert [name for name, _ in uploads(calls)] == ["why.jpg"]
 
 
 def restart(live: LiveBot, **env: str) -> None:
@@ -253,16 +293,18 @@ def test_a_press_after_a_restart_is_still_kept(live: LiveBot) -> None:
     assert face.votes == {"Twin": 1}
 
 
-def test_with_feedback_off_no_buttons_are_shown_and_old_ones_are_taken_away(live: LiveBot) -> None:
+def test_with_feedback_off_only_why_is_shown_and_old_votes_are_taken_away(live: LiveBot) -> None:
     fake = live.discord
     _, old = ask(live, fake.user("lee"))
     count = len(items(live))
     restart(live, FEEDBACK="off")
     _, answer = ask(live, fake.user("max"))
-    assert answer["components"] == [] and answer["content"].startswith("Eileen")
+    assert labels(live, answer) == [[WHY]] and answer["content"].startswith("Eileen")
+    [(line, ephemeral)] = said(press(live, fake.user("max"), answer, WHY))
+    assert ephemeral and LINE.fullmatch(line), line
     calls = press(live, fake.user("ned"), old, "Twin")
     assert [(text.startswith("Feedback is off"), ephemeral) for text, ephemeral in said(calls)] == [(True, True)]
-    assert labels(live, old) == []
+    assert labels(live, old) == [[WHY]]
     assert len(items(live)) == count
 
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from model.decode import decode_image
-from model.faces import FaceFinder, FaceOptions
+from model.faces import FaceFinder, FaceOptions, QualityOptions
 from testkit.imagery import astronaut, jpeg, noise_image, scene
 
 
@@ -46,12 +46,14 @@ def test_boxes_are_in_the_original_photos_pixels(finder) -> None:
         assert 150 < face.box[2] - face.box[0] < 260  # a ~195 px face in a 300 px paste, in the 3200 px photo
 
 
-def test_faces_below_the_minimum_size_are_ignored_and_counted(finder) -> None:
+def test_faces_below_the_minimum_size_are_found_and_marked_too_small(finder) -> None:
     small = scene(3, width=1280, height=853).resize((320, 213), Image.Resampling.LANCZOS)
-    strict = FaceFinder(FaceOptions(min_face=120))
+    strict = FaceFinder(FaceOptions(quality=QualityOptions(min_width=120)))
     search = find(strict, small)
-    assert search.faces == [] and search.too_small == 3
-    assert len(find(finder, small).faces) == 3
+    assert [f.quality for f in search.faces] == ["too_small"] * 3 and search.too_small == 3
+    width = search.faces[0].box[2] - search.faces[0].box[0]
+    assert search.faces[0].reason == f"This face is only {width} pixels wide: send a closer photo."
+    assert [f.quality for f in find(finder, small).faces] == ["ok"] * 3
 
 
 def test_a_photo_without_a_face_gives_none(finder) -> None:

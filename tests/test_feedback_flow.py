@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from bot.core import ChatCore, RateLimiter
-from bot.feedback import GONE, MAX_FEEDBACK_FACES, NOT_SAVED, THANKS, Feedback
+from bot.feedback import GONE, MAX_FEEDBACK_FACES, NOT_SAVED, THANKS, WHY, WHY_GONE, Feedback, Pressed
 from feedback.store import NEITHER, FeedbackStore
 from testkit.crowd import crowd_answer
 from testkit.imagery import face_crop, jpeg, scene
@@ -24,12 +24,15 @@ from testkit.imagery import face_crop, jpeg, scene
 KEY = b"k" * 32
 
 
-def _feedback(store: FeedbackStore | None, worker, pressed: list | None = None) -> Feedback:
+def _feedback(store: FeedbackStore | None, worker, pressed: list | None = None, why: bool = True) -> Feedback:
     def counted(verdict: str, model: str | None) -> None:
         if pressed is not None:
             pressed.append((verdict, model))
 
-    return Feedback(store, worker.examine, lambda: list(worker.classifier.classes), lambda: "2026-11-30", counted)
+    def classes() -> list[str]:
+        return list(worker.classifier.classes)
+
+    return Feedback(store, worker.examine, classes, lambda: "2026-11-30", counted, worker.why if why else None)
 
 
 @pytest.fixture
@@ -50,13 +53,17 @@ def test_one_face_gets_a_button_per_class_with_the_models_answer_marked_and_neit
     classes = list(worker.classifier.classes)
     label = answer.faces[0].label.replace("_", " ")
     assert f"✓ {label}" in texts
-    assert sorted(t.removeprefix("✓ ") for t in texts[:-1]) == sorted(c.replace("_", " ") for c in classes)
-    assert texts[-1] == "Neither of them"
+    assert sorted(t.removeprefix("✓ ") for t in texts[:-2]) == sorted(c.replace("_", " ") for c in classes)
+    assert texts[-2:] == ["Neither of them", WHY]
+    assert [button.text for button in rows[-1]] == [WHY]  # a row of its own, under the choices
 
 
-def test_no_buttons_when_feedback_is_off_or_there_is_no_face(worker, store) -> None:
+def test_with_feedback_off_only_why_is_offered_and_no_buttons_for_no_face(worker, store) -> None:
     answer = _answer(worker, jpeg(face_crop()))
-    assert _feedback(None, worker).keyboard(answer) is None
+    assert [[button.text for button in row] for row in _feedback(None, worker).keyboard(answer)] == [[WHY]]
+    assert _feedback(None, worker, why=False).keyboard(answer) is None
+    assert _feedback(store, worker).vote(answer, 1, answer.faces[0].label) is not None
+    assert _feedback(None, worker).vote(answer, 1, answer.faces[0].label) is None  # no vote drawn, none taken
     no_face = _answer(worker, jpeg(_blank()))
     assert no_face.outcome == "no_face"
     assert _feedback(store, worker).keyboard(no_face) is None
@@ -76,12 +83,16 @@ def test_every_button_of_the_largest_crowd_fits_telegrams_64_bytes_and_reads_bac
     choices = asyncio.run(feedback.act(last, lambda n: f"t:1:2:{n}", None, "telegram", "group", "7")).keyboard
     every = [b for row in faces + choices for b in row]
     assert all(len(b.data.encode()) <= 64 for b in every)
-    assert choices[-1][0].text == f"« Back (face {MAX_FEEDBACK_FACES} of {MAX_FEEDBACK_FACES})"
+    assert [b.text for b in choices[-1]] == [f"« Back (face {MAX_FEEDBACK_FACES} of {MAX_FEEDBACK_FACES})", WHY]
+    assert feedback.parse(choices[-1][1].data).kind == "why"
     back = asyncio.run(feedback.act(feedback.parse(choices[-1][0].data), str, None, "telegram", "group", "7"))
     assert back.keyboard == faces and back.toast is None
 
 
-@pytest.mark.parametrize("data", ["", "fb1", "fb0:v:1:0:0", "fb1:v:2:0:0", "fb1:v:1:00:0", "fb1:f:x:0", "other:1"])
+@pytest.mark.parametrize(
+    "data",
+    ["", "fb1", "fb0:v:1:0:0", "fb1:v:2:0:0", "fb1:v:1:00:0", "fb1:f:x:0", "other:1", "fb1:w:2:0", "fb1:w:1:x:0"],
+)
 def test_data_that_is_not_a_whole_button_of_ours_is_ignored(worker, store, data: str) -> None:
     assert _feedback(store, worker).parse(data) is None
 
@@ -93,7 +104,7 @@ def test_a_press_keeps_the_face_the_models_answer_and_the_verdict_never_the_phot
     answer = _answer(worker, photo)
     pressed: list = []
     feedback = _feedback(store, worker, pressed)
-    neither = feedback.keyboard(answer)[-1][0]
+    neither = feedback.keyboard(answer)[-2][0]
     fetched = []
 
     async def again() -> bytes:
@@ -104,7 +115,7 @@ def test_a_press_keeps_the_face_the_models_answer_and_the_verdict_never_the_phot
     user = "735108462"
     result = asyncio.run(feedback.act(feedback.parse(neither.data), lambda n: key, again, "telegram", "private", user))
     assert result.toast == THANKS
-    assert result.keyboard[-1][0].text == "Neither of them · 1"
+    assert result.keyboard[-2][0].text == "Neither of them · 1"
     (item,) = store.items()
     assert (item.model_label, item.label, item.votes, item.model) == (
         answer.faces[0].label,
@@ -181,3 +192,67 @@ def test_forget_deletes_the_users_faces_and_privacy_says_what_is_kept(worker, st
     assert "never your whole photo" in privacy and "90 days" in privacy and "/forget" in privacy
     assert "/privacy" in core.help_text()
     assert "I keep nothing" in ChatCore(worker, RateLimiter(1000), feedback=_feedback(None, worker)).privacy_text()
+
+
+def _lines(keyboard) -> list[list[str]]:
+    return [[button.text for button in row] for row in keyboard]
+
+
+def test_why_shows_the_faces_evidence_naming_the_closer_person_and_keeps_nothing(worker, store) -> None:
+    photo = jpeg(face_crop())
+    answer = _answer(worker, photo)
+    feedback = _feedback(store, worker)
+    why = feedback.parse(feedback.keyboard(answer)[-1][0].data)
+    assert (why.kind, why.face) == ("why", 1)
+    fetched = []
+
+    async def again() -> bytes:
+        fetched.append(1)
+        return photo
+
+    shown = asyncio.run(feedback.explain(why.face, again, why.labels))
+    assert shown.toast is None and fetched == [1]
+    assert shown.text.startswith("Closer to Eileen's photos ("), shown.text
+    assert "than to Twin's (" in shown.text
+    picture = Image.open(io.BytesIO(shown.picture))
+    assert picture.format == "JPEG" and 300 < picture.width <= 700
+    assert store.items(None) == []  # a Why? press keeps nothing
+    # The press itself never redraws the keyboard, nor records anything.
+    assert asyncio.run(feedback.act(why, str, again, "web", "page", "a")) == Pressed(None, None)
+    assert store.items(None) == [] and fetched == [1]
+
+
+def test_why_under_a_crowd_names_its_face_and_works_with_feedback_off(worker) -> None:
+    photo = jpeg(scene(3, twins=(False, True, False)))
+    feedback = _feedback(None, worker)
+    answer = _answer(worker, photo)
+    picker = feedback.keyboard(answer)
+    assert _lines(picker) == [["1", "2", "3"]]  # the face is picked first, as with feedback on
+    second = asyncio.run(feedback.act(feedback.parse(picker[0][1].data), str, None, "telegram", "group", "7"))
+    assert second.toast is None and _lines(second.keyboard) == [["« Back (face 2 of 3)", WHY]]
+    why = feedback.parse(second.keyboard[0][1].data)
+
+    async def again() -> bytes:
+        return photo
+
+    shown = asyncio.run(feedback.explain(why.face, again, why.labels))
+    assert shown.text.startswith("Face 2: Closer to Twin's photos ("), shown.text
+    assert shown.picture[:3] == b"\xff\xd8\xff"
+    # A vote from a keyboard drawn while feedback was on: nothing kept, and only Why? is left to press.
+    vote = feedback.parse(f"fb1:v:2:0:{why.labels}")
+    left = asyncio.run(feedback.act(vote, str, again, "telegram", "group", "7"))
+    assert "off" in left.toast and _lines(left.keyboard) == [["« Back (face 2 of 3)", WHY]]
+
+
+def test_why_after_the_photo_was_deleted_or_changed_says_so(worker, store) -> None:
+    feedback = _feedback(store, worker)
+    answer = _answer(worker, jpeg(face_crop()))
+    why = feedback.parse(feedback.keyboard(answer)[-1][0].data)
+    assert asyncio.run(feedback.explain(why.face, None, why.labels)).toast == WHY_GONE
+
+    async def other() -> bytes:  # the message now holds another photo, with two faces
+        return jpeg(scene(2))
+
+    gone = asyncio.run(feedback.explain(why.face, other, why.labels))
+    assert (gone.toast, gone.text, gone.picture) == (WHY_GONE, None, None)
+    assert store.items(None) == []

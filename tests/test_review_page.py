@@ -1,14 +1,18 @@
 """The owner's review page at /review in Debian's Chromium (Playwright), on the real aiohttp app and a real
 feedback store (SQLite in a temporary folder) holding faces users marked: the token asked once, the grid of
-waiting faces with the model's answer and the users' votes, approve / reject / relabel by click and by key, and
-the guards around it (no REVIEW_TOKEN, no page; changes need the session's CSRF token and this page's Origin).
+waiting faces with the model's answer, the users' votes and the evidence the model's answer rests on (from the
+kept chip, on the real worker), approve / reject / relabel by click and by key, and the guards around it (no
+REVIEW_TOKEN, no page; changes need the session's CSRF token and this page's Origin).
 
 Set DOPPELBOT_REVIEW_SCREENSHOT=docs/review-page.png to save the README's screenshot while the tests run.
 """
 
 from __future__ import annotations
 
+import base64
+import io
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -142,7 +146,11 @@ def test_the_grid_shows_each_waiting_face_with_the_models_answer_and_the_users_v
     expect(stranger_card.locator(".label")).to_have_text("Users say: neither of them")
     assert cards.nth(0).locator(".relabel button").all_inner_texts() == ["1 Eileen", "2 Twin", "n Neither"]
     # Every chip came through (served only with the session's cookie).
-    page.wait_for_function("[...document.images].every((img) => img.complete && img.naturalWidth === 150)")
+    page.wait_for_function(
+        "[...document.querySelectorAll('.card > img')].every((img) => img.complete && img.naturalWidth === 150)"
+    )
+    # No model answers here, so no evidence: each face says so, and the page still works.
+    expect(first.locator(".because")).to_have_text("Why: The model answering here can't show what its answers rest on.")
 
     if target := os.environ.get("DOPPELBOT_REVIEW_SCREENSHOT"):
         page.keyboard.press("j")  # the selected face is outlined, as the keys move it
@@ -323,3 +331,41 @@ def test_without_review_token_there_is_no_review_page(store: FeedbackStore) -> N
 
         status, body = run(off())
         assert (status, body["reason"]) == (404, "feedback_off")
+
+
+def test_each_face_shows_the_evidence_of_its_kept_chip(worker, tmp_path: Path, page: Page) -> None:
+    store = FeedbackStore(f"sqlite:///{tmp_path / 'evidence.sqlite3'}", KEY)
+    try:
+        # A face kept as a press keeps it: the aligned chip the model looked at.
+        examined = run(worker.examine(jpeg(face_crop())))
+        said = ModelSaid("Eileen", 0.97, 0.3, True, MODEL_INFO.trained_at)
+        store.record(Vote("web:x:1", "Twin", "web", "page", "u1"), FaceSample(examined.chips[0], None, said))
+        [face] = store.items()
+        feedback = Feedback(store, worker.examine, lambda: list(MODEL_INFO.classes), why=worker.why)
+        core = ChatCore(worker, RateLimiter(1000), lambda: MODEL_INFO, feedback=feedback)
+        with Site(core, review_token=TOKEN) as site:
+            page.goto(site.url + "review")
+            sign_in(page, site)
+            card = page.locator(".card")
+            expect(card).to_have_count(1)
+            line = re.compile(r"Why: Closer to Eileen's photos \(0\.\d\d\) than to Twin's \(0\.\d\d\)\.")
+            expect(card.locator(".because")).to_have_text(line, timeout=60_000)
+            picture = card.locator(".evidence img")
+            expect(picture).to_be_visible()
+            assert picture.evaluate("img => img.complete && img.naturalWidth > 300")
+
+            async def api() -> tuple[tuple, tuple, tuple]:
+                _, cookie, _ = await login(site.url)
+                return (
+                    await http("GET", site.url + f"review/api/why/{face.id}", cookie),
+                    await http("GET", site.url + f"review/api/why/{face.id}"),
+                    await http("GET", site.url + f"review/api/why/{face.id + 1}", cookie),
+                )
+
+            (status, body, headers), (signed_out, _, _), (missing, _, _) = run(api())
+        assert status == 200 and body["evidence"]["label"] == "Eileen" and headers["Cache-Control"] == "no-store"
+        assert Image.open(io.BytesIO(base64.b64decode(body["evidence"]["picture"]))).format == "JPEG"
+        assert (signed_out, missing) == (401, 404)
+        assert statuses(store) == {face.id: ("waiting", "Twin")}  # looking changes nothing
+    finally:
+        store.close()

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from bot.replies import describe
-from model.faces import FaceOptions
+from model.faces import FaceOptions, QualityOptions
 from model.serving import FaceClassifier, ModelNotFound
 from testkit.imagery import encode, face_crop, jpeg, noise_image, scene
 
@@ -88,11 +88,16 @@ def test_no_face_and_too_small_faces_are_their_own_outcomes(classifier, exported
     assert none.outcome == "no_face" and none.faces == []
     assert none.note == "I can't find a face in this photo."
     tiny = scene(4).resize((480, 320), Image.Resampling.LANCZOS)  # faces of about 60 px
-    strict = FaceClassifier.load(exported, face_options=FaceOptions(min_face=80))
+    strict = FaceClassifier.load(exported, face_options=FaceOptions(quality=QualityOptions(min_width=80)))
     assert len(classifier.classify(jpeg(tiny)).faces) == 4
     small = strict.classify(jpeg(tiny))
-    assert small.outcome == "no_face" and small.too_small == 4
-    assert "too small" in small.note
+    assert small.outcome == "no_face" and small.too_small == 4 and small.faces == []
+    assert [face.quality for face in small.turned_away] == ["too_small"] * 4
+    assert small.note == (
+        "I found 4 faces but can't name any of them. 4 are too small: send a photo where they are closer."
+    )
+    listed = small.to_json()["turned_away"]
+    assert [f["box"] for f in listed] == [list(f.box) for f in small.turned_away]
 
 
 @pytest.mark.parametrize(

@@ -67,16 +67,17 @@ def test_an_end_to_end_bot_sees_none_of_a_developers_settings(tmp_path: Path, mo
     assert json.loads(done.stdout) == json.loads(json.dumps(dataclasses.asdict(expected), default=str))
 
 
-def test_photo_timeout_seconds_reaches_the_face_finding_processes(tmp_path: Path, monkeypatch) -> None:
+def test_photo_timeout_seconds_and_face_detector_reach_the_face_finding_processes(tmp_path: Path, monkeypatch) -> None:
     import model.search
 
-    made: list[model.search.FacePool] = []
+    made: list[tuple[model.search.FacePool, str]] = []
 
     class Noted(model.search.FacePool):
-        """The pool the bot makes, noted; no process is started, so the bot finds faces itself."""
+        """The pool the bot makes, noted with the detector its processes would start with; none is started, so the
+        bot finds faces itself."""
 
         def start(self, options=None) -> bool:
-            made.append(self)
+            made.append((self, options.detector))
             return False
 
     monkeypatch.setattr(model.search, "FacePool", Noted)
@@ -85,7 +86,11 @@ def test_photo_timeout_seconds_reaches_the_face_finding_processes(tmp_path: Path
     stop = asyncio.Event()
     stop.set()
     assert asyncio.run(serve(load_settings(env), stop)) == 0
-    assert [(pool.workers, pool.photo_timeout) for pool in made] == [(1, 7.5)]
+    assert asyncio.run(serve(load_settings({**env, "FACE_DETECTOR": "cnn"}), stop)) == 0
+    assert [(pool.workers, pool.photo_timeout, detector) for pool, detector in made] == [
+        (1, 7.5, "hog"),
+        (1, 7.5, "cnn"),
+    ]
 
 
 @pytest.mark.parametrize("value", ["http://photos.lan", "photos.lan:99999"])

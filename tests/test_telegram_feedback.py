@@ -1,22 +1,25 @@
 """Users' feedback on Telegram, end to end: the real `python -m bot`, the fake Bot API (inline keyboards, callback
 queries, answerCallbackQuery and editMessageReplyMarkup, with Telegram's limits) and the feedback store read back
-with `feedback.store`. One polling bot serves the module (restarted by the last two tests); then two webhook
-replicas sharing Redis and PostgreSQL."""
+with `feedback.store`; the Why? button's evidence, sent as a photo replying to the answer. One polling bot serves
+the module (restarted by the last two tests); then two webhook replicas sharing Redis and PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters
 from telegram.error import BadRequest
 
 from bot.core import ChatCore, RateLimiter, read_model_info
-from bot.feedback import GONE, NOT_SAVED, THANKS, Feedback
+from bot.feedback import GONE, NOT_SAVED, THANKS, WHY, WHY_GONE, Feedback
+from bot.telegram_feedback import LOOKING
 from feedback.keys import feedback_key
 from feedback.store import FeedbackStore, ReviewItem
 from testkit.e2e import LiveBot, model_folder, telegram_replies_to, telegram_text
@@ -28,7 +31,7 @@ from testkit.webhook_harness import WebhookBot, deliver
 
 EILEEN = re.compile(r"Eileen, (9\d|100)% sure")
 TRAINED_AT = "2025-01-31T12:00:00"  # model_folder's export.json: the model's date a press keeps
-ONE_FACE = ["✓ Eileen", "Twin", "Neither of them"]
+ONE_FACE = ["✓ Eileen", "Twin", "Neither of them", WHY]
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +118,18 @@ def press(live: LiveBot, answer: Call, label: str, user: dict, redrawn: bool = T
     live.run(live.eventually(done, what=f"the press on {label!r} answered"))
     toast = live.call(lambda: fake.answer_to(query)).params.get("text")
     return toast, texts(live.call(lambda: fake.buttons(message)))
+
+
+def why(live: LiveBot, answer: Call, user: dict) -> tuple[str | None, Call]:
+    """`user` presses Why? under `answer`: the toast they were shown, and the bot's next message replying to the
+    answer (the evidence, once it came)."""
+    fake, message = live.telegram, answer.result
+    before = len(live.call(lambda: telegram_replies_to(fake, message)))
+    toast, _ = press(live, answer, WHY, user, redrawn=False)
+    live.run(
+        live.eventually(lambda: len(telegram_replies_to(fake, message)) > before, what="the evidence under an answer")
+    )
+    return toast, live.call(lambda: telegram_replies_to(fake, message))[before]
 
 
 def new_items(database: Path, before: set[int]) -> list[ReviewItem]:
@@ -211,7 +226,7 @@ def test_a_private_photo_gets_buttons_and_a_press_is_kept_for_review_without_the
     assert EILEEN.fullmatch(telegram_text(answer)) and answer.reply_to == photo["message_id"]
     assert texts(answer.keyboard) == ONE_FACE
 
-    assert press(live, answer, "✓ Eileen", ada) == (THANKS, ["✓ Eileen · 1", "Twin", "Neither of them"])
+    assert press(live, answer, "✓ Eileen", ada) == (THANKS, ["✓ Eileen · 1", "Twin", "Neither of them", WHY])
     (item,) = new_items(database, before)
     assert (item.model_label, item.model, item.label, item.votes) == ("Eileen", TRAINED_AT, "Eileen", {"Eileen": 1})
     assert (item.status, item.platform, item.chat_kind, item.model_known) == ("waiting", "telegram", "private", True)
@@ -220,7 +235,7 @@ def test_a_private_photo_gets_buttons_and_a_press_is_kept_for_review_without_the
         assert store.chip(item.id)[:3] == b"\xff\xd8\xff"  # the face, as a small JPEG
 
     # She thinks again: her second press replaces the first, and counts once.
-    assert press(live, answer, "Twin", ada) == (THANKS, ["✓ Eileen", "Twin · 1", "Neither of them"])
+    assert press(live, answer, "Twin", ada) == (THANKS, ["✓ Eileen", "Twin · 1", "Neither of them", WHY])
     (item,) = new_items(database, before)
     assert (item.label, item.votes) == ("Twin", {"Twin": 1})
     assert_nothing_raw(database, ada["id"], photo=data)
@@ -252,15 +267,18 @@ def test_in_a_group_members_vote_face_by_face_and_forget_removes_exactly_their_o
     assert texts(answer.keyboard) == ["1", "2", "3"]
 
     back = "« Back (face 1 of 3)"
-    assert press(live, answer, "1", ann) == (None, ["Eileen", "✓ Twin", "Neither of them", back])
-    assert press(live, answer, "✓ Twin", ann) == (THANKS, ["Eileen", "✓ Twin · 1", "Neither of them", back])
-    assert press(live, answer, "✓ Twin", ben) == (THANKS, ["Eileen", "✓ Twin · 2", "Neither of them", back])
-    assert press(live, answer, "Neither", cy) == (THANKS, ["Eileen", "✓ Twin · 2", "Neither of them · 1", back])
+    assert press(live, answer, "1", ann) == (None, ["Eileen", "✓ Twin", "Neither of them", back, WHY])
+    assert press(live, answer, "✓ Twin", ann) == (THANKS, ["Eileen", "✓ Twin · 1", "Neither of them", back, WHY])
+    assert press(live, answer, "✓ Twin", ben) == (THANKS, ["Eileen", "✓ Twin · 2", "Neither of them", back, WHY])
+    assert press(live, answer, "Neither", cy) == (
+        THANKS,
+        ["Eileen", "✓ Twin · 2", "Neither of them · 1", back, WHY],
+    )
     assert press(live, answer, "« Back", cy) == (None, ["1", "2", "3"])
-    assert press(live, answer, "2", ben)[1] == ["✓ Eileen", "Twin", "Neither of them", "« Back (face 2 of 3)"]
+    assert press(live, answer, "2", ben)[1] == ["✓ Eileen", "Twin", "Neither of them", "« Back (face 2 of 3)", WHY]
     assert press(live, answer, "Twin", ben) == (
         THANKS,
-        ["✓ Eileen", "Twin · 1", "Neither of them", "« Back (face 2 of 3)"],
+        ["✓ Eileen", "Twin · 1", "Neither of them", "« Back (face 2 of 3)", WHY],
     )
 
     first, second = new_items(database, before)
@@ -283,6 +301,56 @@ def test_in_a_group_members_vote_face_by_face_and_forget_removes_exactly_their_o
     again = live.call(lambda: fake.push_text("/forget@doppel_test_bot", group, sender=ben))
     live.run(live.eventually(lambda: telegram_replies_to(fake, again), what="the answer to a second /forget"))
     assert telegram_text(live.call(lambda: telegram_replies_to(fake, again))[0]).startswith("You haven't marked any")
+
+
+def test_why_sends_the_evidence_as_a_photo_replying_to_the_answer_and_keeps_nothing(
+    live: LiveBot, database: Path
+) -> None:
+    fake, before = live.telegram, ids(database)
+    ivy, chat = someone(live, "Ivy", 7_391_004_225)
+    data = jpeg(scene(1))
+    photo = live.call(lambda: fake.push_photo(data, chat, sender=ivy))
+    answer = answered(live, photo)
+    fetched = len(live.call(lambda: fake.downloads))
+    toast, evidence = why(live, answer, ivy)
+    assert toast in (None, LOOKING)  # a quick look is answered with the evidence, a slow one with "Looking…" first
+    assert evidence.method == "sendPhoto" and evidence.reply_to == answer.result["message_id"]
+    line = telegram_text(evidence)
+    assert re.fullmatch(r"Closer to Eileen's photos \(0\.\d\d\) than to Twin's \(0\.\d\d\)\.", line), line
+    picture = Image.open(io.BytesIO(evidence.files["photo"]))
+    assert picture.format == "JPEG" and picture.width <= 700
+    assert texts(live.call(lambda: fake.buttons(answer.result))) == ONE_FACE  # the buttons stay as they were
+    # The photo was taken again from Telegram for the press, and nothing of it was kept.
+    assert len(live.call(lambda: fake.downloads)) == fetched + 1
+    assert new_items(database, before) == []
+
+    # Telegram slow to hand the photo over again: the press is answered at once, within its deadline, and the
+    # evidence follows.
+    live.call(lambda: fake.slow_next("getFile", 2.5))
+    toast, again = why(live, answer, ivy)
+    assert toast == LOOKING and telegram_text(again) == line and again.method == "sendPhoto"
+    query = live.call(lambda: fake.called("answerCallbackQuery"))[-1]
+    assert query.at < again.at
+
+    # The photo deleted meanwhile: the toast says so, and nothing is sent.
+    live.call(lambda: fake.delete_message(photo))
+    sent = len(live.call(lambda: fake.replies))
+    assert press(live, answer, WHY, ivy, redrawn=False)[0] == WHY_GONE
+    live.run(live.quiet(0.5))
+    assert len(live.call(lambda: fake.replies)) == sent
+
+
+def test_why_under_a_crowd_explains_the_face_picked(live: LiveBot) -> None:
+    fake = live.telegram
+    group = live.call(lambda: fake.group_chat)
+    jo = someone(live, "Jo", 5_550_304_443)[0]
+    crowd = live.call(lambda: fake.push_photo(jpeg(scene(3, twins=(True, False, True))), group, sender=jo))
+    live.call(lambda: fake.push_text("/whois", group, reply_to=crowd, sender=jo))
+    answer = answered(live, crowd)
+    assert press(live, answer, "3", jo)[1][-2:] == ["« Back (face 3 of 3)", WHY]
+    _, evidence = why(live, answer, jo)
+    assert evidence.method == "sendPhoto" and evidence.params["chat_id"] in (group["id"], str(group["id"]))
+    assert telegram_text(evidence).startswith("Face 3: Closer to Twin's photos ("), telegram_text(evidence)
 
 
 def test_privacy_says_what_is_kept_and_about_counts_the_users_marks(live: LiveBot, wording: ChatCore) -> None:
@@ -311,22 +379,24 @@ def test_a_press_after_a_restart_is_kept(live: LiveBot, database: Path) -> None:
     photo = live.call(lambda: fake.push_photo(jpeg(scene(1)), chat, sender=fay))
     answer = answered(live, photo)
     live.relaunch()
-    assert press(live, answer, "Neither", fay) == (THANKS, ["✓ Eileen", "Twin", "Neither of them · 1"])
+    assert press(live, answer, "Neither", fay) == (THANKS, ["✓ Eileen", "Twin", "Neither of them · 1", WHY])
     (item,) = new_items(database, before)
     assert (item.model_label, item.votes, item.label) == ("Eileen", {"neither": 1}, None)
 
 
-def test_with_feedback_off_no_buttons_and_nothing_kept(live: LiveBot, database: Path) -> None:
+def test_with_feedback_off_only_why_is_offered_and_nothing_kept(live: LiveBot, database: Path) -> None:
     fake, before = live.telegram, ids(database)
     gus, chat = someone(live, "Gus", 7_391_004_223)
     earlier = answered(live, live.call(lambda: fake.push_photo(jpeg(scene(1)), chat, sender=gus)))
     live.relaunch({"FEEDBACK": "off"})
     photo = live.call(lambda: fake.push_photo(jpeg(scene(1)), chat, sender=gus))
     answer = answered(live, photo)
-    assert EILEEN.fullmatch(telegram_text(answer)) and answer.keyboard is None
-    # A keyboard drawn before: its press is answered, and the buttons go.
+    assert EILEEN.fullmatch(telegram_text(answer)) and texts(answer.keyboard) == [WHY]
+    toast, evidence = why(live, answer, gus)
+    assert evidence.method == "sendPhoto" and telegram_text(evidence).startswith("Closer to Eileen's photos (")
+    # A keyboard drawn before: its press is answered, and only its Why? stays.
     toast, buttons = press(live, earlier, "✓ Eileen", gus)
-    assert toast and "off" in toast and buttons == []
+    assert toast and "off" in toast and buttons == [WHY]
     assert new_items(database, before) == []
 
 
@@ -378,7 +448,7 @@ def _replicas(first: WebhookBot, second: WebhookBot, postgres: PostgresServer, u
 
     answer = answer_on(first)
     assert pressing(answer, "✓ Eileen", second) == THANKS  # the replica that never saw the photo
-    assert first.call(lambda: texts(fake.buttons(answer.result))) == ["✓ Eileen · 1", "Twin", "Neither of them"]
+    assert first.call(lambda: texts(fake.buttons(answer.result))) == ["✓ Eileen · 1", "Twin", "Neither of them", WHY]
     store = FeedbackStore(url, KEY.encode())
     try:
         (item,) = store.items()

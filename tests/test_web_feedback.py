@@ -1,6 +1,7 @@
 """The web page's feedback, for real: `POST /api/feedback` on the real aiohttp app, the real core and worker and a
-real feedback store (SQLite in a temporary folder), `/privacy`, `/api/forget`, `/api/about`'s tally, and the page's
-buttons in Debian's Chromium (DOPPELBOT_FEEDBACK_SCREENSHOT=FILE saves a screenshot of them).
+real feedback store (SQLite in a temporary folder), `/privacy`, `/api/forget`, `/api/about`'s tally, `POST /api/why`
+(a face's evidence), and the page's buttons and Why? links in Debian's Chromium (DOPPELBOT_FEEDBACK_SCREENSHOT=FILE
+saves a screenshot of them).
 
 Senders are told apart as the rate limit tells them apart: the test process is a trusted proxy, and its
 X-Forwarded-For names each "browser".
@@ -8,6 +9,8 @@ X-Forwarded-For names each "browser".
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import io
 import os
 import re
@@ -23,7 +26,9 @@ from playwright.sync_api import Page, expect
 from bot.core import ChatCore, ModelInfo, RateLimiter
 from bot.feedback import NOT_SAVED, THANKS, Feedback
 from bot.web_guards import WebGuards, proxy_networks
+from bot.worker import Result
 from feedback.store import FeedbackStore
+from model.answers import PhotoAnswer, TurnedAway
 from testkit.imagery import jpeg, noise_image, scene
 from testkit.webpage import Site, post_form, run
 
@@ -34,6 +39,7 @@ ALICE, BOB = "203.0.113.5", "2001:db8:1:2::7"
 GUARDS = WebGuards(trusted_proxies=proxy_networks(["127.0.0.1"]))
 ONE_FACE = jpeg(scene(1))
 TWO_FACES = jpeg(scene(2, twins=(False, True)))
+CLOSER = r"Closer to {}'s photos \(0\.\d\d\) than to {}'s \(0\.\d\d\)\."
 
 
 def feedback_core(worker, store: FeedbackStore | None) -> ChatCore:
@@ -73,6 +79,26 @@ async def press(
     form.add_field("verdict", verdict)
     headers = {"X-Forwarded-For": sender, **({"Origin": origin} if origin else {})}
     async with aiohttp.ClientSession() as session, session.post(url + "api/feedback", data=form, headers=headers) as r:
+        return r.status, await r.json()
+
+
+async def why(
+    url: str,
+    photo: bytes | None,
+    face: str | int,
+    origin: str | None = None,
+    mime: str = "image/jpeg",
+    name: str = "photo.jpg",
+) -> tuple[int, dict]:
+    """A Why? as the page asks it: the photo again as a form, the face's number in the query."""
+    form = aiohttp.FormData(default_to_multipart=True)
+    if photo is not None:
+        form.add_field("image", photo, filename=name, content_type=mime)
+    headers = {"Origin": origin} if origin else {}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url + f"api/why?face={face}", data=form, headers=headers) as r,
+    ):
         return r.status, await r.json()
 
 
@@ -209,7 +235,9 @@ def test_a_database_that_is_down_costs_the_press_and_never_the_answer(worker) ->
 def test_with_feedback_off_no_choices_are_offered_and_presses_are_not_found(worker) -> None:
     with Site(feedback_core(worker, None), guards=GUARDS) as site:
         _, body = run(post_form(site.url, [("image", "one.jpg", ONE_FACE, "image/jpeg")]))
-        assert body["reply"]["choices"] is None
+        assert body["reply"]["choices"] is None and body["reply"]["why"] is True
+        status, body = run(why(site.url, ONE_FACE, 1))  # Why? needs no feedback
+        assert status == 200 and re.fullmatch(CLOSER.format("Eileen", "Twin"), body["message"]), body
         status, body = run(press(site.url, ONE_FACE, 1, "Twin"))
         assert (status, body["reason"]) == (404, "feedback_off")
         assert run(about(site.url))["feedback"] is False
@@ -223,6 +251,68 @@ def test_with_feedback_off_no_choices_are_offered_and_presses_are_not_found(work
         assert body["reply"]["choices"] is None
         assert run(press(site.url, ONE_FACE, 1, "Twin"))[0] == 404
         assert run(forget(site.url))[0] == 404
+
+
+def test_why_shows_each_faces_evidence_naming_the_closer_person_and_keeps_nothing(
+    site: Site, store: FeedbackStore
+) -> None:
+    _, answer = run(post_form(site.url, [("image", "two.jpg", TWO_FACES, "image/jpeg")]))
+    assert answer["reply"]["why"] is True
+
+    async def scenario() -> list[tuple[int, dict]]:
+        return [await why(site.url, TWO_FACES, 1), await why(site.url, TWO_FACES, 2)]
+
+    (first_status, first), (second_status, second) = run(scenario())
+    assert (first_status, second_status) == (200, 200)
+    assert re.fullmatch(CLOSER.format("Eileen", "Twin"), first["message"]), first["message"]
+    assert re.fullmatch(CLOSER.format("Twin", "Eileen"), second["message"]), second["message"]
+    evidence = second["evidence"]
+    assert (evidence["face"], evidence["label"], evidence["known"]) == (2, "Twin", True)
+    assert evidence["distances"]["Twin"] < evidence["distances"]["Eileen"]
+    picture = Image.open(io.BytesIO(base64.b64decode(evidence["picture"])))
+    assert picture.format == "JPEG" and 300 < picture.width <= 700
+    assert store.items(None) == []  # nothing of the photo, nor of the face, is kept
+
+
+def test_bad_whys_are_refused_in_words(site: Site) -> None:
+    async def scenario() -> dict[str, tuple[int, str]]:
+        answers = {
+            "face 0": await why(site.url, ONE_FACE, 0),
+            "face x": await why(site.url, ONE_FACE, "x"),
+            "face 2 of 1": await why(site.url, ONE_FACE, 2),
+            "no photo": await why(site.url, None, 1),
+            "not an image": await why(site.url, b"hello", 1, mime="text/plain", name="notes.txt"),
+            "not a photo": await why(site.url, b"<html>not a photo</html>", 1),
+            "no face": await why(site.url, jpeg(noise_image()), 1),
+            "another site": await why(site.url, ONE_FACE, 1, origin="http://evil.example"),
+        }
+        return {what: (status, body["reason"]) for what, (status, body) in answers.items()}
+
+    assert run(scenario()) == {
+        "face 0": (400, "bad_face"),
+        "face x": (400, "bad_face"),
+        "face 2 of 1": (400, "bad_face"),
+        "no photo": (400, "no_photo"),
+        "not an image": (415, "not_an_image"),
+        "not a photo": (422, "unreadable"),
+        "no face": (400, "no_face"),
+        "another site": (403, "cross_site"),
+    }
+
+
+def test_a_why_counts_against_the_rate_limit_as_a_photo_does(worker) -> None:
+    with Site(ChatCore(worker, RateLimiter(2), lambda: MODEL_INFO), guards=GUARDS) as site:
+
+        async def scenario() -> list[tuple[int, dict]]:
+            return [
+                await post_form(site.url, [("image", "one.jpg", ONE_FACE, "image/jpeg")]),
+                await why(site.url, ONE_FACE, 1),
+                await why(site.url, ONE_FACE, 1),
+            ]
+
+        (sent, _), (first, _), (second, body) = run(scenario())
+    assert (sent, first, second, body["reason"]) == (200, 200, 429, "rate_limited")
+    assert body["message"].startswith("You're asking faster than I can look; please try again in ")
 
 
 def test_privacy_says_what_is_kept_and_forget_deletes_only_the_senders_faces(site: Site, store: FeedbackStore) -> None:
@@ -283,3 +373,67 @@ def test_the_page_shows_the_choices_under_each_face_and_thanks_for_a_press(
     assert store.items(None) == []
     page.get_by_role("link", name="Privacy").click()
     expect(page.locator("main")).to_contain_text("Who sees it: only the owner of this bot")
+
+
+def test_the_pages_why_link_shows_the_picture_and_the_line_under_its_face(site: Site, page: Page) -> None:
+    page.goto(site.url)
+    expect(page.locator("body")).to_have_attribute("data-state", "ready")
+    page.set_input_files("#file", files=[{"name": "two.jpg", "mimeType": "image/jpeg", "buffer": TWO_FACES}])
+    page.wait_for_selector("body[data-state=answered]", timeout=60_000)
+    faces = page.locator(".face")
+    expect(faces.nth(1).locator(".evidence")).to_be_hidden()
+
+    second = faces.nth(1)
+    second.get_by_role("button", name="Why?").click()
+    shown = second.locator(".evidence")
+    expect(shown.locator(".because")).to_have_text(re.compile(CLOSER.format("Twin", "Eileen")), timeout=60_000)
+    expect(shown.locator("img")).to_be_visible()
+    assert shown.locator("img").evaluate("img => img.complete && img.naturalWidth > 300")
+    expect(second.get_by_role("button", name="Why?")).to_have_attribute("aria-expanded", "true")
+    expect(faces.nth(0).locator(".evidence")).to_be_hidden()  # only the face asked about
+    if target := os.environ.get("DOPPELBOT_WHY_SCREENSHOT"):
+        page.screenshot(path=target, full_page=True)
+    # Shown once, the link folds it away and back without asking again.
+    second.get_by_role("button", name="Why?").click()
+    expect(shown).to_be_hidden()
+    second.get_by_role("button", name="Why?").click()
+    expect(shown.locator("img")).to_be_visible()
+
+
+class _Answers:
+    """Stands in for the worker: answers each photo with the next of `answers` (the real answers, made over)."""
+
+    def __init__(self, answers: list[PhotoAnswer]) -> None:
+        self.answers = answers
+
+    async def classify(self, data: bytes) -> Result:
+        return Result(self.answers.pop(0))
+
+
+def test_the_page_draws_faces_it_does_not_name_grey_with_their_reason(worker, page: Page) -> None:
+    answer = run(worker.classify(TWO_FACES)).answer  # Playwright keeps an event loop running on this thread
+    small = "This face is only 30 pixels wide: send a closer photo."
+    unnamed = dataclasses.replace(
+        answer.faces[1], quality="too_small", sure=False, measures={"width": 30.0}, reason=small
+    )
+    named_and_not = dataclasses.replace(answer, faces=[answer.faces[0], unnamed])
+    turned_away = PhotoAnswer("no_face", turned_away=[TurnedAway(answer.faces[0].box, "too_small", {}, small)])
+    core = ChatCore(_Answers([named_and_not, turned_away]), RateLimiter(1000), lambda: MODEL_INFO)
+    with Site(core, guards=GUARDS) as site:
+        page.goto(site.url)
+        expect(page.locator("body")).to_have_attribute("data-state", "ready")
+        page.set_input_files("#file", files=[{"name": "two.jpg", "mimeType": "image/jpeg", "buffer": TWO_FACES}])
+        page.wait_for_selector("body[data-state=answered]", timeout=60_000)
+        boxes, faces = page.locator(".box"), page.locator(".face")
+        assert [boxes.nth(i).get_attribute("class") for i in range(2)] == ["box sure", "box unnamed"]
+        grey = boxes.nth(1).evaluate("box => getComputedStyle(box).borderTopColor")
+        assert grey == faces.nth(1).evaluate("face => getComputedStyle(face).borderLeftColor") == "rgb(154, 160, 166)"
+        expect(faces.nth(1)).to_have_class(re.compile(r"\bunnamed\b"))
+        expect(faces.nth(1).locator(".words")).to_contain_text("Not named")
+
+        # A photo whose only face can't be named: the page says why, and still shows where that face is.
+        page.set_input_files("#file", files=[{"name": "one.jpg", "mimeType": "image/jpeg", "buffer": ONE_FACE}])
+        expect(page.locator("#message")).to_have_text(f"I found a face but can't name it. {small}")
+        expect(page.locator(".box.unnamed")).to_have_count(1)
+        assert page.locator(".box.unnamed").get_attribute("title") == small
+        expect(page.locator(".face")).to_have_count(0)

@@ -203,6 +203,9 @@ def subject_chip(
         found = finder.find(decode_image(path.read_bytes(), limits, finder.options.detect_side)).faces
     except (ImageError, OSError):
         return "unreadable"
+    # Too small to name is too small to learn from; blurred or side-on faces of the person stay (the model
+    # meets such photos too), and the identity check after this keeps only faces of the person asked for.
+    found = [face for face in found if face.quality != "too_small"]
     if not found:
         return "no face"
     subject = _subject(found, options)

@@ -1,5 +1,6 @@
 // The page: send one photo to /api/classify, then draw a numbered box on each face and list the answers, with
-// the feedback buttons under each face (a press sends the photo again to /api/feedback with the face's number).
+// the feedback buttons under each face (a press sends the photo again to /api/feedback with the face's number)
+// and a Why? link (which sends it again to /api/why?face=N and shows the face's evidence under it).
 // Every answer's words come from the server (the bot's core); this script only lays them out.
 "use strict";
 
@@ -22,8 +23,10 @@ function capitalised(text) {
   return text ? text[0].toUpperCase() + text.slice(1) : "";
 }
 
-// "unknown" when the model says the face is neither person (older models send no `known` at all).
+// "unknown" when the model says the face is neither person (older models send no `known` at all); "unnamed"
+// when the face is too small, blurred or turned away to name (drawn grey too; its line says why).
 function kind(face) {
+  if (face.quality && face.quality !== "ok") return "unnamed";
   if (face.known === false) return "unknown";
   return face.sure ? "sure" : "unsure";
 }
@@ -147,6 +150,70 @@ async function press(box, number, button) {
   box.dataset.state = body.outcome === "recorded" ? "sent" : "refused";
 }
 
+// Under a face: "Why?", which shows what the model compared it with (a picture and a line) under the link.
+function whyOf(number) {
+  const box = document.createElement("div");
+  box.className = "why";
+  const link = document.createElement("button");
+  link.type = "button";
+  link.className = "link why-link";
+  link.textContent = "Why?";
+  link.setAttribute("aria-expanded", "false");
+  const evidence = document.createElement("div");
+  evidence.className = "evidence";
+  evidence.setAttribute("role", "status");
+  evidence.hidden = true;
+  link.addEventListener("click", () => explain(box, number));
+  box.append(link, evidence);
+  return box;
+}
+
+async function explain(box, number) {
+  const link = box.querySelector(".why-link");
+  const evidence = box.querySelector(".evidence");
+  if (box.dataset.state === "shown") {
+    // Shown once: the link folds and unfolds it, without asking again.
+    evidence.hidden = !evidence.hidden;
+    link.setAttribute("aria-expanded", String(!evidence.hidden));
+    return;
+  }
+  const photo = asked;
+  link.disabled = true;
+  box.dataset.state = "asking";
+  evidence.hidden = false;
+  evidence.replaceChildren(paragraph("said", "Looking…"));
+  const form = new FormData();
+  form.append("image", photo, photo.name || "pasted-image");
+  let body;
+  try {
+    const response = await fetch(`api/why?face=${number}`, { method: "POST", body: form });
+    body = await response.json();
+  } catch {
+    body = { outcome: "refused", message: "I can't reach the bot: is `python -m bot --web` still running?" };
+  }
+  if (asked !== photo) return; // another photo is on show now
+  link.disabled = false;
+  const shown = body.outcome === "explained";
+  const parts = [];
+  if (shown && body.evidence?.picture) {
+    const img = document.createElement("img");
+    img.src = `data:image/jpeg;base64,${body.evidence.picture}`;
+    img.alt = `Face ${number} beside the nearest training faces of each person`;
+    parts.push(img);
+  }
+  parts.push(paragraph(shown ? "because" : "said refused", body.message || ""));
+  evidence.replaceChildren(...parts);
+  link.setAttribute("aria-expanded", "true");
+  box.dataset.state = shown ? "shown" : "refused";
+}
+
+function paragraph(className, text) {
+  const element = document.createElement("p");
+  element.className = className;
+  element.textContent = text;
+  return element;
+}
+
 async function forget() {
   $("forget").disabled = true;
   let body;
@@ -160,7 +227,7 @@ async function forget() {
   document.body.dataset.forgotten = body.outcome || "refused";
 }
 
-function faceItem(face, line, number, choices) {
+function faceItem(face, line, number, choices, why) {
   const item = document.createElement("li");
   item.className = `face ${kind(face)}`;
   item.dataset.face = String(number);
@@ -200,6 +267,7 @@ function faceItem(face, line, number, choices) {
   }
   item.append(title, bars);
   if (choices && choices.length) item.append(choicesOf(choices, number));
+  if (why) item.append(whyOf(number));
   return item;
 }
 
@@ -210,10 +278,19 @@ function render(answer, shown) {
   say("message", ok ? "" : answer.reply?.text || answer.message || "Sorry, something went wrong on my side.");
   say("summary", ok ? `${faces.length} face${faces.length === 1 ? "" : "s"}` : "");
   const choices = ok ? answer.reply?.choices : null;
-  $("faces").replaceChildren(...faces.map((face, i) => faceItem(face, lines[i], i + 1, choices?.[i])));
+  const why = ok && answer.reply?.why === true;
+  $("faces").replaceChildren(...faces.map((face, i) => faceItem(face, lines[i], i + 1, choices?.[i], why)));
   // The photo stays on show when it was read (with or without faces), not for a refused file.
   $("figure").hidden = !shown || !(ok || answer.outcome === "no_face");
   if (shown && ok) drawBoxes(faces, lines);
+  // Faces seen but not named (too small, blurred, turned away): grey boxes, each titled with its reason.
+  const away = answer.outcome === "no_face" ? answer.turned_away || [] : [];
+  if (shown && away.length) {
+    drawBoxes(
+      away.map((face) => ({ ...face, quality: face.quality || "too_small" })),
+      away.map((face) => face.reason || ""),
+    );
+  }
 }
 
 async function send(file) {

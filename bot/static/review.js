@@ -1,5 +1,6 @@
 // The review page: the faces users marked, in a grid; approve, reject or relabel each, by click or by key.
-// Every change goes to /review/api/... with the session's CSRF token; the store is the only state.
+// Every change goes to /review/api/... with the session's CSRF token; the store is the only state. Each face's
+// evidence (what the model compared it with) is asked for once per face, one face at a time, and kept only here.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -7,6 +8,8 @@ let csrf = ""; // this session's token, sent with every change
 let classes = []; // [{name, display}]: relabel targets, numbered 1..9 for the keys
 let items = []; // the faces on show, oldest first
 let selected = 0; // the index in `items` the keys act on
+const evidence = new Map(); // face id -> its /review/api/why answer, while the page is open
+let looking = 0; // bumped by each load: an older round of asking for evidence stops
 
 function say(text) {
   $("said").textContent = text || "";
@@ -103,8 +106,48 @@ function card(item, index) {
   classes.forEach((c, i) => relabel.append(button(c.display, "relabel", c.name, i < 9 ? String(i + 1) : "")));
   relabel.append(button("Neither", "relabel", "neither", "n"));
   element.append(img, label, text("p", "model", modelLine(item)), text("p", "votes", votesLine(item)), meta);
-  element.append(actions, relabel);
+  const why = document.createElement("div");
+  why.className = "evidence";
+  why.append(text("p", "because", "Why: looking…"));
+  element.append(why, actions, relabel);
+  if (evidence.has(item.id)) showEvidence(element, evidence.get(item.id));
   return element;
+}
+
+// What the model compared the face with: the picture (the face beside each person's nearest training faces) and
+// the line, or why it can't be shown.
+function showEvidence(element, body) {
+  const why = element.querySelector(".evidence");
+  const parts = [];
+  const picture = body.outcome === "explained" ? body.evidence?.picture : null;
+  if (picture) {
+    const img = document.createElement("img");
+    img.src = `data:image/jpeg;base64,${picture}`;
+    img.alt = `Face ${element.dataset.id} beside the nearest training faces of each person`;
+    parts.push(img);
+  }
+  parts.push(text("p", body.outcome === "explained" ? "because" : "because refused", `Why: ${body.message || ""}`));
+  why.replaceChildren(...parts);
+  why.dataset.state = body.outcome === "explained" ? "shown" : "refused";
+}
+
+async function lookAll() {
+  const round = ++looking;
+  for (const item of [...items]) {
+    if (round !== looking) return;
+    if (!evidence.has(item.id)) {
+      let body;
+      try {
+        body = await call(`/review/api/why/${item.id}`);
+      } catch (error) {
+        body = { outcome: "refused", message: error.message };
+      }
+      if (!body) return; // signed out: the page reloads
+      evidence.set(item.id, body);
+    }
+    const element = $("grid").querySelector(`.card[data-id="${item.id}"]`);
+    if (element) showEvidence(element, evidence.get(item.id));
+  }
 }
 
 function select(index, focus = true) {
@@ -131,6 +174,7 @@ async function load() {
     items = body.items;
     problem("");
     render();
+    lookAll();
   } catch (error) {
     problem(error.message);
   }
