@@ -433,19 +433,32 @@ def balanced(faces: list[HeldOut], n: int, seed: int) -> list[HeldOut]:
     return [chosen[i] for i in rng.permutation(len(chosen))]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.face_sizes", description=__doc__.splitlines()[0])
+def pins_parser(prog: str, description: str, faces_per: str) -> argparse.ArgumentParser:
+    """The options both pins benches take: which pairs, how many faces, the seed, and --write."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--pairs", nargs="*", help="NAME,NAME pairs (default: both pairs in pins)")
-    parser.add_argument("--faces", type=int, default=60, help="held-out faces per pair and width (default 60)")
-    parser.add_argument("--per-frame", type=int, default=4, help="faces pasted into each photo (default 4)")
-    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="face widths in px, comma-separated")
+    parser.add_argument("--faces", type=int, default=60, help=f"held-out faces per pair and {faces_per} (default 60)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pins", type=Path, default=PINS, help=argparse.SUPPRESS)
     parser.add_argument("--write", action="store_true", help=f"put the tables in {RESULTS.name}")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def chosen_pairs(args: argparse.Namespace) -> list[tuple[str, ...]] | None:
+    """The pairs `--pairs` names (default: both), or None, having said "skipped", when their photos are absent."""
     pairs = [tuple(p.split(",")) for p in args.pairs] if args.pairs else list(PAIRS)
     if not all((args.pins / name).is_dir() for pair in pairs for name in pair):
         print(f"skipped: the pins photos are not under {args.pins}")
+        return None
+    return pairs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = pins_parser("python -m bench.face_sizes", __doc__.splitlines()[0], "width")
+    parser.add_argument("--per-frame", type=int, default=4, help="faces pasted into each photo (default 4)")
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="face widths in px, comma-separated")
+    args = parser.parse_args(argv)
+    if (pairs := chosen_pairs(args)) is None:
         return 0
     import torch
 

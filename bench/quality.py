@@ -21,7 +21,6 @@ lets through and turns away, and the accuracy of each group.
 
 from __future__ import annotations
 
-import argparse
 import math
 import shlex
 import statistics
@@ -37,7 +36,7 @@ from PIL import Image, ImageFilter
 from model.faces import FaceFinder, FaceOptions
 from model.quality import OK, QUALITIES, QualityOptions, verdict
 
-from .face_sizes import HeldOut, balanced, held_out, pair_model, search_frames
+from .face_sizes import HeldOut, balanced, chosen_pairs, held_out, pair_model, pins_parser, search_frames
 from .report import QUALITY_HEADING, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -349,16 +348,8 @@ def evidence(lines: list[Line]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", nargs="*", help="NAME,NAME pairs (default: both pairs in pins)")
-    parser.add_argument("--faces", type=int, default=60, help="held-out faces per pair and condition (default 60)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--pins", type=Path, default=PINS, help=argparse.SUPPRESS)
-    parser.add_argument("--write", action="store_true", help=f"put the tables in {RESULTS.name}")
-    args = parser.parse_args(argv)
-    pairs = [tuple(p.split(",")) for p in args.pairs] if args.pairs else list(PAIRS)
-    if not all((args.pins / name).is_dir() for pair in pairs for name in pair):
-        print(f"skipped: the pins photos are not under {args.pins}")
+    args = pins_parser("python -m bench.quality", __doc__.splitlines()[0], "condition").parse_args(argv)
+    if (pairs := chosen_pairs(args)) is None:
         return 0
     import torch
 

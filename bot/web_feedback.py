@@ -148,10 +148,8 @@ class _FeedbackRoutes:
         except Busy:
             return refused(503, "busy", self.core.busy().text, _BUSY_RETRY)
         answer = examined.answer
-        if answer.outcome != "ok":
-            if answer.outcome == "error":
-                return refused(422, "unreadable", answer.note or "")
-            return refused(400, "no_face", answer.note or "")
+        if (unanswered := _unanswered(answer)) is not None:
+            return unanswered
         if face > len(answer.faces):
             return refused(400, "bad_face", _faces_in(len(answer.faces)))
         if feedback.keyboard(answer) is None:
@@ -215,10 +213,8 @@ class _FeedbackRoutes:
         except Busy:
             return refused(503, "busy", self.core.busy().text, _BUSY_RETRY)
         answer = explained.answer
-        if answer.outcome != "ok":
-            if answer.outcome == "error":
-                return refused(422, "unreadable", answer.note or "")
-            return refused(400, "no_face", answer.note or "")
+        if (unanswered := _unanswered(answer)) is not None:
+            return unanswered
         if face > len(explained.evidence):
             return refused(400, "bad_face", _faces_in(len(answer.faces)))
         evidence = explained.evidence[face - 1]
@@ -294,3 +290,12 @@ def add_feedback_routes(
     app.router.add_post("/api/why", routes.why)
     app.router.add_post("/api/forget", routes.forget)
     app.router.add_get("/privacy", routes.privacy)
+
+
+def _unanswered(answer) -> web.Response | None:
+    """The refusal for a photo looked at again that has no face to press on (None: it has faces)."""
+    if answer.outcome == "ok":
+        return None
+    if answer.outcome == "error":
+        return refused(422, "unreadable", answer.note or "")
+    return refused(400, "no_face", answer.note or "")

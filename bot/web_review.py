@@ -172,8 +172,8 @@ class _ReviewRoutes:
         feedback = self.core.feedback
         return feedback.store if feedback is not None else None
 
-    async def chip(self, request: web.Request) -> web.Response:
-        """A kept face's chip, as a JPEG."""
+    async def _chip(self, request: web.Request) -> bytes | web.Response:
+        """The kept face's chip the path names (a JPEG), or the refusal that says why there is none."""
         store = self._store()
         if store is None:
             return _off()
@@ -181,8 +181,13 @@ class _ReviewRoutes:
             chip = await asyncio.to_thread(store.chip, int(request.match_info["id"]))
         except StoreUnavailable as e:
             return _unavailable(e)
-        if chip is None:
-            return refused(404, "no_such_face", "There is no such face.")
+        return refused(404, "no_such_face", "There is no such face.") if chip is None else chip
+
+    async def chip(self, request: web.Request) -> web.Response:
+        """A kept face's chip, as a JPEG."""
+        chip = await self._chip(request)
+        if isinstance(chip, web.Response):
+            return chip
         return web.Response(body=chip, content_type="image/jpeg", headers=_HEADERS)
 
     async def why(self, request: web.Request) -> web.Response:
@@ -190,18 +195,14 @@ class _ReviewRoutes:
         faces."""
         from .worker import Busy  # the worker module stays out of adapters' imports
 
-        store = self._store()
-        if store is None:
+        if self._store() is None:
             return _off()
         why_chip = getattr(self.core.worker, "why_chip", None)
         if why_chip is None:
             return refused(404, "no_evidence", "The model answering here can't show what its answers rest on.")
-        try:
-            chip = await asyncio.to_thread(store.chip, int(request.match_info["id"]))
-        except StoreUnavailable as e:
-            return _unavailable(e)
-        if chip is None:
-            return refused(404, "no_such_face", "There is no such face.")
+        chip = await self._chip(request)
+        if isinstance(chip, web.Response):
+            return chip
         try:
             evidence = await why_chip(chip)
         except Busy:
