@@ -35,18 +35,15 @@ class FaceOptions:
     # 20 ms here, whatever the photo's size); it finds faces from 80 px at that scale, so from 200 px
     # in a 1280 px photo.
     detect_side: int = 512
-    # Where that first look finds no face, several (a group photo, where the small faces are), or one that
-    # is small for the photo (one of a group, seen at the first look's scale), HOG looks again at the working
-    # pixels enlarged to this long side: twice a 1280 px photo's, so faces from about 30 px. Its cost is
-    # bounded whatever the photo's size (about 0.35 s here, far within the per-photo deadline); a portrait,
-    # whose one face is at least `portrait_share` of the photo's long side, pays nothing more. The same
-    # threshold as the first look: a stricter one (0.5) lost a sixth of the 80 to 120 px faces, for about
-    # one stray box in 60 faces saved. Off: the search before it (a retry at twice `detect_side` only when
-    # nothing was found).
+    # Where that first look finds no face, or several (a group photo, where the small faces are), HOG looks
+    # again at the working pixels enlarged to this long side: twice a 1280 px photo's, so faces from about
+    # 30 px. Its cost is bounded whatever the photo's size (about 0.4 s here, far within the per-photo
+    # deadline); a photo where the first look finds one face pays nothing more. The same threshold as the
+    # first look: a stricter one (0.5) lost a sixth of the 80 to 120 px faces, for about one stray box in 60
+    # faces saved. Off: the search before it (a retry at twice `detect_side` only when nothing was found).
     second_look: bool = True
     second_look_side: int = 2560
     second_look_threshold: float = 0.0
-    portrait_share: float = 0.15
     # "hog" (dlib's HOG detector, the default: fast on a CPU) or "cnn" (dlib's MMOD detector: finds turned and
     # small faces HOG misses, but takes seconds a photo on a CPU; for a machine with a GPU). The CNN looks once,
     # at the working pixels reduced to `cnn_side` (small photos enlarged twice).
@@ -175,8 +172,7 @@ class FaceFinder:
                 found = self._run_at(image, second)
             return found
         second = min(2 * long_side, self.options.second_look_side)
-        portrait = len(found) == 1 and found[0][0].width() >= self.options.portrait_share * long_side
-        if not portrait and second > first:
+        if len(found) != 1 and second > first:
             start = time.perf_counter()
             found = _merged(found, self._run_on(image.pixels, second, 1.0, 0, self.options.second_look_threshold))
             search.second_look_s = time.perf_counter() - start
