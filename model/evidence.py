@@ -106,15 +106,13 @@ def explain_photo(classifier, data: bytes, stranger_distance: float | None = Non
     if isinstance(searched.found, PhotoAnswer):
         return Explained(searched.found)
     answer = classifier._answer([searched.found])[0]
-    # Matched by box: an answer may leave out faces it found (none named when all are too small to name).
-    chips = {tuple(face.box): face.chip for face in searched.found.faces}
-    faces = [(n, face) for n, face in enumerate(answer.faces, start=1) if tuple(face.box) in chips]
-    evidence = explain_chips(classifier, [chips[tuple(face.box)] for _, face in faces], stranger_distance)
-    for (n, face), said in zip(faces, evidence, strict=True):
-        said.face, said.label = n, face.label
-        reason = getattr(face, "reason", None)  # a face too small or blurred to name says so first
-        if reason and getattr(face, "quality", "ok") != "ok":
-            said.text = f"{reason} {said.text}"
+    # The answer holds every face found, in the search's order, or none (all turned away: nothing to explain).
+    chips = [face.chip for face in searched.found.faces] if answer.faces else []
+    evidence = explain_chips(classifier, chips, stranger_distance)
+    for face, said in zip(answer.faces, evidence, strict=True):
+        said.label = face.label
+        if face.quality != "ok" and face.reason:  # a face too small or blurred to name says so first
+            said.text = f"{face.reason} {said.text}"
     return Explained(answer, evidence)
 
 
