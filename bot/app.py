@@ -250,6 +250,7 @@ async def _serve_with(settings: Settings, stop: asyncio.Event, worker, watching,
         max_downloads=settings.queue_size,
         feedback=feedback,
         keep_days=settings.feedback_keep_days,
+        default_language=settings.default_language,
     )
     watcher = asyncio.create_task(watching) if watching is not None else None
     purger = asyncio.create_task(_purging(feedback.store, settings.feedback_keep_days)) if feedback.store else None

@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 
 from model.resources import read_metadata
 
+from .i18n import ENGLISH, N_, Texts, negotiate, texts_for
 from .ratelimit import RateLimiter
 from .replies import (
     DISCORD,
@@ -48,27 +49,51 @@ __all__ = [
     "Refused",
     "Reply",
     "Request",
+    "bot_description",
+    "command_descriptions",
     "describe",
     "display_name",
     "face_line",
     "is_image",
     "read_model_info",
     "reply_messages",
+    "short_description",
     "showing",
 ]
 
 log = logging.getLogger("doppelbot")
 
-# The command menus chat apps show beside the text box (Telegram's setMyCommands, Discord's /whois).
+# The command menus chat apps show beside the text box (Telegram's setMyCommands, Discord's /whois), in English;
+# `command_descriptions` gives them in a user's language.
 COMMAND_DESCRIPTIONS = {
-    "start": "What this bot does",
-    "help": "How to ask, in private and in groups",
-    "about": "The model and how accurate it is",
-    "whois": "Who is in this photo? I answer for every face I find.",
-    "privacy": "What I keep, for how long, and who sees it",
-    "forget": "Delete every face you marked",
+    "start": N_("What this bot does"),
+    "help": N_("How to ask, in private and in groups"),
+    "about": N_("The model and how accurate it is"),
+    "whois": N_("Who is in this photo? I answer for every face I find."),
+    "privacy": N_("What I keep, for how long, and who sees it"),
+    "forget": N_("Delete every face you marked"),
 }
-WHOIS_PHOTO_DESCRIPTION = "A photo with one or more faces"
+WHOIS_PHOTO_DESCRIPTION = N_("A photo with one or more faces")
+
+
+def command_descriptions(tr: Texts) -> dict[str, str]:
+    """The command menu in `tr`'s language (each description within Telegram's 256 characters)."""
+    return {command: tr.gettext(text) for command, text in COMMAND_DESCRIPTIONS.items()}
+
+
+def bot_description(tr: Texts) -> str:
+    """What a chat app shows on the bot's empty chat, before the first message (Telegram: at most 512)."""
+    return tr.gettext(
+        "Send me a photo and I'll tell you who is in it, face by face, and how sure I am. I tell look-alikes "
+        "apart. I don't keep your photos."
+    )
+
+
+def short_description(tr: Texts) -> str:
+    """The line on the bot's profile and in shared links (Telegram: at most 120)."""
+    return tr.gettext("Who is in this photo? I tell look-alikes apart, face by face.")
+
+
 # Names of the formats the decoder reads (model/decode.py): a file so named is looked at whatever type its
 # sender declared (phones and scripts send photos as application/octet-stream).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
@@ -89,6 +114,7 @@ class Request:
     adapter: str  # "telegram", "discord", "web"
     chat_kind: str  # "private", "group", "guild", "dm", ...
     user: str  # a stable id within the adapter
+    language: str = ENGLISH  # the asker's language (one of `bot.i18n.LANGUAGES`): the reply's
 
 
 @dataclass(frozen=True)
@@ -201,10 +227,12 @@ class ChatCore:
         download_wait: float = DOWNLOAD_WAIT_SECONDS,
         feedback=None,
         keep_days: float | None = None,
+        default_language: str = ENGLISH,
     ) -> None:
         """`feedback`: a `bot.feedback.Feedback` (None: no buttons, nothing kept); `keep_days`: FEEDBACK_KEEP_DAYS,
-        as `/privacy` says it."""
+        as `/privacy` says it; `default_language`: DEFAULT_LANGUAGE, for users whose language we do not speak."""
         self.worker = worker
+        self.default_language = texts_for(default_language).code
         self.feedback = feedback
         self.keep_days = keep_days
         self.operations = operations  # `bot.operations.Operations`: counts every photo for /metrics
@@ -215,38 +243,60 @@ class ChatCore:
         self.max_downloads, self.download_wait = max_downloads, download_wait
         self._downloads = asyncio.Semaphore(max_downloads)
 
+    # -- languages ---------------------------------------------------------------------------
+
+    def texts(self, *tags: str | None) -> Texts:
+        """The words for a user whose app names these languages, most preferred first (None: it names none):
+        the first we speak, else DEFAULT_LANGUAGE."""
+        return texts_for(negotiate(tags, self.default_language))
+
+    def _tr(self, tr: Texts | None) -> Texts:
+        return tr if tr is not None else texts_for(self.default_language)
+
     # -- photos ------------------------------------------------------------------------------
 
-    def refuse_size(self, size: int | None) -> Reply | None:
+    def refuse_size(self, size: int | None, tr: Texts | None = None) -> Reply | None:
         """A reply refusing a file by its announced size, before it is downloaded; None if it may come."""
         if size is not None and size > self.max_bytes:
-            mb = self.max_bytes / (1024 * 1024)
-            return Reply(
-                f"That file is {size / (1024 * 1024):.0f} MB; I can look at files up to {mb:.0f} MB.",
-                refused="too_large",
+            tr = self._tr(tr)
+            text = tr.gettext(
+                "That file is {size} MB; I can look at files up to {most} MB.",
+                size=tr.integer(round(size / (1024 * 1024))),
+                most=tr.integer(round(self.max_bytes / (1024 * 1024))),
             )
+            return Reply(text, refused="too_large")
         return None
 
-    def not_an_image(self) -> Reply:
+    def not_an_image(self, tr: Texts | None = None) -> Reply:
+        """The reply to a file that is not an image (or a sticker, a video, a voice note)."""
+        text = self._tr(tr).gettext(
+            "That file isn't an image. Send me a photo (JPEG, PNG, WebP, GIF...) with a face in it."
+        )
+        return Reply(text, refused="not_an_image")
+
+    def download_failed(self, tr: Texts | None = None) -> Reply:
+        """The reply when the chat service would not hand over the photo."""
+        text = self._tr(tr).gettext("I couldn't download that file; please send it again.")
+        return Reply(text, refused="download_failed")
+
+    def whois_without_photo(self, tr: Texts | None = None) -> Reply:
+        """The reply to /whois (or a mention) with no photo to look at."""
         return Reply(
-            "That file isn't an image. Send me a photo (JPEG, PNG, WebP, GIF...) with a face in it.",
-            refused="not_an_image",
+            self._tr(tr).gettext("Reply to a photo with /whois (or a mention of me) and I'll tell you who is in it.")
         )
 
-    def download_failed(self) -> Reply:
-        return Reply("I couldn't download that file; please send it again.", refused="download_failed")
-
-    def whois_without_photo(self) -> Reply:
-        return Reply("Reply to a photo with /whois (or a mention of me) and I'll tell you who is in it.")
-
-    def mention_hint(self) -> Reply:
+    def mention_hint(self, tr: Texts | None = None) -> Reply:
+        """The reply to a mention with no photo, where mentions are how one asks (Discord)."""
         return Reply(
-            "Mention me in a message with a photo attached, or reply to a photo and mention me, and I'll tell "
-            "you who is in it. /whois with a photo works too."
+            self._tr(tr).gettext(
+                "Mention me in a message with a photo attached, or reply to a photo and mention me, and I'll tell "
+                "you who is in it. /whois with a photo works too."
+            )
         )
 
-    def failed(self) -> Reply:
-        return Reply("Sorry, something went wrong on my side. Please try again.")
+    def failed(self, tr: Texts | None = None) -> Reply:
+        """The apology for a failure of ours."""
+        return Reply(self._tr(tr).gettext("Sorry, something went wrong on my side. Please try again."))
 
     async def answer(self, photo: Photo, request: Request, working: Indicator | None = None) -> Reply:
         """Every adapter's photo flow: refuse by type and announced size, rate-limit, download, then answer.
@@ -259,35 +309,41 @@ class ChatCore:
         from .worker import Busy  # the worker module stays out of adapters' imports
 
         start = time.perf_counter()
-        refused = self.not_an_image() if not is_image(photo.content_type, photo.name) else self.refuse_size(photo.size)
+        tr = texts_for(request.language)
+        if not is_image(photo.content_type, photo.name):
+            refused = self.not_an_image(tr)
+        else:
+            refused = self.refuse_size(photo.size, tr)
         if refused is not None:
             return self._refusal(request, refused, start)
         user = f"{request.adapter}:{request.user}"
         if (wait := await self.limiter.wait(user)) > 0:
-            return self._refusal(request, self._slow_down(wait), start)
+            return self._refusal(request, self.slow_down(wait, tr), start)
         try:
             async with showing(working):
-                data = await self._download(photo)
-                if (refused := self.refuse_size(len(data))) is not None:  # announced less than it held, or nothing
+                data = await self._download(photo, tr)
+                if (refused := self.refuse_size(len(data), tr)) is not None:  # announced less than it held, or nothing
                     return self._refusal(request, refused, start)
                 if (wait := await self.limiter.take(user)) > 0:  # its other photos got there while this one came
-                    return self._refusal(request, self._slow_down(wait), start)
+                    return self._refusal(request, self.slow_down(wait, tr), start)
                 result = await self.worker.classify(data)
         except Refused as refusal:
             return self._refusal(request, refusal.reply, start)
         except Busy:
-            return self._refusal(request, self.busy(), start)
+            return self._refusal(request, self.busy(tr), start)
         answer = result.answer
         outcome = answer.error_kind if answer.outcome == "error" else answer.outcome
         self._log(request, outcome, len(answer.faces), start)
         if self.operations is not None:
             self.operations.answered(request.adapter, outcome or "error", time.perf_counter() - start)
-        return describe(answer, result.annotated, self.max_faces_listed)
+        return describe(answer, result.annotated, self.max_faces_listed, tr)
 
-    def busy(self) -> Reply:
-        return Reply("I'm busy with a lot of photos right now; please try again in a minute.", refused="busy")
+    def busy(self, tr: Texts | None = None) -> Reply:
+        """The reply when more photos wait than the bot takes at once."""
+        text = self._tr(tr).gettext("I'm busy with a lot of photos right now; please try again in a minute.")
+        return Reply(text, refused="busy")
 
-    async def _download(self, photo: Photo) -> bytes:
+    async def _download(self, photo: Photo, tr: Texts) -> bytes:
         """`photo.download()` once one of the `max_downloads` places is free; `Refused` ("busy") if none frees in
         time."""
         try:
@@ -295,7 +351,7 @@ class ChatCore:
                 await self._downloads.acquire()
         except TimeoutError:
             log.info("a photo waited %g s to be downloaded and was answered busy", self.download_wait)
-            raise Refused(self.busy()) from None
+            raise Refused(self.busy(tr)) from None
         try:
             return await photo.download()
         finally:
@@ -309,13 +365,15 @@ class ChatCore:
 
         return await self.answer(Photo(in_hand, len(data)), request)
 
-    @staticmethod
-    def _slow_down(wait: float) -> Reply:
-        return Reply(
-            f"You're sending photos faster than I can look at them; try again in {wait:.0f} seconds.",
-            refused="rate_limited",
-            retry_after=wait,
+    def slow_down(self, wait: float, tr: Texts | None = None) -> Reply:
+        """The reply to a user past the rate limit: when they may send again."""
+        seconds = max(1, round(wait))
+        text = self._tr(tr).ngettext(
+            "You're sending photos faster than I can look at them; try again in {n} second.",
+            "You're sending photos faster than I can look at them; try again in {n} seconds.",
+            seconds,
         )
+        return Reply(text, refused="rate_limited", retry_after=wait)
 
     def _refusal(self, request: Request, reply: Reply, start: float) -> Reply:
         self._log(request, (reply.refused or "refused").replace("_", "-"), 0, start)
@@ -337,31 +395,37 @@ class ChatCore:
 
     # -- commands ----------------------------------------------------------------------------
 
-    def _names(self) -> str:
+    def _names(self, tr: Texts) -> str:
+        """The model's people, as who a face may be: "A or B"."""
         info = self.model_info()
         if info is None or len(info.classes) < 2:
-            return "two look-alike actresses"
-        names = [display_name(name) for name in info.classes]
-        return ", ".join(names[:-1]) + " or " + names[-1]
+            return tr.gettext("two look-alike actresses")
+        return tr.either([display_name(name) for name in info.classes])  # names are never translated
 
-    def start_text(self) -> str:
-        return (
-            f"Hi! Send me a photo and I'll tell you who is in it: {self._names()}. "
-            "I answer for every face I find. /help for more, /about for the model."
+    def start_text(self, tr: Texts | None = None) -> str:
+        """`/start`: what the bot does."""
+        tr = self._tr(tr)
+        return tr.gettext(
+            "Hi! Send me a photo and I'll tell you who is in it: {names}. I answer for every face I find. "
+            "/help for more, /about for the model.",
+            names=self._names(tr),
         )
 
-    def help_text(self) -> str:
-        return (
-            "Send a photo (or an image file) with one or more faces. For each face I say who it looks "
-            f"like ({self._names()}) and how sure I am; with several faces I send the photo back with "
-            "numbered boxes. In groups, mention me in the caption, or reply to a photo with a mention "
-            "or /whois. " + self._keeping()
+    def help_text(self, tr: Texts | None = None) -> str:
+        """`/help`: how to ask, in private and in groups, and what is kept."""
+        tr = self._tr(tr)
+        asking = tr.gettext(
+            "Send a photo (or an image file) with one or more faces. For each face I say who it looks like "
+            "({names}) and how sure I am; with several faces I send the photo back with numbered boxes. In "
+            "groups, mention me in the caption, or reply to a photo with a mention or /whois.",
+            names=self._names(tr),
         )
+        return f"{asking} {self._keeping(tr)}"
 
-    def _keeping(self) -> str:
+    def _keeping(self, tr: Texts) -> str:
         if not self._asks_feedback():
-            return "I don't keep your photos."
-        return (
+            return tr.gettext("I don't keep your photos.")
+        return tr.gettext(
             "The buttons under an answer tell me who it really is, so a person can check it and I can learn; "
             "/privacy says what a press keeps, /forget deletes it. I don't keep your photos."
         )
@@ -369,52 +433,105 @@ class ChatCore:
     def _asks_feedback(self) -> bool:
         return self.feedback is not None and self.feedback.enabled
 
-    def privacy_text(self) -> str:
+    def privacy_text(self, tr: Texts | None = None) -> str:
         """What is kept, when, for how long, who sees it, and how to delete it: in plain words."""
+        tr = self._tr(tr)
         if not self._asks_feedback():
-            return (
+            return tr.gettext(
                 "I keep nothing. Your photos are looked at in memory and forgotten as soon as I answer; this bot "
                 "asks for no feedback, so no face, name or id of yours is stored."
             )
-        days = f"{self.keep_days:g} days" if self.keep_days else "a while"
-        return (
-            "What I keep: nothing, unless you press one of the buttons under an answer. A press keeps that one "
-            "face (a small cut-out of it, never your whole photo), the numbers the model worked out from it, what "
-            "the model said and what you said, where it was asked (Telegram, Discord or the web page, private or "
-            "group) and when, and a scrambled form of your user id that only lets /forget find your presses "
-            "(never your name or username).\n"
-            "Who sees it: only the owner of this bot, who checks each face before it may be used to train the "
-            "model.\n"
-            f"How long: faces nobody has checked are deleted after {days}; checked ones are kept to train future "
-            "models, until you delete them.\n"
-            "Delete: /forget deletes every face you marked, at any time, and says how many."
+        paragraphs = [
+            tr.gettext(
+                "What I keep: nothing, unless you press one of the buttons under an answer. A press keeps that one "
+                "face (a small cut-out of it, never your whole photo), the numbers the model worked out from it, "
+                "what the model said and what you said, where it was asked (Telegram, Discord or the web page, "
+                "private or group) and when, and a scrambled form of your user id that only lets /forget find "
+                "your presses (never your name or username)."
+            ),
+            tr.gettext(
+                "Who sees it: only the owner of this bot, who checks each face before it may be used to train the "
+                "model."
+            ),
+            self._how_long(tr),
+            tr.gettext("Delete: /forget deletes every face you marked, at any time, and says how many."),
+        ]
+        return "\n".join(paragraphs)
+
+    def _how_long(self, tr: Texts) -> str:
+        days = self.keep_days
+        if not days:
+            return tr.gettext(
+                "How long: faces nobody has checked are deleted after a while; checked ones are kept to train "
+                "future models, until you delete them."
+            )
+        if float(days).is_integer():
+            return tr.ngettext(
+                "How long: faces nobody has checked are deleted after {n} day; checked ones are kept to train "
+                "future models, until you delete them.",
+                "How long: faces nobody has checked are deleted after {n} days; checked ones are kept to train "
+                "future models, until you delete them.",
+                int(days),
+            )
+        return tr.ngettext(
+            "How long: faces nobody has checked are deleted after {n} hour; checked ones are kept to train "
+            "future models, until you delete them.",
+            "How long: faces nobody has checked are deleted after {n} hours; checked ones are kept to train "
+            "future models, until you delete them.",
+            max(1, round(days * 24)),
         )
 
-    async def forget(self, adapter: str, user: str) -> Reply:
+    async def forget(self, adapter: str, user: str, tr: Texts | None = None) -> Reply:
         """`/forget`: delete every face `user` marked, and say how many; without feedback, that nothing is kept."""
+        tr = self._tr(tr)
         if self.feedback is None:
-            return Reply(self.privacy_text())
-        return await self.feedback.forget(adapter, user)
+            return Reply(self.privacy_text(tr))
+        return await self.feedback.forget(adapter, user, tr)
 
-    async def about(self) -> str:
+    async def about(self, tr: Texts | None = None) -> str:
         """`about_text`, and how many of this model's answers users marked right, wrong and neither."""
-        text = self.about_text()
+        tr = self._tr(tr)
+        text = self.about_text(tr)
         tally = await self.feedback.tally() if self._asks_feedback() else None
         if tally and sum(tally.values()):
-            text += (
-                f" Users marked {tally.get('right', 0)} of its answers right, {tally.get('wrong', 0)} wrong and "
-                f"{tally.get('neither', 0)} as neither of them."
+            marked = tr.gettext(
+                "Users marked {right} of its answers right, {wrong} wrong and {neither} as neither of them.",
+                right=tr.integer(tally.get("right", 0)),
+                wrong=tr.integer(tally.get("wrong", 0)),
+                neither=tr.integer(tally.get("neither", 0)),
             )
+            text += " " + marked
         return text
 
-    def about_text(self) -> str:
+    def about_text(self, tr: Texts | None = None) -> str:
+        """`/about`: the model, how accurate it is and when it was trained."""
+        tr = self._tr(tr)
         info = self.model_info()
         if info is None:
-            return "I tell look-alikes apart by their faces. (No details about the current model are recorded.)"
-        parts = [f"I tell {self._names()} apart, face by face."]
+            return tr.gettext(
+                "I tell look-alikes apart by their faces. (No details about the current model are recorded.)"
+            )
+        parts = [tr.gettext("Face by face, I tell whether it is {names}.", names=self._names(tr))]
         if info.accuracy is not None:
-            on = f" on {info.n_valid} faces it did not train on" if info.n_valid else ""
-            parts.append(f"Validation accuracy: {info.accuracy:.1%}{on}.")
+            accuracy = tr.percent(info.accuracy, decimals=1)
+            if info.n_valid:
+                parts.append(
+                    tr.ngettext(
+                        "Validation accuracy: {accuracy} on {n} face it did not train on.",
+                        "Validation accuracy: {accuracy} on {n} faces it did not train on.",
+                        info.n_valid,
+                        accuracy=accuracy,
+                    )
+                )
+            else:
+                parts.append(tr.gettext("Validation accuracy: {accuracy}.", accuracy=accuracy))
         if info.trained_at:
-            parts.append(f"Trained: {info.trained_at[:10]}.")
+            parts.append(tr.gettext("Trained: {date}.", date=_date(tr, info.trained_at)))
         return " ".join(parts)
+
+
+def _date(tr: Texts, iso: str) -> str:
+    try:
+        return tr.date(iso)
+    except ValueError:  # not a date: as the training script wrote it
+        return iso[:10]

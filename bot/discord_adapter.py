@@ -1,8 +1,10 @@
-"""The Discord adapter (discord.py 2): mentions, replies to photos and `/whois` in, the chat core's replies out.
+"""The Discord adapter (discord.py 2): mentions and replies to photos in, the chat core's replies out; the
+application commands (`/whois`, "Who is this?") are `discord_commands.py`'s, the buttons `discord_feedback.py`'s.
 
 A thin translation: every sentence the user reads comes from `ChatCore`; this module only decides which
 attachments to look at, shows that the bot is working, and sends the answer back where it was asked, with the
-feedback buttons of `discord_feedback.py` under it.
+feedback buttons under it. A mention is answered in its server's language (`discord_i18n.py`), and the commands
+are published with their names and descriptions in every language of ours.
 
 The client is always discord.py's `AutoShardedClient`: over the shards it is given (`shard_count` in all,
 `shard_ids` here), or over Discord's recommended count, all in this process. A small bot gets one shard.
@@ -26,19 +28,11 @@ from discord import app_commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from .core import (
-    COMMAND_DESCRIPTIONS,
-    DISCORD,
-    WHOIS_PHOTO_DESCRIPTION,
-    ChatCore,
-    Indicator,
-    Photo,
-    Refused,
-    Reply,
-    Request,
-    reply_messages,
-)
-from .discord_feedback import FeedbackButton, FeedbackButtons, asked_name, tell_privately
+from .core import DISCORD, ChatCore, Indicator, Photo, Refused, Reply, Request, reply_messages
+from .discord_commands import PhotoCommands
+from .discord_feedback import FeedbackButton, FeedbackButtons, tell_privately
+from .discord_i18n import message_texts, publish_commands, texts_of, with_command_names
+from .i18n import Texts
 from .supervisor import Failure, network_failure
 
 __all__ = [
@@ -157,7 +151,9 @@ class _DoppelClient(discord.AutoShardedClient):
         self.feedback_buttons = FeedbackButtons(core, self, self._track)  # FeedbackButton's presses go there
         self.tree = app_commands.CommandTree(self)
         self.tree.error(self._on_app_command_error)
-        for command in (self._whois_command(), *self.feedback_buttons.commands()):
+        photos = PhotoCommands(core, self.feedback_buttons, self._track, self._download, self._deliver)
+        [whois, who_is_this] = photos.commands()
+        for command in (whois, *self.feedback_buttons.commands(), who_is_this):
             self.tree.add_command(command)
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -186,10 +182,7 @@ class _DoppelClient(discord.AutoShardedClient):
         log.info("Discord shards %s of %d", shards, self.shard_count)
         # Presses on any answer's buttons, sent by this process or another, before or after a restart.
         self.add_dynamic_items(FeedbackButton)
-        try:
-            await self.tree.sync()
-        except discord.HTTPException as e:
-            log.warning("could not sync the slash commands (%s %s); mentions still work", e.status, e.text)
+        await publish_commands(self.tree)
 
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
         """Wait for this shard's bucket to have its IDENTIFY turn (without a gate: discord.py's 5 s between shards)."""
@@ -254,6 +247,7 @@ class _DoppelClient(discord.AutoShardedClient):
         me = self.user
         if me is None or not self._addressed(message) or not self._track():
             return
+        tr = message_texts(self.core, message)
         attachments = message.attachments
         if not attachments:
             referenced = await self._referenced(message)
@@ -265,33 +259,36 @@ class _DoppelClient(discord.AutoShardedClient):
             elif referenced is not None:
                 attachments = referenced.attachments
         if not attachments:
-            await self._send(message, self.core.mention_hint())
+            hint = self.core.mention_hint(tr)
+            await self._send(message, Reply(with_command_names(hint.text, tr)), tr)
             return
-        request = Request("discord", "guild" if message.guild else "dm", str(message.author.id))
+        chat = "guild" if message.guild else "dm"
+        request = Request("discord", chat, str(message.author.id), language=tr.code)
         # Typing shows while each photo is fetched and looked at, and a failure to show it is only logged:
         # discord.py's own `async with channel.typing()` raises when its first request fails.
         typing = Indicator(message.channel.typing, _TYPING_REFRESH_S)
         for i, attachment in enumerate(attachments):
-            await self._send(message, await self.core.answer(self._photo(attachment), request, typing), i)
+            await self._send(message, await self.core.answer(self._photo(attachment, tr), request, typing), tr, i)
 
-    def _photo(self, attachment: discord.Attachment) -> Photo:
+    def _photo(self, attachment: discord.Attachment, tr: Texts) -> Photo:
         """What Discord announces of an attachment, and how to fetch it."""
-        download = functools.partial(self._download, attachment)
+        download = functools.partial(self._download, attachment, tr)
         return Photo(download, attachment.size, attachment.content_type, attachment.filename)
 
-    async def _download(self, attachment: discord.Attachment) -> bytes:
-        """The attachment's bytes from Discord's CDN; `Refused` when they cannot be had."""
+    async def _download(self, attachment: discord.Attachment, tr: Texts) -> bytes:
+        """The attachment's bytes from Discord's CDN; `Refused` (in `tr`'s words) when they cannot be had."""
         try:
             return await attachment.read()
         except (TimeoutError, discord.HTTPException, aiohttp.ClientError) as e:
             log.warning("could not download an attachment: %s", type(e).__name__)
-            raise Refused(self.core.download_failed()) from None
+            raise Refused(self.core.download_failed(tr)) from None
 
-    async def _send(self, message: discord.Message, reply: Reply, photo: int = 0) -> None:
-        """`reply`, about photo number `photo` of `message`, as a Discord reply to it with the feedback buttons under
-        its last message; still sent, unthreaded, if `message` was deleted meanwhile."""
+    async def _send(self, message: discord.Message, reply: Reply, tr: Texts, photo: int = 0) -> None:
+        """`reply`, about photo number `photo` of `message`, as a Discord reply to it with the feedback buttons (in
+        `tr`'s language) under its last message; still sent, unthreaded, if `message` was deleted meanwhile."""
         reference = message.to_reference(fail_if_not_exists=False)
-        await self._deliver(message.channel.send, reply, self.feedback_buttons.view(reply, photo), (), reference)
+        view = self.feedback_buttons.view(reply, photo, tr)
+        await self._deliver(message.channel.send, reply, view, (), reference)
 
     async def _deliver(
         self,
@@ -328,48 +325,24 @@ class _DoppelClient(discord.AutoShardedClient):
         if event_method != "on_message" or not isinstance(message, discord.Message):
             return
         try:
-            await self._send(message, self.core.failed())
+            tr = message_texts(self.core, message)
+            await self._send(message, self.core.failed(tr), tr)
         except Exception:  # the apology is best effort: this handler must never raise
             log.warning("could not tell the user that answering failed", exc_info=True)
 
-    # -- /whois -------------------------------------------------------------------------------
-
-    def _whois_command(self) -> app_commands.Command:
-        @app_commands.command(name="whois", description=COMMAND_DESCRIPTIONS["whois"])
-        @app_commands.describe(photo=WHOIS_PHOTO_DESCRIPTION)
-        async def whois(interaction: discord.Interaction, photo: discord.Attachment) -> None:
-            """Answer about the attached photo: think first, since the model takes a moment."""
-            if not self._track():
-                return
-            await interaction.response.defer(thinking=True)  # "thinking..." is the command's typing indicator
-            request = Request("discord", "guild" if interaction.guild_id else "dm", str(interaction.user.id))
-            kept: list[bytes] = []
-
-            async def download() -> bytes:
-                kept.append(await self._download(photo))
-                return kept[-1]
-
-            reply = await self.core.answer(Photo(download, photo.size, photo.content_type, photo.filename), request)
-            # The photo lives only in this command: the answer carries it, for the channel to see what was asked
-            # and for a press to take the face again.
-            view = self.feedback_buttons.view(reply) if kept else None
-            if view is not None and len(kept[-1]) + len(reply.image or b"") > interaction.filesize_limit:
-                view = None  # Discord would refuse the upload: the answer goes without the photo, so without buttons
-            attach = [(asked_name(photo.filename, photo.content_type), kept[-1])] if view is not None else []
-            await self._deliver(interaction.followup.send, reply, view, attach)
-
-        return whois
+    # -- application commands -----------------------------------------------------------------
 
     async def _on_app_command_error(
         self, interaction: discord.Interaction, error: app_commands.AppCommandError
     ) -> None:
-        """Log a failed slash command and apologise in the conversation; never raise."""
-        name = interaction.command.name if interaction.command else "?"
-        log.error("the /%s command failed", name, exc_info=error)
+        """Log a failed command and apologise to its user; never raise."""
+        command = interaction.command
+        name = f"/{command.name}" if isinstance(command, app_commands.Command) else f'"{getattr(command, "name", "?")}"'
+        log.error("the %s command failed", name, exc_info=error)
         try:
-            await tell_privately(interaction, self.core.failed().text)
+            await tell_privately(interaction, self.core.failed(texts_of(self.core, interaction)).text)
         except Exception:
-            log.warning("could not tell the user that /%s failed", name, exc_info=True)
+            log.warning("could not tell the user that %s failed", name, exc_info=True)
 
 
 class _Endpoints:
@@ -414,22 +387,26 @@ def build_client(
 
 
 def failure_of(error: BaseException) -> Failure:
-    """What a failed Discord run means: a refused token or gateway is not retried, an outage or a used-up day is."""
+    """What a failed Discord run means: a refused token or gateway is not retried, an outage or a used-up day is.
+    The reasons are the operator's (logs, /readyz), in English."""
     if isinstance(error, SessionStartsUsedUp):
         # A second past the reset Discord names, so that the first start of the new day is not refused.
-        return Failure("Discord's session starts for today are used up", retry=True, after=error.retry_after + 1)
+        reason = "Discord's session starts for today are used up"  # not for users
+        return Failure(reason, retry=True, after=error.retry_after + 1)
     if isinstance(error, discord.LoginFailure):
-        return Failure("Discord refused the token (401: check DISCORD_TOKEN and DISCORD_API_BASE)", retry=False)
+        reason = "Discord refused the token (401: check DISCORD_TOKEN and DISCORD_API_BASE)"  # not for users
+        return Failure(reason, retry=False)
     if isinstance(error, discord.PrivilegedIntentsRequired):
-        return Failure("Discord refused the gateway intents (4014)", retry=False)
+        return Failure("Discord refused the gateway intents (4014)", retry=False)  # not for users
     if isinstance(error, discord.ConnectionClosed):
         # discord.py resumes by itself after every close code that allows it; what reaches here does not.
         if error.code == 4004:
-            return Failure("Discord refused the token (4004: check DISCORD_TOKEN)", retry=False)
-        return Failure(f"Discord closed the gateway ({error.code}: {error.reason or 'no reason given'})", retry=False)
+            return Failure("Discord refused the token (4004: check DISCORD_TOKEN)", retry=False)  # not for users
+        why = error.reason or "no reason given"  # not for users
+        return Failure(f"Discord closed the gateway ({error.code}: {why})", retry=False)  # not for users
     if isinstance(error, discord.DiscordServerError | discord.GatewayNotFound):
-        status = getattr(error, "status", None)
-        return Failure(f"Discord is failing ({status or 'no gateway'})", retry=True)
+        status = getattr(error, "status", None) or "no gateway"  # not for users
+        return Failure(f"Discord is failing ({status})", retry=True)  # not for users
     return network_failure(error)
 
 

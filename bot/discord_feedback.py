@@ -10,6 +10,8 @@ from the message the answer replies to (or from the photo that message replied t
 lives only in the command, from the bot's answer itself, which carries the photo asked about as `asked.<ext>`.
 A Why? press takes the photo again the same way, and is answered to the presser alone with the face's evidence:
 its line and its picture (`why.jpg`).
+
+Every press is answered in the presser's language (their Discord's `locale`), the buttons it redraws included.
 """
 
 from __future__ import annotations
@@ -27,12 +29,15 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import discord
 from discord import app_commands
+from discord.app_commands import locale_str
 
 from .core import COMMAND_DESCRIPTIONS, DISCORD, IMAGE_SUFFIXES, ChatCore, Refused, Reply, reply_messages
+from .discord_i18n import FORGET, PRIVACY, SLASH, texts_of, with_command_names
 from .feedback import slow_down
 
 if TYPE_CHECKING:
     from .feedback import Action, Keyboard
+    from .i18n import Texts
 
 __all__ = [
     "ASKED_STEM",
@@ -43,7 +48,9 @@ __all__ = [
     "asked_name",
     "custom_id",
     "feedback_view",
+    "shown_to_all",
     "tell_privately",
+    "think",
 ]
 
 log = logging.getLogger("doppelbot.discord")
@@ -58,14 +65,36 @@ _CUSTOM_ID = re.compile(r"(?P<data>fb1:[^/]*)(?:/(?P<photo>[0-9]{1,2}))?")
 # Discord waits 3 s for a press to be answered: a press not done by then is acknowledged first, then finished.
 _QUICK_S = 1.5
 _LEAVE: Any = object()  # "leave the message's buttons as they are"
+# In an interaction's extras: its "thinking..." is shown to the whole channel and no answer has replaced it yet.
+_THINKING_PUBLICLY = "doppelbot.thinking_publicly"
+
+
+async def think(interaction: discord.Interaction) -> None:
+    """Answer `interaction` with "thinking..." for the whole channel to see; its answer follows."""
+    await interaction.response.defer(thinking=True)
+    interaction.extras[_THINKING_PUBLICLY] = True
+
+
+def shown_to_all(interaction: discord.Interaction) -> None:
+    """Say that the answer about to follow `interaction` is for the channel: it takes the place of "thinking..."."""
+    interaction.extras.pop(_THINKING_PUBLICLY, None)
 
 
 async def tell_privately(interaction: discord.Interaction, text: str) -> None:
-    """`text` to the user of `interaction` alone: as its response, or as a followup once it has one."""
-    if interaction.response.is_done():
-        await interaction.followup.send(text, ephemeral=True)
-    else:
+    """`text` to the user of `interaction` alone: as its response, or as a followup once it has one.
+
+    Discord makes the first followup after "thinking..." take its place, seen by all if the thinking was: that
+    thinking is deleted first, so that a refusal or an apology stays the user's.
+    """
+    if not interaction.response.is_done():
         await interaction.response.send_message(text, ephemeral=True)
+        return
+    if interaction.extras.pop(_THINKING_PUBLICLY, False):
+        try:
+            await interaction.delete_original_response()
+        except discord.HTTPException as e:
+            log.warning('could not take back a "thinking..." (%s): the reply to it is seen by all', e.status)
+    await interaction.followup.send(text, ephemeral=True)
 
 
 def custom_id(data: str, photo: int = 0) -> str:
@@ -143,10 +172,11 @@ class FeedbackButtons:
         self._client = client
         self._track = track
 
-    def view(self, reply: Reply, photo: int = 0) -> discord.ui.View | None:
-        """The buttons under `reply`, an answer about photo number `photo` of its message; None for none."""
+    def view(self, reply: Reply, photo: int = 0, tr: Texts | None = None) -> discord.ui.View | None:
+        """The buttons under `reply`, an answer about photo number `photo` of its message, in `tr`'s language; None
+        for none."""
         feedback = self.core.feedback
-        return feedback_view(feedback.keyboard(reply.answer) if feedback is not None else None, photo)
+        return feedback_view(feedback.keyboard(reply.answer, tr) if feedback is not None else None, photo)
 
     # -- presses -----------------------------------------------------------------------------
 
@@ -154,13 +184,14 @@ class FeedbackButtons:
         """Do what a feedback button asks, and answer the press whatever happens: a press left unanswered reads
         "This interaction failed" to the user."""
         self._track()  # a press during a stop is still done: it takes a moment, and the vote is the user's
+        tr = texts_of(self.core, interaction)
         try:
-            await self._press(interaction, pressed_id)
+            await self._press(interaction, pressed_id, tr)
         except Exception:
             log.exception("a feedback press failed")
-            await self._apologise(interaction)
+            await self._apologise(interaction, tr)
 
-    async def _press(self, interaction: discord.Interaction, pressed_id: str) -> None:
+    async def _press(self, interaction: discord.Interaction, pressed_id: str, tr: Texts) -> None:
         match = _CUSTOM_ID.fullmatch(pressed_id)
         feedback = self.core.feedback
         action = feedback.parse(match["data"]) if feedback is not None and match is not None else None
@@ -170,7 +201,7 @@ class FeedbackButtons:
             return
         photo = int(match["photo"] or 0)
         if action.kind == "why":
-            await self._explain(interaction, action, answer, photo)
+            await self._explain(interaction, action, answer, photo, tr)
             return
         channel_id, message_id = interaction.channel_id, answer.id
 
@@ -181,10 +212,11 @@ class FeedbackButtons:
             feedback.act(
                 action,
                 key_of,
-                functools.partial(self._asked_photo, answer, photo),
+                functools.partial(self._asked_photo, answer, photo, tr),
                 "discord",
                 "guild" if interaction.guild_id else "dm",
                 str(interaction.user.id),
+                tr=tr,
             )
         )
         done, _ = await asyncio.wait({work}, timeout=_QUICK_S)
@@ -210,15 +242,15 @@ class FeedbackButtons:
             await interaction.followup.send(pressed.toast, ephemeral=True)
 
     async def _explain(
-        self, interaction: discord.Interaction, action: Action, answer: discord.Message, photo: int
+        self, interaction: discord.Interaction, action: Action, answer: discord.Message, photo: int, tr: Texts
     ) -> None:
         """Why? for face `action.face` of photo `photo` of `answer`: the evidence (its line, and its picture as a
         file) to the presser alone; "thinking..." first when it takes longer than Discord waits."""
         if (wait := await self.core.limiter.take(f"discord:{interaction.user.id}")) > 0:
-            await tell_privately(interaction, slow_down(wait))  # a look again counts as a photo sent
+            await tell_privately(interaction, slow_down(wait, tr))  # a look again counts as a photo sent
             return
-        asked = functools.partial(self._asked_photo, answer, photo)
-        work = asyncio.ensure_future(self.core.feedback.explain(action.face, asked, action.labels))
+        asked = functools.partial(self._asked_photo, answer, photo, tr)
+        work = asyncio.ensure_future(self.core.feedback.explain(action.face, asked, action.labels, tr=tr))
         done, _ = await asyncio.wait({work}, timeout=_QUICK_S)
         if not done:
             try:
@@ -235,13 +267,13 @@ class FeedbackButtons:
         else:
             await interaction.response.send_message(text, ephemeral=True, **extra)
 
-    async def _apologise(self, interaction: discord.Interaction) -> None:
+    async def _apologise(self, interaction: discord.Interaction, tr: Texts) -> None:
         try:
-            await tell_privately(interaction, self.core.failed().text)
+            await tell_privately(interaction, self.core.failed(tr).text)
         except Exception:  # best effort: the press is lost either way
             log.warning("could not tell the user that a feedback press failed", exc_info=True)
 
-    async def _asked_photo(self, answer: discord.Message, photo: int) -> bytes:
+    async def _asked_photo(self, answer: discord.Message, photo: int, tr: Texts) -> bytes:
         """The bytes of the photo `answer` (the bot's message) was about, from Discord again; `Refused` if gone."""
         try:
             attachment = await self._asked_attachment(answer, photo)
@@ -249,14 +281,14 @@ class FeedbackButtons:
             log.info("the photo of a feedback press could not be found again: %s", type(e).__name__)
             attachment = None
         if attachment is None:
-            raise Refused(self.core.download_failed())
-        if (refused := self.core.refuse_size(attachment.size)) is not None:
+            raise Refused(self.core.download_failed(tr))
+        if (refused := self.core.refuse_size(attachment.size, tr)) is not None:
             raise Refused(refused)
         try:
             return await attachment.read()
         except (TimeoutError, discord.HTTPException, aiohttp.ClientError) as e:
             log.info("the photo of a feedback press could not be downloaded again: %s", type(e).__name__)
-            raise Refused(self.core.download_failed()) from None
+            raise Refused(self.core.download_failed(tr)) from None
 
     async def _asked_attachment(self, answer: discord.Message, photo: int) -> discord.Attachment | None:
         """The attachment `answer` was about: its own `asked.*` (a `/whois` answer), else number `photo` of the
@@ -279,23 +311,25 @@ class FeedbackButtons:
 
     def commands(self) -> list[app_commands.Command]:
         """`/privacy` (what is kept, in plain words) and `/forget` (delete what this user marked), both answered
-        to the user alone."""
+        to the user alone, in their language."""
 
-        @app_commands.command(name="privacy", description=COMMAND_DESCRIPTIONS["privacy"])
+        @app_commands.command(name=locale_str(PRIVACY, name=SLASH), description=COMMAND_DESCRIPTIONS["privacy"])
         async def privacy(interaction: discord.Interaction) -> None:
             """Say what the bot keeps, when, for how long, who sees it and how to delete it."""
-            pieces = reply_messages(Reply(self.core.privacy_text()), DISCORD)
+            tr = texts_of(self.core, interaction)
+            pieces = reply_messages(Reply(with_command_names(self.core.privacy_text(tr), tr)), DISCORD)
             await interaction.response.send_message(pieces[0].text, ephemeral=True)
             for piece in pieces[1:]:
                 await interaction.followup.send(piece.text, ephemeral=True)
 
-        @app_commands.command(name="forget", description=COMMAND_DESCRIPTIONS["forget"])
+        @app_commands.command(name=locale_str(FORGET, name=SLASH), description=COMMAND_DESCRIPTIONS["forget"])
         async def forget(interaction: discord.Interaction) -> None:
             """Delete every face this user marked, and say how many."""
             self._track()
             await interaction.response.defer(ephemeral=True, thinking=True)  # the database may take a moment
-            reply = await self.core.forget("discord", str(interaction.user.id))
-            for piece in reply_messages(reply, DISCORD):
+            tr = texts_of(self.core, interaction)
+            reply = await self.core.forget("discord", str(interaction.user.id), tr)
+            for piece in reply_messages(Reply(with_command_names(reply.text, tr)), DISCORD):
                 await interaction.followup.send(piece.text, ephemeral=True)
 
         return [privacy, forget]

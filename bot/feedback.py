@@ -23,6 +23,8 @@ import numpy as np
 from feedback.store import NEITHER, FaceSample, FeedbackStore, ModelSaid, StoreUnavailable, Vote
 from model.answers import Examined, PhotoAnswer, display_name
 
+from .evidence_words import evidence_line
+from .i18n import ENGLISH, N_, Texts, texts_for
 from .replies import Reply
 
 __all__ = [
@@ -55,13 +57,14 @@ _FACES_PER_ROW = 6
 # watches the button's spinner meanwhile).
 _FETCH_SECONDS = 10.0
 
-THANKS = "Thanks: sent for review"
-NOT_SAVED = "Sorry, I couldn't save that right now; please try again later."
-GONE = "That photo is gone, so I can't keep this face."
-WHY = "Why?"
-WHY_GONE = "That photo is gone, so I can't show why."
-_BUSY = "I'm busy with a lot of photos right now; please press again in a minute."
-_OFF = "Feedback is off for this bot."
+# In English: an adapter that shows one translates it (`tr.gettext(THANKS)`).
+THANKS = N_("Thanks: sent for review")
+NOT_SAVED = N_("Sorry, I couldn't save that right now; please try again later.")
+GONE = N_("That photo is gone, so I can't keep this face.")
+WHY = N_("Why?")
+WHY_GONE = N_("That photo is gone, so I can't show why.")
+_BUSY = N_("I'm busy with a lot of photos right now; please press again in a minute.")
+_OFF = N_("Feedback is off for this bot.")
 
 
 @dataclass(frozen=True)
@@ -103,9 +106,13 @@ class Shown:
     picture: bytes | None = None  # JPEG
 
 
-def slow_down(wait: float) -> str:
+def slow_down(wait: float, tr: Texts | None = None) -> str:
     """What a Why? press past the rate limit is told: each look at a photo again counts as a photo sent."""
-    return f"You're asking faster than I can look; please try again in {max(1, round(wait))} seconds."
+    return (tr or texts_for(ENGLISH)).ngettext(
+        "You're asking faster than I can look; please try again in {n} second.",
+        "You're asking faster than I can look; please try again in {n} seconds.",
+        max(1, round(wait)),
+    )
 
 
 def _digit(i: int) -> str:
@@ -147,7 +154,7 @@ class Feedback:
 
     # -- keyboards ---------------------------------------------------------------------------
 
-    def keyboard(self, answer: PhotoAnswer | None) -> Keyboard | None:
+    def keyboard(self, answer: PhotoAnswer | None, tr: Texts | None = None) -> Keyboard | None:
         """The buttons under an answer: the choices for its one face (and Why?), or its faces' numbers; None for no
         buttons."""
         if not (self.enabled or self.explains) or answer is None or answer.outcome != "ok" or not answer.faces:
@@ -157,7 +164,7 @@ class Feedback:
             return None
         labels = _labels(answer, classes)
         if len(labels) == 1:
-            return self._choices(1, labels, classes, {})
+            return self._choices(1, labels, classes, {}, tr or texts_for(ENGLISH))
         return self._faces(labels)
 
     def vote(self, answer: PhotoAnswer, face: int, verdict: str) -> Action | None:
@@ -186,7 +193,7 @@ class Feedback:
         numbers = [Button(str(n), f"{_PREFIX}:f:{n}:{labels}") for n in range(1, len(labels) + 1)]
         return [numbers[i : i + _FACES_PER_ROW] for i in range(0, len(numbers), _FACES_PER_ROW)]
 
-    def _choices(self, face: int, labels: str, classes: list[str], votes: dict[str, int]) -> Keyboard:
+    def _choices(self, face: int, labels: str, classes: list[str], votes: dict[str, int], tr: Texts) -> Keyboard:
         """One row per class (the model's answer marked ✓) and "Neither of them" (with feedback on), then a last
         row: with several faces "back", and "Why?"."""
         said = _DIGITS.index(labels[face - 1])
@@ -195,13 +202,14 @@ class Feedback:
             for i, name in enumerate(classes):
                 text = ("✓ " if i == said else "") + display_name(name) + _count(votes.get(name, 0))
                 rows.append([Button(text, f"{_PREFIX}:v:{face}:{_digit(i)}:{labels}")])
-            neither = "Neither of them" + _count(votes.get(NEITHER, 0))
+            neither = tr.gettext("Neither of them") + _count(votes.get(NEITHER, 0))
             rows.append([Button(neither, f"{_PREFIX}:v:{face}:x:{labels}")])
         last = []
         if len(labels) > 1:
-            last.append(Button(f"« Back (face {face} of {len(labels)})", f"{_PREFIX}:b:{labels}"))
+            back = tr.gettext("« Back (face {face} of {faces})", face=face, faces=len(labels))
+            last.append(Button(back, f"{_PREFIX}:b:{labels}"))
         if self.explains:
-            last.append(Button(WHY, f"{_PREFIX}:w:{face}:{labels}"))
+            last.append(Button(tr.gettext(WHY), f"{_PREFIX}:w:{face}:{labels}"))
         return [*rows, last] if last else rows
 
     def parse(self, data: str | None) -> Action | None:
@@ -237,41 +245,43 @@ class Feedback:
         chat_kind: str,
         user: str,
         examined: Examined | None = None,
+        tr: Texts | None = None,
     ) -> Pressed:
         """Do what a press asks. `key_of(face)`: that face's key (the adapter knows the chat and the message);
         `photo()`: the asked-about photo's bytes again, fetched only for a face not yet kept (None: it is gone);
         `examined`: the photo already examined again, by an adapter that had to look at it (the web page).
-        A Why? press is `explain`'s, not this."""
+        A Why? press is `explain`'s, not this. `tr`: the presser's language."""
+        tr = tr or texts_for(ENGLISH)
         if self.store is None and not self.explains:
-            return Pressed(_OFF, [])  # a keyboard drawn before FEEDBACK=off: its buttons go
+            return Pressed(tr.gettext(_OFF), [])  # a keyboard drawn before FEEDBACK=off: its buttons go
         classes = self._classes()
         if action.kind == "back":
             return Pressed(None, self._faces(action.labels))
         if action.kind == "face":
             votes = await self._votes(key_of(action.face)) if self.store is not None else {}
-            return Pressed(None, self._choices(action.face, action.labels, classes, votes))
+            return Pressed(None, self._choices(action.face, action.labels, classes, votes, tr))
         if action.kind != "vote":  # Why?: nothing to keep, nothing to redraw
             return Pressed(None, None)
         if self.store is None:  # a vote on a keyboard drawn before FEEDBACK=off: only its Why? stays
-            return Pressed(_OFF, self._choices(action.face, action.labels, classes, {}))
+            return Pressed(tr.gettext(_OFF), self._choices(action.face, action.labels, classes, {}, tr))
         verdict = self.verdict(action, classes)
         if verdict is None:  # a keyboard drawn by a model with more classes than the one answering now
-            return Pressed(GONE, None)
+            return Pressed(tr.gettext(GONE), None)
         key = key_of(action.face)
         try:
             sample = None
             if not await asyncio.to_thread(self.store.has_face, key):
                 sample = await self._sample(photo, action.face, examined)
                 if isinstance(sample, str):
-                    return Pressed(sample, None)
+                    return Pressed(tr.gettext(sample), None)
             votes = await asyncio.to_thread(self.store.record, Vote(key, verdict, adapter, chat_kind, user), sample)
         except StoreUnavailable as e:
             log.warning("a feedback press was lost: the database is unavailable (%s)", type(e.__cause__).__name__)
-            return Pressed(NOT_SAVED, None)
+            return Pressed(tr.gettext(NOT_SAVED), None)
         log.info("feedback adapter=%s chat=%s verdict=%s", adapter, chat_kind, _kind(verdict, action, classes))
         if self._counted is not None:
             self._counted(_kind(verdict, action, classes), self._model_date())
-        return Pressed(THANKS, self._choices(action.face, action.labels, classes, votes))
+        return Pressed(tr.gettext(THANKS), self._choices(action.face, action.labels, classes, votes, tr))
 
     async def _votes(self, key: str) -> dict[str, int]:
         try:
@@ -308,51 +318,69 @@ class Feedback:
         return FaceSample(examined.chips[face - 1], descriptor, said)
 
     async def explain(
-        self, face: int, photo: Callable[[], Awaitable[bytes]] | None, labels: str | None = None
+        self,
+        face: int,
+        photo: Callable[[], Awaitable[bytes]] | None,
+        labels: str | None = None,
+        tr: Texts | None = None,
     ) -> Shown:
         """Why the model said what it did of face `face` (1-based) of the photo `photo()` fetches again (None: it is
         gone): its evidence, or a toast saying why not. `labels`: the answer's, from the button (the photo's faces
-        must still be as many). Nothing is kept."""
+        must still be as many); `tr`: the presser's language. Nothing is kept."""
         from .core import Refused  # the core imports this module
         from .worker import Busy
 
+        tr = tr or texts_for(ENGLISH)
         if self._why is None:
-            return Shown(_OFF)
+            return Shown(tr.gettext(_OFF))
         if photo is None:
-            return Shown(WHY_GONE)
+            return Shown(tr.gettext(WHY_GONE))
         try:
             async with asyncio.timeout(_FETCH_SECONDS):
                 data = await photo()
             explained = await self._why(data)
         except (Refused, TimeoutError):
-            return Shown(WHY_GONE)
+            return Shown(tr.gettext(WHY_GONE))
         except Busy:
-            return Shown(_BUSY)
+            return Shown(tr.gettext(_BUSY))
         faces = explained.answer.faces if explained.answer.outcome == "ok" else []
         if face > len(explained.evidence) or (labels is not None and len(labels) != len(faces)):
-            return Shown(WHY_GONE)  # not the photo that was answered (edited, or the model now finds other faces)
+            return Shown(
+                tr.gettext(WHY_GONE)
+            )  # not the photo that was answered (edited, or the model now finds other faces)
         evidence = explained.evidence[face - 1]
+        line = evidence_line(evidence, faces[face - 1] if face <= len(faces) else None, tr)
         # Under a crowd's answer the picture may come long after the press: it says which face it is about.
-        text = f"Face {face}: {evidence.text}" if len(faces) > 1 else evidence.text
+        text = tr.gettext("Face {face}: {evidence}", face=face, evidence=line) if len(faces) > 1 else line
         return Shown(None, text, evidence.picture)
 
     # -- the user's rights -------------------------------------------------------------------
 
-    async def forget(self, adapter: str, user: str) -> Reply:
-        """Delete every face this user marked; say how many."""
+    async def forget(self, adapter: str, user: str, tr: Texts | None = None) -> Reply:
+        """Delete every face this user marked; say how many, in `tr`'s language."""
+        tr = tr or texts_for(ENGLISH)
         if self.store is None:
-            return Reply("I keep nothing from anyone here: feedback is off, so there was nothing to delete.")
+            return Reply(
+                tr.gettext("I keep nothing from anyone here: feedback is off, so there was nothing to delete.")
+            )
         try:
             n = await asyncio.to_thread(self.store.forget, adapter, user)
         except StoreUnavailable:
             return Reply(
-                "Sorry, I couldn't reach my records just now, so nothing was deleted; please try again later.",
+                tr.gettext(
+                    "Sorry, I couldn't reach my records just now, so nothing was deleted; please try again later."
+                ),
                 refused="unavailable",
             )
         if n == 0:
-            return Reply("You haven't marked any faces, so there was nothing of yours to delete.")
-        faces = "face" if n == 1 else "faces"
-        return Reply(f"Done: I deleted the {n} {faces} you marked, and your votes. Nothing else of yours is kept.")
+            return Reply(tr.gettext("You haven't marked any faces, so there was nothing of yours to delete."))
+        return Reply(
+            tr.ngettext(
+                "Done: I deleted the {n} face you marked, and your votes. Nothing else of yours is kept.",
+                "Done: I deleted the {n} faces you marked, and your votes. Nothing else of yours is kept.",
+                n,
+            )
+        )
 
     async def tally(self) -> dict[str, int] | None:
         """How many answers of the model answering now users marked right, wrong and neither; None: not known."""

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model.answers import FaceAnswer, PhotoAnswer, display_name
-from model.quality import brief
+from model.answers import FaceAnswer, PhotoAnswer, TurnedAway, display_name
+
+from .i18n import ENGLISH, N_, Texts, texts_for
 
 __all__ = [
     "DISCORD",
@@ -21,6 +22,8 @@ __all__ = [
     "display_name",
     "face_line",
     "listed_numbers",
+    "no_answer_text",
+    "quality_reason",
     "reply_messages",
 ]
 
@@ -40,44 +43,202 @@ class Reply:
     retry_after: float | None = None  # with "rate_limited": seconds until this user may send again
 
 
-def _percent(p: float) -> str:
-    return f"{p:.0%}"
+def _neither(face: FaceAnswer, tr: Texts, name: str) -> str:
+    """ "someone who doesn't look like either of them (closest: X)": two classes read "either", more "any"."""
+    if len(face.probabilities) <= 2:
+        return tr.gettext("someone who doesn't look like either of them (closest: {name})", name=name)
+    return tr.gettext("someone who doesn't look like any of them (closest: {name})", name=name)
 
 
-def _neither(face: FaceAnswer) -> str:
-    return "either of them" if len(face.probabilities) <= 2 else "any of them"
+# Why a face is not named, in a group photo's line (the quality verdicts of model/quality.py).
+_NOT_NAMED = {
+    "side_on": N_("not named: turned side-on, send a photo where it is facing the camera"),
+    "too_dark": N_("not named: too dark, send a photo where it is in better light"),
+    "washed_out": N_("not named: washed out, send a photo where it is in softer light"),
+    "blurred": N_("not named: blurred, send a photo where it is sharper"),
+}
+# Why the one face of a photo is not named, in a sentence of its own.
+_REASON = {
+    "side_on": N_("This face is turned side-on: send one that faces the camera."),
+    "too_dark": N_("This face is too dark: send a photo taken in better light."),
+    "washed_out": N_("This face is washed out by the light: send a photo that is less bright."),
+    "blurred": N_("This face is blurred: send a sharper photo."),
+}
+# What a photo's faces would need, after "send a photo where they are ...".
+_INSTEAD = {
+    "too_small": N_("closer"),
+    "side_on": N_("facing the camera"),
+    "too_dark": N_("in better light"),
+    "washed_out": N_("in softer light"),
+    "blurred": N_("sharper"),
+}
 
 
-def face_line(face: FaceAnswer) -> str:
+def _width(measures: dict[str, float]) -> int:
+    return round(measures.get("width", 0))
+
+
+def _not_named(face: FaceAnswer | TurnedAway, tr: Texts) -> str:
+    if face.quality == "too_small":
+        return tr.ngettext(
+            "not named: only {n} pixel wide, send a closer photo",
+            "not named: only {n} pixels wide, send a closer photo",
+            _width(face.measures),
+        )
+    if face.quality in _NOT_NAMED:
+        return tr.gettext(_NOT_NAMED[face.quality])
+    return tr.gettext("not named: not clear enough, send a clearer photo")
+
+
+def quality_reason(face: FaceAnswer | TurnedAway, tr: Texts) -> str:
+    """Why a face below quality is not named, and what to send instead, in a sentence of its own."""
+    if face.quality == "too_small":
+        return tr.ngettext(
+            "This face is only {n} pixel wide: send a closer photo.",
+            "This face is only {n} pixels wide: send a closer photo.",
+            _width(face.measures),
+        )
+    if face.quality in _REASON:
+        return tr.gettext(_REASON[face.quality])
+    return tr.gettext("This face is not clear enough: send a clearer photo.")
+
+
+def _how_many(quality: str, n: int, tr: Texts) -> str:
+    """ "2 are too small", "1 is blurred": one part of the reasons several faces were all turned away."""
+    if quality == "too_small":
+        return tr.ngettext("{n} is too small", "{n} are too small", n)
+    if quality == "side_on":
+        return tr.ngettext("{n} is turned side-on", "{n} are turned side-on", n)
+    if quality == "too_dark":
+        return tr.ngettext("{n} is too dark", "{n} are too dark", n)
+    if quality == "washed_out":
+        return tr.ngettext("{n} is washed out", "{n} are washed out", n)
+    if quality == "blurred":
+        return tr.ngettext("{n} is blurred", "{n} are blurred", n)
+    return tr.ngettext("{n} is not clear enough", "{n} are not clear enough", n)
+
+
+def _reasons(faces: list[TurnedAway], tr: Texts) -> str:
+    """ "2 are too small and 1 is blurred: send a photo where they are closer and sharper." """
+    qualities = [face.quality for face in faces]
+    counts = {q: qualities.count(q) for q in dict.fromkeys(qualities)}
+    listed = tr.all_of([_how_many(q, n, tr) for q, n in counts.items()])
+    instead = [tr.gettext(_INSTEAD[q]) for q in counts if q in _INSTEAD]
+    if not instead:
+        return tr.gettext("{listed}.", listed=listed)
+    return tr.gettext("{listed}: send a photo where they are {instead}.", listed=listed, instead=tr.all_of(instead))
+
+
+def _no_face(answer: PhotoAnswer, tr: Texts) -> str:
+    """ "No face found", or the faces seen and turned away, and why."""
+    away = answer.turned_away
+    if len(away) == 1:
+        return tr.gettext("I found a face but can't name it. {reason}", reason=quality_reason(away[0], tr))
+    if away:
+        found = tr.ngettext(
+            "I found {n} face but can't name any of them.", "I found {n} faces but can't name any of them.", len(away)
+        )
+        why = _reasons(away, tr)
+        return f"{found} {why[0].upper()}{why[1:]}"
+    if answer.too_small:  # an older classifier service, which sends only the count
+        return tr.gettext("The faces in this photo are too small for me to recognise; try a closer photo.")
+    return tr.gettext("I can't find a face in this photo.")
+
+
+def _error(answer: PhotoAnswer, tr: Texts) -> str:
+    """Why a photo could not be read, from the error's kind and numbers (the model's sentence is English)."""
+    kind, d = answer.error_kind, answer.details
+    if kind == "NotAnImage":
+        if d.get("size") == 0:
+            return tr.gettext("That file is empty.")
+        return tr.gettext("That file isn't an image I can read (I take JPEG, PNG, GIF, WebP, BMP, TIFF).")
+    if kind == "FileTooLarge" and "max_bytes" in d:
+        most = tr.integer(round(d["max_bytes"] / 2**20))
+        if "size" in d:
+            size = tr.integer(round(d["size"] / 2**20))
+            return tr.gettext("This file is {size} MB; I can take files up to {most} MB.", size=size, most=most)
+        return tr.gettext("This file is over {most} MB; I can take files up to {most} MB.", most=most)
+    if kind == "TooManyPixels":
+        if "max_pixels" in d:
+            return tr.gettext(
+                "This image is {width}x{height} pixels; I can take up to {most} megapixels.",
+                width=d["width"],
+                height=d["height"],
+                most=tr.integer(round(d["max_pixels"] / 1e6)),
+            )
+        return tr.gettext("This image has far too many pixels for me to open.")
+    if kind == "TruncatedImage":
+        return tr.gettext("This image file is cut short or damaged, so I can't read it.")
+    if kind == "ImageTooSmall" and "width" in d:
+        return tr.gettext(
+            "This image is only {width}x{height} pixels, too small to recognise a face in.",
+            width=d["width"],
+            height=d["height"],
+        )
+    if kind == "PhotoTimeout":
+        return tr.gettext("This photo took too long to look at, so I gave up on it.")
+    if kind == "PhotoCrashed":
+        return tr.gettext("This photo made my face finder crash, so I can't answer it.")
+    if kind == "ModelNotFound":
+        return tr.gettext("I have no model to answer with yet: the owner of this bot has to make one first.")
+    return tr.gettext("Something went wrong reading this photo.")
+
+
+def no_answer_text(answer: PhotoAnswer, tr: Texts | None = None) -> str | None:
+    """Why there is no answer, in `tr`'s language: no face (or none to name), or an error; None for an answer."""
+    tr = tr or texts_for(ENGLISH)
+    if answer.outcome == "no_face":
+        return _no_face(answer, tr)
+    if answer.outcome == "error":
+        return _error(answer, tr)
+    return None
+
+
+def face_line(face: FaceAnswer, tr: Texts | None = None) -> str:
     """`Jessica Chastain, 97% sure`, `not sure (maybe Jessica Chastain, 55%)`, someone else, or why a face is not
     named: `not named: only 38 pixels wide, send a closer photo`."""
+    tr = tr or texts_for(ENGLISH)
     if face.quality != "ok":
-        return f"not named: {brief(face.quality, face.measures)}"
-    name = display_name(face.label)
+        return _not_named(face, tr)
+    name = display_name(face.label)  # names are never translated
     if not face.known:
-        return f"someone who doesn't look like {_neither(face)} (closest: {name})"
+        return _neither(face, tr, name)
+    confidence = tr.percent(face.confidence)
     if face.sure:
-        return f"{name}, {_percent(face.confidence)} sure"
-    return f"not sure (maybe {name}, {_percent(face.confidence)})"
+        return tr.gettext("{name}, {confidence} sure", name=name, confidence=confidence)
+    return tr.gettext("not sure (maybe {name}, {confidence})", name=name, confidence=confidence)
 
 
-def describe(answer: PhotoAnswer, annotated: bytes | None = None, max_listed: int = MAX_FACES_LISTED) -> Reply:
-    """The reply for the model's answer about one photo; a crowd's list stops after `max_listed` faces."""
+def describe(
+    answer: PhotoAnswer, annotated: bytes | None = None, max_listed: int = MAX_FACES_LISTED, tr: Texts | None = None
+) -> Reply:
+    """The reply for the model's answer about one photo, in `tr`'s language; a crowd's list stops after
+    `max_listed` faces."""
+    tr = tr or texts_for(ENGLISH)
     if answer.outcome != "ok":
-        return Reply(answer.note or "Something went wrong with this photo.", answer=answer)
+        return Reply(no_answer_text(answer, tr) or tr.gettext("Something went wrong with this photo."), answer=answer)
     if len(answer.faces) == 1:
         face = answer.faces[0]
-        if not face.known:
+        if not face.known and face.quality == "ok":
             closest = display_name(face.label)
-            return Reply(f"This doesn't look like {_neither(face)}. Closest: {closest}.", answer=answer)
-        text = face_line(face)
+            if len(face.probabilities) <= 2:
+                text = tr.gettext("This doesn't look like either of them. Closest: {name}.", name=closest)
+            else:
+                text = tr.gettext("This doesn't look like any of them. Closest: {name}.", name=closest)
+            return Reply(text, answer=answer)
+        text = face_line(face, tr)
         return Reply(text[0].upper() + text[1:], answer=answer)
     listed = listed_numbers(answer.faces, max_listed)
-    lines = [f"I found {len(answer.faces)} faces:"]
-    lines += [f"{number}. {face_line(answer.faces[number - 1])}" for number in listed]
+    lines = [tr.ngettext("I found {n} face:", "I found {n} faces:", len(answer.faces))]
+    lines += [f"{number}. {face_line(answer.faces[number - 1], tr)}" for number in listed]
     if more := len(answer.faces) - len(listed):
         # Those left out are the smallest; the boxed photo still numbers them all.
-        lines.append(f"and {more} more" + (", numbered on the photo." if annotated else "."))
+        if annotated:
+            lines.append(
+                tr.ngettext("and {n} more, numbered on the photo.", "and {n} more, numbered on the photo.", more)
+            )
+        else:
+            lines.append(tr.ngettext("and {n} more.", "and {n} more.", more))
     return Reply("\n".join(lines), annotated, answer=answer)
 
 

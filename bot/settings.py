@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.core import MAX_FACES_LISTED
+from bot.i18n import ENGLISH, LANGUAGES, language_of
 from bot.web_guards import DEFAULT_MAX_UPLOADS, DEFAULT_UPLOAD_SECONDS, host_entry, proxy_networks
 from feedback.store import DEFAULT_FEEDBACK_DB
 from model.answers import DEFAULT_THRESHOLD
@@ -66,6 +67,7 @@ TEXTS = (
     "REDIS_URL",
     "DISCORD_SHARD_IDS",
     "FACE_DETECTOR",
+    "DEFAULT_LANGUAGE",
     "FEEDBACK",
     "FEEDBACK_DB",
     "FEEDBACK_KEY",
@@ -99,6 +101,7 @@ class Settings:
     # Seconds a photo may take in a face-finding process before it is answered "took too long" (FACE_WORKERS > 0).
     photo_timeout: float = DEFAULT_PHOTO_TIMEOUT
     face_detector: str = "hog"  # "cnn": dlib's MMOD detector, for a machine with a GPU (seconds a photo on a CPU)
+    default_language: str = ENGLISH  # for users whose app names no language we speak (bot.i18n.LANGUAGES)
     telegram_base_url: str | None = None  # e.g. http://127.0.0.1:8081/bot (the token is appended)
     telegram_base_file_url: str | None = None
     discord_api_base: str | None = None  # e.g. http://127.0.0.1:8082/api/v10
@@ -198,6 +201,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: str | Path | Non
             "DISCORD_SHARD_IDS", text("DISCORD_SHARD_IDS"), numbers.get("discord_shard_count")
         ),
         face_detector=_detector("FACE_DETECTOR", text("FACE_DETECTOR")),
+        default_language=_language("DEFAULT_LANGUAGE", text("DEFAULT_LANGUAGE")),
         feedback=_switch("FEEDBACK", text("FEEDBACK"), default=True),
         feedback_db=_database_url("FEEDBACK_DB", text("FEEDBACK_DB")),
         feedback_key=_key("FEEDBACK_KEY", text("FEEDBACK_KEY")),
@@ -213,6 +217,19 @@ def _detector(name: str, raw: str | None) -> str:
         choices = " or ".join(FACE_DETECTORS)
         raise SettingsError(f"{name}={raw!r} is not allowed: {name} must be {choices} (see .env.example)")
     return value
+
+
+def _language(name: str, raw: str | None) -> str:
+    """One of the languages the bot speaks: en, es, pt_BR (also pt-BR, pt), ru, de, fr."""
+    if raw is None:
+        return ENGLISH
+    code = language_of(raw)
+    if code is None:
+        raise SettingsError(
+            f"{name}={raw!r} is not a language this bot speaks: {name} must be one of {', '.join(LANGUAGES)} "
+            "(see .env.example)"
+        )
+    return code
 
 
 def _switch(name: str, raw: str | None, default: bool) -> bool:

@@ -3,6 +3,10 @@
 Private chats: every photo or image file is answered. Groups (bots run in privacy mode there):
 only a photo whose caption mentions the bot, or a reply to a photo that mentions it or says /whois.
 An answer quotes the photo and carries the feedback buttons; their presses are `bot.telegram_feedback`'s.
+
+Every reply is in the language of the user it answers, as their Telegram app names it (`language_code`): in a
+group, the user who asked, not the photo's sender. The command menu and the bot's descriptions are published in
+every language the bot speaks, so each user's app shows them in theirs.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import warnings
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from telegram import Bot, BotCommand, InlineKeyboardMarkup, Message, MessageEntity, Update
+from telegram import Bot, BotCommand, InlineKeyboardMarkup, Message, MessageEntity, Update, User
 from telegram.constants import ChatAction
 from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError
 from telegram.ext import (
@@ -32,7 +36,6 @@ from telegram.ext import (
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.core import (
-    COMMAND_DESCRIPTIONS,
     TELEGRAM,
     ChatCore,
     Indicator,
@@ -40,9 +43,13 @@ from bot.core import (
     Refused,
     Reply,
     Request,
+    bot_description,
+    command_descriptions,
     reply_messages,
+    short_description,
     showing,
 )
+from bot.i18n import ENGLISH, LANGUAGES, Texts, texts_for
 from bot.telegram_feedback import Presses, inline_markup
 
 __all__ = [
@@ -51,6 +58,7 @@ __all__ = [
     "WebhookIsSet",
     "build_application",
     "handle_update",
+    "menu_languages",
     "run_telegram",
     "set_commands",
 ]
@@ -75,6 +83,8 @@ MAX_FLOOD_WAIT_S = 60.0
 # costs the answer; once only, since a fault after Telegram took the message would show the reply twice.
 FAULT_RETRIES = 1
 FAULT_PAUSE_S = 1.0
+# Where the application keeps the chat core's default language: the menu for users of other languages is in it.
+_DEFAULT_LANGUAGE = "doppelbot.default_language"
 
 T = TypeVar("T")
 
@@ -109,6 +119,7 @@ def build_application(
     if not polling:
         builder = builder.updater(None)
     app = builder.build()
+    app.bot_data[_DEFAULT_LANGUAGE] = core.default_language
 
     answers = _Handlers(core)
     private, groups = filters.ChatType.PRIVATE, filters.ChatType.GROUPS
@@ -147,7 +158,7 @@ async def run_telegram(app: Application, stop: asyncio.Event) -> None:
             )
         await app.start()
         try:
-            await set_commands(app.bot)
+            await set_commands(app)
             await app.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
             await stop.wait()
         finally:
@@ -157,12 +168,44 @@ async def run_telegram(app: Application, stop: asyncio.Event) -> None:
             await app.stop()
 
 
-async def set_commands(bot: Bot) -> None:
-    """Publish the command menu (`COMMAND_DESCRIPTIONS`); a failure is only logged."""
-    try:
-        await bot.set_my_commands([BotCommand(name, text) for name, text in COMMAND_DESCRIPTIONS.items()])
-    except TelegramError as e:  # the menu is a nicety: answer photos without it
-        log.warning("could not set the command menu: %s", _redact(str(e), bot.token))
+def menu_languages() -> dict[str, str]:
+    """Telegram's `language_code` (ISO 639-1, two letters) for each language the bot speaks: "pt" for pt_BR.
+
+    Telegram shows a user the menu set for their app's language, by its first two letters; so one menu per
+    two-letter code, the first of `LANGUAGES` that has it.
+    """
+    codes: dict[str, str] = {}
+    for code in LANGUAGES:
+        codes.setdefault(code.split("_")[0].lower(), code)
+    return codes
+
+
+async def set_commands(app: Application) -> None:
+    """Publish the command menu, the description and the short description in every language the bot speaks, and
+    in the chat core's default language for users of any other; a failure is only logged."""
+    bot = app.bot
+    default = app.bot_data.get(_DEFAULT_LANGUAGE, ENGLISH)
+    # The default first: it is what every user sees whose language has no menu of its own.
+    for language_code, code in [(None, default), *menu_languages().items()]:
+        tr = texts_for(code)
+        commands = [BotCommand(name, text) for name, text in command_descriptions(tr).items()]
+        short = short_description(tr)
+        set_menu = functools.partial(bot.set_my_commands, commands, language_code=language_code)
+        set_short = functools.partial(bot.set_my_short_description, short, language_code)
+        steps = [  # each step's label names it in the operator's log
+            ("command menu", set_menu),  # not for users
+            ("description", functools.partial(bot.set_my_description, bot_description(tr), language_code)),
+            ("short description", set_short),  # not for users
+        ]
+        for what, step in steps:
+            try:
+                await step()
+            except BadRequest as e:  # this language's text was refused (too long?): the others may still go
+                log.warning("could not set the %s for %s: %s", what, language_code or "everyone", e.message)
+            except TelegramError as e:  # the menu is a nicety: answer photos without it
+                # Unreachable, timed out or flood-controlled: the rest would fail alike, each after its timeout.
+                log.warning("could not set the %s: %s", what, _redact(str(e), bot.token))
+                return
 
 
 class _Handlers:
@@ -172,27 +215,32 @@ class _Handlers:
         self.core = core
         self.presses = Presses(core, self._photo, _delivering)
 
+    def _texts(self, user: User | None) -> Texts:
+        """The words for `user`, in the language their app names (a channel's post has no user: the default)."""
+        return self.core.texts(user.language_code if user is not None else None)
+
     async def start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> Outcome:
         """Say what the bot does."""
-        return await _text(update.effective_message, self.core.start_text())
+        return await _text(update.effective_message, self.core.start_text(self._texts(update.effective_user)))
 
     async def help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> Outcome:
         """Say how to ask, in private and in groups."""
-        return await _text(update.effective_message, self.core.help_text())
+        return await _text(update.effective_message, self.core.help_text(self._texts(update.effective_user)))
 
     async def about(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> Outcome:
         """Describe the model, and how users marked its answers."""
-        return await _text(update.effective_message, await self.core.about())
+        return await _text(update.effective_message, await self.core.about(self._texts(update.effective_user)))
 
     async def privacy(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> Outcome:
         """Say what is kept, when, for how long, who sees it and how to delete it."""
-        return await _text(update.effective_message, self.core.privacy_text())
+        return await _text(update.effective_message, self.core.privacy_text(self._texts(update.effective_user)))
 
     async def forget(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> Outcome:
         """Delete every face the sender marked, and say how many."""
         message = update.effective_message
         user = message.from_user.id if message.from_user else message.chat.id
-        return await _reply(message, await self.core.forget("telegram", str(user)))
+        tr = self._texts(message.from_user)
+        return await _reply(message, await self.core.forget("telegram", str(user), tr))
 
     async def pressed(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> Outcome:
         """A press on a button under an answer: answered with a toast, the buttons redrawn with the votes."""
@@ -211,11 +259,11 @@ class _Handlers:
 
     async def private_text(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> Outcome:
         """Point a private chat's text (or unknown command) at what the bot does."""
-        return await _text(update.effective_message, self.core.help_text())
+        return await _text(update.effective_message, self.core.help_text(self._texts(update.effective_user)))
 
     async def private_other(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> Outcome:
         """Tell a private chat that stickers, videos, voice notes and the like are not photos."""
-        return await _reply(update.effective_message, self.core.not_an_image())
+        return await _reply(update.effective_message, self.core.not_an_image(self._texts(update.effective_user)))
 
     async def group_photo(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> Outcome:
         """Answer a group photo only when its caption mentions the bot or says /whois."""
@@ -234,7 +282,7 @@ class _Handlers:
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Log a handler's failure, without the token or the update's content, and tell the user."""
         error = context.error
-        detail = "".join(traceback.format_exception(error)) if error else "no exception recorded"
+        detail = "".join(traceback.format_exception(error)) if error else "no exception recorded"  # not for users
         kind = update.effective_chat.type if isinstance(update, Update) and update.effective_chat else "no"
         log.error("a Telegram handler failed in a %s chat: %s", kind, _redact(detail, context.bot.token))
         if isinstance(update, Update) and update.callback_query is not None:
@@ -247,7 +295,7 @@ class _Handlers:
         if message is None:
             return
         try:
-            await _reply(message, self.core.failed())
+            await _reply(message, self.core.failed(self._texts(update.effective_user)))
         except TelegramError as e:
             log.warning("could not tell the user about the failure: %s", _redact(str(e), context.bot.token))
 
@@ -258,38 +306,42 @@ class _Handlers:
 
         The model's answer quotes `source` and carries the feedback buttons: a press then brings the photo along
         (a callback query's message holds the message it replied to), so nothing of the answer is kept anywhere.
-        A refusal (rate limit, wrong type) is for the asker, so it quotes `ask`.
+        A refusal (rate limit, wrong type) is for the asker, so it quotes `ask`. Everything is in the asker's
+        language: in a group, whoever mentioned the bot or said /whois, whoever sent the photo.
         """
+        tr = self._texts(ask.from_user)
         if source is None or not (source.photo or source.document):
-            return await _reply(ask, self.core.whois_without_photo())
+            return await _reply(ask, self.core.whois_without_photo(tr))
         user = ask.from_user.id if ask.from_user else ask.chat.id
         typing = Indicator(lambda: ask.reply_chat_action(ChatAction.TYPING), ACTION_REFRESH_S)
-        request = Request("telegram", ask.chat.type, str(user))
-        reply = await self.core.answer(self._photo(source, context.bot), request, typing)
+        request = Request("telegram", ask.chat.type, str(user), language=tr.code)
+        reply = await self.core.answer(self._photo(source, context.bot, tr), request, typing)
         if reply.answer is None:
             return await _reply(ask, reply)
         feedback = self.core.feedback
-        return await _reply(source, reply, feedback.keyboard(reply.answer) if feedback is not None else None)
+        return await _reply(source, reply, feedback.keyboard(reply.answer, tr=tr) if feedback is not None else None)
 
-    def _photo(self, source: Message, bot: Bot) -> Photo:
-        """What `source` announces of its image (a compressed photo's largest size, or a file), not yet fetched."""
+    def _photo(self, source: Message, bot: Bot, tr: Texts) -> Photo:
+        """What `source` announces of its image (a compressed photo's largest size, or a file), not yet fetched;
+        a refusal on fetching it is in `tr`'s language."""
         if source.photo:
             largest = max(source.photo, key=lambda size: size.width * size.height)
-            return Photo(functools.partial(self._download, largest.file_id, bot), largest.file_size, "image/jpeg")
+            download = functools.partial(self._download, largest.file_id, bot, tr)
+            return Photo(download, largest.file_size, "image/jpeg")
         document = source.document
-        download = functools.partial(self._download, document.file_id, bot)
+        download = functools.partial(self._download, document.file_id, bot, tr)
         return Photo(download, document.file_size, document.mime_type, document.file_name)
 
-    async def _download(self, file_id: str, bot: Bot) -> bytes:
+    async def _download(self, file_id: str, bot: Bot, tr: Texts) -> bytes:
         """The file's bytes; `Refused` when Telegram will not serve them, or says only now that they are too many."""
         try:
             file = await bot.get_file(file_id)
-            if refused := self.core.refuse_size(file.file_size):
+            if refused := self.core.refuse_size(file.file_size, tr):
                 raise Refused(refused)
             return bytes(await file.download_as_bytearray(read_timeout=DOWNLOAD_TIMEOUT_S))
         except (TelegramError, RuntimeError) as e:  # RuntimeError: Telegram gave no file_path
             log.warning("could not download a file: %s", _redact(f"{type(e).__name__}: {e}", bot.token))
-            raise Refused(self.core.download_failed()) from None
+            raise Refused(self.core.download_failed(tr)) from None
 
 
 def _addresses(message: Message, bot: Bot) -> bool:

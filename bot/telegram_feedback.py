@@ -8,6 +8,9 @@ about (the answer quotes it), fetched again only for a face the store does not h
 
 A Why? press fetches that photo again too, and is answered with the face's evidence: a photo (the picture, the
 line as its caption) replying to the answer, for the chat to see beside it.
+
+A press is answered in the presser's language (their app's `language_code`): the toast, and the keyboard as it is
+redrawn; in a private chat that is the asker's.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from telegram.error import BadRequest, TelegramError
 
 from bot.core import ChatCore, Photo
 from bot.feedback import slow_down
+from bot.i18n import N_, Texts
 
 if TYPE_CHECKING:
     from bot.feedback import Action
@@ -32,11 +36,11 @@ log = logging.getLogger("doppelbot.telegram")
 
 ADAPTER = "telegram"
 # editMessageReplyMarkup with the keyboard the message already has: two presses drew the same one.
-_NOT_MODIFIED = "message is not modified"
+_NOT_MODIFIED = "message is not modified"  # not for users: Telegram's words
 # A Why? press not answered by then is told "Looking…" at once (Telegram's spinner stops after ~15 s anyway);
 # one that fails sooner (the photo deleted) says so in the toast instead.
 _QUICK_S = 1.5
-LOOKING = "Looking…"
+LOOKING = N_("Looking…")  # English; shown as `tr.gettext(LOOKING)`
 _CAPTION = 1024  # Telegram's limit on a photo's caption
 
 Deliver = Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
@@ -59,11 +63,11 @@ def _face_key(message: Message, face: int) -> str:
 class Presses:
     """Answers presses on the buttons under answers.
 
-    `photo_of(message, bot)`: the photo `message` holds, as the adapter fetches it for an answer; `deliver(send)`:
-    the adapter's way of sending (again after flood control or a 5xx).
+    `photo_of(message, bot, tr)`: the photo `message` holds, as the adapter fetches it for an answer (refusals in
+    `tr`'s language); `deliver(send)`: the adapter's way of sending (again after flood control or a 5xx).
     """
 
-    def __init__(self, core: ChatCore, photo_of: Callable[[Message, Bot], Photo], deliver: Deliver) -> None:
+    def __init__(self, core: ChatCore, photo_of: Callable[[Message, Bot, Texts], Photo], deliver: Deliver) -> None:
         self.core, self.photo_of, self.deliver = core, photo_of, deliver
 
     async def press(self, query: CallbackQuery, bot: Bot) -> None:
@@ -78,16 +82,17 @@ class Presses:
         if action is None or not isinstance(message, Message):
             await self._answer(query, None)
             return
+        tr = self._texts(query)
         source = message.reply_to_message  # the photo the answer quoted; absent once its sender deleted it
         photo = None
         if source is not None and (source.photo or source.document):
-            photo = self.photo_of(source, bot).download
+            photo = self.photo_of(source, bot, tr).download
         presser = str(query.from_user.id)
         if action.kind == "why":
-            await self._explain(query, message, action, photo, presser)
+            await self._explain(query, message, action, photo, presser, tr)
             return
         pressed = await feedback.act(
-            action, lambda face: _face_key(message, face), photo, ADAPTER, message.chat.type, presser
+            action, lambda face: _face_key(message, face), photo, ADAPTER, message.chat.type, presser, tr=tr
         )
         # Telegram shows the spinner until the query is answered (for ~15 s at most): the toast first.
         await self._answer(query, pressed.toast)
@@ -101,17 +106,19 @@ class Presses:
         action: Action,
         photo: Callable[[], Awaitable[bytes]] | None,
         presser: str,
+        tr: Texts,
     ) -> None:
         """Why? for face `action.face`: the callback answered within its deadline, then the evidence sent as a
-        photo replying to the answer `message` (or, once "Looking…" was shown, what went wrong, as text). A look
-        at the photo again counts against the presser's rate limit, as a photo sent does."""
+        photo replying to the answer `message` (or, once "Looking…" was shown, what went wrong, as text), in the
+        presser's language `tr`. A look at the photo again counts against the presser's rate limit, as a photo
+        sent does."""
         if (wait := await self.core.limiter.take(f"{ADAPTER}:{presser}")) > 0:
-            await self._answer(query, slow_down(wait))
+            await self._answer(query, slow_down(wait, tr))
             return
-        work = asyncio.ensure_future(self.core.feedback.explain(action.face, photo, action.labels))
+        work = asyncio.ensure_future(self.core.feedback.explain(action.face, photo, action.labels, tr=tr))
         done, _ = await asyncio.wait({work}, timeout=_QUICK_S)
         if not done:
-            await self._answer(query, LOOKING)
+            await self._answer(query, tr.gettext(LOOKING))
         shown = await work
         if done:
             await self._answer(query, shown.toast)
@@ -131,7 +138,11 @@ class Presses:
 
     async def failed(self, query: CallbackQuery) -> None:
         """Tell the presser that something of ours broke (the error handler calls this)."""
-        await query.answer(self.core.failed().text)
+        await query.answer(self.core.failed(self._texts(query)).text)
+
+    def _texts(self, query: CallbackQuery) -> Texts:
+        """The presser's words, in the language their app names."""
+        return self.core.texts(query.from_user.language_code)
 
     async def _answer(self, query: CallbackQuery, toast: str | None) -> None:
         try:

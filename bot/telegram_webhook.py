@@ -171,10 +171,13 @@ async def run_telegram_webhook(
     async with app:
         await app.start()
         intake.open()
+        # The menus (three calls per language) go out while updates are taken, and never hold up a stop.
+        menus = asyncio.create_task(set_commands(app), name="telegram menus")
         try:
-            await set_commands(app.bot)
             await stop.wait()
         finally:
+            menus.cancel()
+            await asyncio.wait({menus})  # a stop of this run itself still comes through
             if cut := await intake.drain(drain_seconds):
                 log.warning(
                     "%d updates were not answered within %.0f s of stopping; Telegram delivers them again",

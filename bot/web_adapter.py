@@ -1,6 +1,9 @@
 """The web adapter (aiohttp): a local page to try the model, and `POST /api/classify` for scripts; the page's
 feedback routes (`web_feedback.py`) and the owner's review page (`web_review.py`) are put together with them here.
 
+The page and every answer are in the request's language (`?lang=`, the page's picker's cookie, Accept-Language,
+then DEFAULT_LANGUAGE: `web_common.texts_of`); only the words change, never the JSON's fields or values.
+
 A third adapter on the same `ChatCore` as Telegram and Discord: the same queue, rate limit and
 wording. Uploads are read into memory under a cap (never `request.post()`, which spools large
 files to a temporary file) and are never written anywhere. The guards of `web_guards.py` (the names the page
@@ -20,10 +23,27 @@ from aiohttp import BodyPartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from .core import ChatCore, Photo, Request, face_line, is_image
+from .i18n import Texts
 from .operations import PROBE_ONLY
-from .web_common import SECURITY_HEADERS, Refusal, chunks, cross_site, part_chunks, read_capped, refused, sender
+from .replies import quality_reason
+from .web_common import (
+    SECURITY_HEADERS,
+    Refusal,
+    chunks,
+    cross_site,
+    cut_off,
+    garbled,
+    part_chunks,
+    read_capped,
+    refused,
+    sender,
+    texts_of,
+    too_slow,
+    uploads_busy,
+)
 from .web_feedback import add_feedback_routes, explains, face_choices
 from .web_guards import Access, UploadSlots, WebGuards
+from .web_page import render_page
 
 __all__ = ["STATIC_DIR", "build_web_app", "run_web", "start_web"]
 
@@ -39,7 +59,6 @@ _REFUSAL_STATUS = {"not_an_image": 415, "too_large": 413, "rate_limited": 429, "
 _BUSY_RETRY = 60
 _NO_MODEL_RETRY = 60
 _UPLOADS_RETRY = 5
-_UPLOADS_BUSY = "I'm receiving too many photos at once; please try again in a few seconds."
 
 ModelProblem = Callable[[], str | None]
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -54,13 +73,19 @@ class _Handlers:
         self.guards = guards
         self.slots = UploadSlots(guards.max_uploads)
 
-    async def index(self, request: web.Request) -> web.FileResponse:
-        """The page."""
-        return web.FileResponse(STATIC_DIR / "index.html")
+    async def index(self, request: web.Request) -> web.Response:
+        """The page, in the reader's language."""
+        tr = texts_of(request, self.core)
+        response = web.Response(text=render_page(tr.code), content_type="text/html")
+        response.headers[hdrs.CONTENT_LANGUAGE] = tr.tag
+        # Another reader's language, or the same reader after picking one, is another page.
+        response.headers[hdrs.VARY] = "Accept-Language, Cookie"
+        return response
 
     async def about(self, request: web.Request) -> web.Response:
         """Which model answers (with what users said of its answers), or why none does yet; whether the page
         asks for feedback."""
+        tr = texts_of(request, self.core)
         info = self.core.model_info()
         problem = self.model_problem()
         feedback = self.core.feedback
@@ -68,7 +93,7 @@ class _Handlers:
             {
                 "ready": problem is None,
                 "message": problem,
-                "about": await self.core.about(),
+                "about": await self.core.about(tr),
                 "model": dataclasses.asdict(info) if info else None,
                 "max_bytes": self.core.max_bytes,
                 "feedback": feedback is not None and feedback.enabled,
@@ -77,10 +102,11 @@ class _Handlers:
 
     async def classify(self, request: web.Request) -> web.Response:
         """One photo in (the body, or the form field `image`), `python -m model --json`'s object for it out."""
+        tr = texts_of(request, self.core)
         if (problem := self.model_problem()) is not None:
             return refused(503, "no_model", problem, _NO_MODEL_RETRY)
         if cross_site(request, self.guards):
-            return refused(403, "cross_site", "Photos can only be sent from this page.")
+            return refused(403, "cross_site", tr.gettext("Photos can only be sent from this page."))
         names: list[str | None] = []
         held = False
 
@@ -88,15 +114,15 @@ class _Handlers:
             nonlocal held
             # After the rate limit and before a byte of the body: a full house costs the sender no quota.
             if not self.slots.take():
-                raise Refusal(503, "busy", _UPLOADS_BUSY, _UPLOADS_RETRY)
+                raise uploads_busy(tr, _UPLOADS_RETRY)
             held = True
             seconds = self.guards.upload_seconds
             try:
                 async with asyncio.timeout(seconds):
-                    data, name = await self._read_photo(request)
+                    data, name = await self._read_photo(request, tr)
             except TimeoutError:
                 log.info("an upload took over %g s and was cut off", seconds)
-                raise Refusal(408, "too_slow", _too_slow(seconds)) from None
+                raise too_slow(tr, seconds) from None
             names.append(name)
             return data
 
@@ -109,7 +135,8 @@ class _Handlers:
         content_type = None if form else request.headers.get(hdrs.CONTENT_TYPE, "")
         user = sender(request, self.guards)
         try:
-            reply = await self.core.answer(Photo(download, size, content_type), Request("web", "page", user))
+            asker = Request("web", "page", user, language=tr.code)
+            reply = await self.core.answer(Photo(download, size, content_type), asker)
         except Refusal as refusal:
             # A deadline passed mid-body: hang up, or the rest would still be read.
             closing = request if refusal.status == 408 else None
@@ -117,7 +144,8 @@ class _Handlers:
         except (ConnectionError, HttpProcessingError) as e:
             # The sender went away or broke the transfer encoding mid-upload: routine, not our failure.
             log.info("an upload was cut off: %s", e)
-            return refused(400, "cut_off", "The upload was cut off; please send the photo again.")
+            refusal = cut_off(tr)
+            return refused(refusal.status, refusal.reason, refusal.message)
         finally:
             if held:
                 self.slots.give_back()
@@ -131,21 +159,30 @@ class _Handlers:
         body = answer.to_json(names[0] if names else None)
         body["reply"] = {
             "text": reply.text,
-            "faces": [face_line(face) for face in answer.faces],
+            "faces": [face_line(face, tr) for face in answer.faces],
+            # TRANSLATORS: the heading over the list of faces found in a photo on the web page.
+            "summary": tr.ngettext("{n} face", "{n} faces", len(answer.faces)),
+            # Why each face seen but not named was turned away (a photo with none named): `turned_away`'s reasons.
+            "turned_away": [quality_reason(face, tr) for face in answer.turned_away],
             # The feedback buttons under each face (None: none are offered); `POST /api/feedback` takes a press.
-            "choices": face_choices(self.core.feedback, answer),
+            "choices": face_choices(self.core.feedback, answer, tr),
             # A Why? link under each face: `POST /api/why?face=N` with the photo again shows its evidence.
             "why": explains(self.core),
         }
         return web.json_response(body, status=422 if answer.outcome == "error" else 200)
 
-    async def _read_photo(self, request: web.Request) -> tuple[bytes, str | None]:
+    async def _read_photo(self, request: web.Request, tr: Texts) -> tuple[bytes, str | None]:
         """The photo's bytes and file name, read into memory and never past the cap (its type and announced
         size already passed the core)."""
         limit = self.core.max_bytes
         announced = request.content_length
+
+        def too_large(size: int) -> Refusal:
+            reply = self.core.refuse_size(max(size, limit + 1), tr)
+            return Refusal(413, "too_large", reply.text if reply else "")
+
         if not request.content_type.startswith("multipart/"):
-            return await read_capped(chunks(request.content), limit, announced, self._too_large), None
+            return await read_capped(chunks(request.content), limit, announced, too_large), None
         try:
             reader = await request.multipart()
             while (part := await reader.next()) is not None:
@@ -153,20 +190,13 @@ class _Handlers:
                     await part.release()
                     continue
                 if not is_image(part.headers.get(hdrs.CONTENT_TYPE), part.filename):
-                    raise Refusal(415, "not_an_image", self.core.not_an_image().text)
-                return await read_capped(part_chunks(part), limit, announced, self._too_large), part.filename
+                    raise Refusal(415, "not_an_image", self.core.not_an_image(tr).text)
+                return await read_capped(part_chunks(part), limit, announced, too_large), part.filename
         except (ValueError, AssertionError, RuntimeError) as e:  # aiohttp's words for a malformed form
             log.info("a malformed form upload: %s", e)
-            raise Refusal(400, "bad_request", "That upload was garbled; please send the photo again.") from None
-        raise Refusal(400, "no_photo", "Send the photo as the request body, or as the form field `image`.")
-
-    def _too_large(self, size: int) -> Refusal:
-        reply = self.core.refuse_size(max(size, self.core.max_bytes + 1))
-        return Refusal(413, "too_large", reply.text if reply else "")
-
-
-def _too_slow(seconds: float) -> str:
-    return f"The upload took longer than {seconds:g} seconds, so I stopped reading it; please send the photo again."
+            raise garbled(tr) from None
+        message = tr.gettext("Send the photo as the request body, or as the form field `image`.")
+        raise Refusal(400, "no_photo", message)
 
 
 def _middleware(core: ChatCore, guards: WebGuards):
@@ -175,11 +205,12 @@ def _middleware(core: ChatCore, guards: WebGuards):
         """Only our own names answered (the webhook's and addresses, each for its paths); security headers on every
         response; words, not a stack trace, on failure."""
         host = request.headers.get(hdrs.HOST)
+        tr = texts_of(request, core)
         try:
             access = guards.access(host, request.method, request.path)
             if access is Access.NOTHING:
                 # 421 Misdirected Request: this server is not the one for that name (a rebound DNS name, say).
-                response = refused(421, "unknown_host", _unknown_host(host))
+                response = refused(421, "unknown_host", _unknown_host(host, tr))
             else:
                 request[PROBE_ONLY] = access is Access.PROBE
                 response = await handler(request)
@@ -188,7 +219,7 @@ def _middleware(core: ChatCore, guards: WebGuards):
             raise
         except Exception:
             log.exception("the web page's %s %s failed", request.method, request.path)
-            response = refused(500, "failed", core.failed().text)
+            response = refused(500, "failed", core.failed(tr).text)
         _secure(response.headers)
         return response
 
@@ -201,10 +232,17 @@ def _secure(headers) -> None:
         headers.setdefault(name, value)
 
 
-def _unknown_host(host: str | None) -> str:
+def _unknown_host(host: str | None, tr: Texts) -> str:
     if not host:
-        return "The request does not say which host it is for (no Host header)."
-    return f"This server does not answer to the name {host!r}; to reach it by that name, add it to WEB_ALLOWED_HOSTS."
+        return tr.gettext("The request does not say which host it is for (no Host header).")
+    return tr.gettext(
+        "This server does not answer to the name {host}; to reach it by that name, add it to WEB_ALLOWED_HOSTS.",
+        host=repr(host),
+    )
+
+
+async def _to_the_page(request: web.Request) -> web.Response:
+    raise web.HTTPFound("../")
 
 
 def build_web_app(
@@ -225,6 +263,8 @@ def build_web_app(
     if guards.webhook is not None:
         log.info("the webhook's host answers at %s only", guards.webhook.path)
     app.router.add_get("/", handlers.index)
+    # The page's template, unfilled, is no page: its address leads to the page.
+    app.router.add_get("/static/index.html", _to_the_page)
     app.router.add_get("/api/about", handlers.about)
     app.router.add_post("/api/classify", handlers.classify)
     add_feedback_routes(app, core, guards, handlers.slots, model_problem)

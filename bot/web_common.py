@@ -1,4 +1,5 @@
-"""What the web app's routes share: refusals as JSON, bodies read under a cap, the same-origin rule, the sender.
+"""What the web app's routes share: the language a request is answered in, refusals as JSON, bodies read under a
+cap, the same-origin rule, the sender, and the refusals of an upload gone wrong.
 
 Used by `web_adapter.py` (the page and `/api/classify`), `web_feedback.py` (presses, `/privacy`, `/api/forget`) and
 `web_review.py` (the owner's review page).
@@ -7,40 +8,93 @@ Used by `web_adapter.py` (the page and `/api/classify`), `web_feedback.py` (pres
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import BodyPartReader, hdrs, web
 
+from .i18n import Texts
 from .web_guards import WebGuards, client_key
+
+if TYPE_CHECKING:
+    from .core import ChatCore
 
 __all__ = [
     "FORWARDED_FOR",
+    "LANGUAGE_COOKIE",
     "SECURITY_HEADERS",
     "ClosingResponse",
     "Refusal",
+    "accepted_languages",
     "chunks",
     "cross_site",
+    "cut_off",
+    "garbled",
+    "language_tags",
     "part_chunks",
     "read_capped",
     "refused",
     "sender",
+    "texts_of",
+    "too_slow",
+    "uploads_busy",
 ]
 
 CHUNK = 64 * 1024
 FORWARDED_FOR = "X-Forwarded-For"
+# The language the page's picker remembers (a code or a tag: "fr", "pt-BR").
+LANGUAGE_COOKIE = "lang"
 # Past the cap, a body without a Content-Length is still counted (not kept) this far, to say its size.
 _COUNT_PAST_CAP = 4
 # The page is one HTML file, one script and one style sheet, all our own; photos are shown from blob: URLs.
 # A route may send a policy of its own (the review page's, which posts one form); these fill in the rest.
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "  # not for users
         "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
 }
+
+
+def accepted_languages(header: str | None) -> list[str]:
+    """An Accept-Language header's tags, most wanted first: by q-value (1 when not given), then in the order
+    written; `q=0` ("not this one"), `*` and entries with a malformed q are left out."""
+    ranked: list[tuple[float, int, str]] = []
+    for i, item in enumerate((header or "").split(",")):
+        tag, *params = (part.strip() for part in item.split(";"))
+        if not tag or tag == "*":
+            continue
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if 0 < q <= 1:  # NaN is neither
+            ranked.append((-q, i, tag))
+    return [tag for _, _, tag in sorted(ranked)]
+
+
+def language_tags(request: web.Request) -> list[str | None]:
+    """The languages a request asks for, most wanted first: its `?lang=`, then the one the page's picker remembered
+    (the `lang` cookie), then the browser's Accept-Language."""
+    return [
+        request.query.get("lang"),
+        request.cookies.get(LANGUAGE_COOKIE),
+        *accepted_languages(request.headers.get(hdrs.ACCEPT_LANGUAGE)),
+    ]
+
+
+def texts_of(request: web.Request, core: ChatCore) -> Texts:
+    """The words to answer `request` in: the first of its `language_tags` the bot speaks (one it does not, a
+    `?lang=zz` say, is passed over), else the bot's DEFAULT_LANGUAGE."""
+    return core.texts(*language_tags(request))
 
 
 class Refusal(Exception):
@@ -120,3 +174,32 @@ async def chunks(stream) -> AsyncIterator[bytes]:
 async def part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
     while chunk := await part.read_chunk(CHUNK):
         yield chunk
+
+
+def uploads_busy(tr: Texts, retry_after: int) -> Refusal:
+    """All the places for uploads are taken: "busy", before a byte of the body is read."""
+    message = tr.gettext("I'm receiving too many photos at once; please try again in a few seconds.")
+    return Refusal(503, "busy", message, retry_after)
+
+
+def too_slow(tr: Texts, seconds: float) -> Refusal:
+    """An upload that did not arrive within its deadline (WEB_UPLOAD_SECONDS)."""
+    n = math.ceil(seconds)
+    written = tr.integer(n) if n == seconds else tr.decimal(seconds, 1)
+    message = tr.ngettext(
+        "The upload took longer than {seconds} second, so I stopped reading it; please send the photo again.",
+        "The upload took longer than {seconds} seconds, so I stopped reading it; please send the photo again.",
+        n,
+        seconds=written,
+    )
+    return Refusal(408, "too_slow", message)
+
+
+def cut_off(tr: Texts) -> Refusal:
+    """The sender went away or broke the transfer encoding mid-upload."""
+    return Refusal(400, "cut_off", tr.gettext("The upload was cut off; please send the photo again."))
+
+
+def garbled(tr: Texts) -> Refusal:
+    """A form aiohttp could not read."""
+    return Refusal(400, "bad_request", tr.gettext("That upload was garbled; please send the photo again."))

@@ -121,6 +121,7 @@ class PhotoAnswer:
     too_small: int = 0  # faces found but too small to name
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     turned_away: list[TurnedAway] = field(default_factory=list)  # with "no_face": the faces seen, and why not named
+    details: dict[str, int] = field(default_factory=dict)  # with "error": its numbers (`ImageError.details`)
 
     @property
     def note(self) -> str | None:
@@ -140,6 +141,8 @@ class PhotoAnswer:
         }
         if self.outcome == "error":
             result["error_kind"] = self.error_kind
+            if self.details:
+                result["details"] = dict(self.details)
         if self.outcome != "ok":
             result["message"] = self.note
         if self.too_small:
@@ -158,6 +161,7 @@ class PhotoAnswer:
             error_kind=d.get("error_kind"),
             too_small=int(d.get("too_small", 0)),
             turned_away=[TurnedAway.from_json(f) for f in d.get("turned_away") or []],
+            details={str(k): int(v) for k, v in (d.get("details") or {}).items()},
         )
 
 

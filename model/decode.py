@@ -34,7 +34,12 @@ ACCEPTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")  # JPEG also op
 
 
 class ImageError(ValueError):
-    """A photo we cannot answer; `str(error)` is a sentence fit to show the user."""
+    """A photo we cannot answer; `str(error)` is a sentence fit to show the user, `details` its numbers (so that a
+    chat bot can say it again in the user's language)."""
+
+    def __init__(self, message: str, **details: int) -> None:
+        super().__init__(message)
+        self.details = details
 
 
 class NotAnImage(ImageError):
@@ -138,7 +143,11 @@ def _megabytes(n: int) -> str:
 
 def file_too_large(size: int, max_bytes: int) -> FileTooLarge:
     """The refusal of a file of `size` bytes, over the cap: its sentence is the same wherever it is refused."""
-    return FileTooLarge(f"This file is {_megabytes(size)}; I can take files up to {_megabytes(max_bytes)}.")
+    return FileTooLarge(
+        f"This file is {_megabytes(size)}; I can take files up to {_megabytes(max_bytes)}.",
+        size=size,
+        max_bytes=max_bytes,
+    )
 
 
 def _open(data: bytes) -> Image.Image:
@@ -286,15 +295,20 @@ def decode_image(data: bytes, limits: DecodeLimits | None = None, first_side: in
     if len(data) > limits.max_bytes:
         raise file_too_large(len(data), limits.max_bytes)
     if not data:
-        raise NotAnImage("That file is empty.")
+        raise NotAnImage("That file is empty.", size=0)
     im = _open(data)
     width, height = _upright_size(im)
     if width * height > limits.max_pixels:
         raise TooManyPixels(
-            f"This image is {width}x{height} pixels; I can take up to {limits.max_pixels / 1e6:.0f} megapixels."
+            f"This image is {width}x{height} pixels; I can take up to {limits.max_pixels / 1e6:.0f} megapixels.",
+            width=width,
+            height=height,
+            max_pixels=limits.max_pixels,
         )
     if min(width, height) < limits.min_side:
-        raise ImageTooSmall(f"This image is only {width}x{height} pixels, too small to recognise a face in.")
+        raise ImageTooSmall(
+            f"This image is only {width}x{height} pixels, too small to recognise a face in.", width=width, height=height
+        )
     original_size = (width, height)
     if im.format in ("JPEG", "MPO"):
         image = DecodedImage(original_size, jpeg=data, work_side=limits.work_side)

@@ -199,7 +199,11 @@ def _font(size: int = _FONT) -> ImageFont.ImageFont:
 def _picture(
     chip: np.ndarray, evidence: FaceEvidence, classes: list[str], shown: dict[str, list[tuple[float, bytes]]]
 ) -> bytes:
-    """The user's face on the left; a row per class (the face's label first): its distance and nearest faces."""
+    """The user's face on the left; a row per class (the face's label first): its distance and nearest faces.
+
+    No words but the people's names: the line sent with the picture says what it shows in the user's language (the
+    default font has no Cyrillic, and the picture is drawn far from the chat's language).
+    """
     rows = [evidence.label, *(c for c in classes if c != evidence.label)]
     font, small = _font(), _font(_FONT - 1)
     row_h = _FONT + 6 + _THUMB + _FONT + 10
@@ -210,23 +214,19 @@ def _picture(
     draw = ImageDraw.Draw(im)
     face = Image.fromarray(np.ascontiguousarray(chip, dtype=np.uint8)).convert("RGB")
     im.paste(face.resize((CHIP_SIZE, CHIP_SIZE), Image.Resampling.LANCZOS), (_PAD, _PAD))
-    draw.text((_PAD, _PAD + CHIP_SIZE + 4), "Your photo", fill=_INK, font=font)
     for r, c in enumerate(rows):
         x, y = left_w, _PAD + r * row_h
         mean = evidence.distances.get(c)
         heading = display_name(c) + ("" if mean is None else f"  {mean:.2f}")
         draw.text((x, y), heading, fill=_INK, font=font)
         y += _FONT + 6
-        if not shown.get(c):
-            draw.text((x, y + _THUMB // 2 - _FONT), "no training faces to show", fill=_FAINT, font=small)
+        if not shown.get(c):  # an empty frame where the training faces would be
+            draw.rectangle((x, y, x + _THUMB - 1, y + _THUMB - 1), outline=_FAINT)
         for i, (distance, thumb) in enumerate(shown.get(c, [])):
             tx = x + i * (_THUMB + _PAD)
             with Image.open(io.BytesIO(thumb)) as t:
                 im.paste(t.convert("RGB").resize((_THUMB, _THUMB)), (tx, y))
             draw.text((tx, y + _THUMB + 2), f"{distance:.2f}", fill=_FAINT, font=small)
-    if evidence.threshold is not None:
-        note = f"Distances: lower is more alike; beyond {evidence.threshold:.2f}, someone else."
-        draw.text((_PAD, height - _PAD - _FONT), note, fill=_FAINT, font=small)
     buffer = io.BytesIO()
     im.save(buffer, "JPEG", quality=85)
     return buffer.getvalue()

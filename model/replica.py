@@ -102,10 +102,12 @@ async def _body(request: Request, max_bytes: int) -> bytes | None:
 def _too_large(size: int | None, max_bytes: int) -> JSONResponse:
     if size is None:  # chunked: its length is not known, only that it is past the cap
         megabytes = f"{max_bytes / 2**20:.0f} MB"
-        refusal = FileTooLarge(f"This file is over {megabytes}; I can take files up to {megabytes}.")
+        refusal = FileTooLarge(
+            f"This file is over {megabytes}; I can take files up to {megabytes}.", max_bytes=max_bytes
+        )
     else:
         refusal = file_too_large(size, max_bytes)
-    answer = PhotoAnswer("error", error=str(refusal), error_kind="FileTooLarge")
+    answer = PhotoAnswer("error", error=str(refusal), error_kind="FileTooLarge", details=dict(refusal.details))
     return JSONResponse(answer.to_json(), status_code=413)
 
 

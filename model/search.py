@@ -67,7 +67,7 @@ def search_photo(data: bytes, finder: FaceFinder, limits: DecodeLimits, images_f
         decode_s = time.perf_counter() - start
         search = finder.find(image)
     except ImageError as e:
-        return Searched(PhotoAnswer("error", error=str(e), error_kind=type(e).__name__))
+        return Searched(PhotoAnswer("error", error=str(e), error_kind=type(e).__name__, details=dict(e.details)))
     except Exception:  # a photo that breaks a library must not take the others down
         log.exception("unexpected failure reading a photo")
         return Searched(went_wrong())

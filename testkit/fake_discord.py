@@ -1,9 +1,11 @@
 """A fake Discord on 127.0.0.1 for tests: the REST API, a CDN for attachments, and the gateway WebSocket.
 
 The real discord.py client talks to it as it would to Discord. Tests play the users: they post messages,
-run slash commands and press buttons with `send_message`, `slash_command` and `press`, which arrive over the
-gateway, and they see what the bot did in `calls`, every REST request it made, in order of arrival, and in
-`messages`, every message as it is now (buttons edited in place included).
+run slash commands, use a message's context menu and press buttons with `send_message`, `slash_command`,
+`message_command` and `press` (each in the user's `locale`), which arrive over the gateway, and they see what
+the bot did in `calls`, every REST request it made, in order of arrival, and in `messages`, every message as it
+is now (buttons edited in place included). Each guild has a language, its `preferred_locale`
+(`set_preferred_locale`).
 
 Kept small on purpose, with one method per route and one per gateway opcode. The gateway keeps sessions
 as Discord does: every DISPATCH is numbered within its session and kept, `disconnect` closes the bot's
@@ -21,10 +23,14 @@ another token than `token` is closed with 4004 (Authentication failed). The day'
 
 As strict as Discord where a kinder fake would hide a lost reply: message content over 2,000 characters, and
 buttons Discord would not draw (more than 5 rows of 5, a custom_id outside 1-100 characters or used twice, a
-label over 80), are refused (400, Invalid Form Body) wherever a message is posted or edited. An interaction is
-answered once (a second callback: 400, already acknowledged), within its own token, and followups need that
-answer first. Faults are injected per route, by its handler's name ("create_message", "typing", "followup"):
-an error status (`fail_next`) or a dropped connection (`drop_next`), before the route is done.
+label over 80), are refused (400, Invalid Form Body) wherever a message is posted or edited. Commands are synced
+as Discord takes them (`testkit.discord_rules`: names, descriptions and their localizations, in every locale) or
+refused whole. An interaction is answered once (a second callback: 400, already acknowledged), within its own
+token and within 3 seconds (later: 404, unknown interaction), and followups need that answer first; the first
+followup after a deferred answer ("thinking...") takes its place, ephemeral if and only if the deferral was,
+whatever the followup asks (Discord: it "functions the same as Edit Original Interaction Response"). Faults are
+injected per route, by its handler's name ("create_message", "typing", "followup"): an error status
+(`fail_next`) or a dropped connection (`drop_next`), before the route is done.
 """
 
 from __future__ import annotations
@@ -32,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +47,9 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-__all__ = ["FakeDiscord", "RestCall", "Upload", "buttons"]
+from .discord_rules import DISCORD_LOCALES, MESSAGE_COMMAND, command_errors
+
+__all__ = ["DISCORD_LOCALES", "FakeDiscord", "RestCall", "Upload", "buttons"]
 
 API = "/api/v10"
 # Discord's gateway opcodes (https://discord.com/developers/docs/topics/opcodes-and-status-codes).
@@ -57,7 +64,6 @@ APPLICATION_COMMAND, MESSAGE_COMPONENT = 2, 3  # interaction types
 ACTION_ROW, BUTTON, LINK_STYLE = 1, 2, 5  # component types, and the button style that holds a URL, not an id
 MAX_ROWS, MAX_ROW_BUTTONS, MAX_CUSTOM_ID, MAX_LABEL = 5, 5, 100, 80
 EPHEMERAL = 64  # message flag: seen only by the user who pressed or ran the command
-MAX_COMMAND_DESCRIPTION = 100
 TEXT_CHANNEL = 0
 DEFAULT_MESSAGE, REPLY_MESSAGE = 0, 19
 ATTACHMENT_OPTION = 11
@@ -66,6 +72,7 @@ DM_CHANNEL = 1
 INVALID_SHARD = 4010
 AUTHENTICATION_FAILED = 4004  # an IDENTIFY with another token than the bot's
 IDENTIFY_SECONDS = 5.0  # Discord's window: one IDENTIFY per bucket in it
+INTERACTION_DEADLINE_S = 3.0  # Discord's window for an interaction's first answer (a message or "thinking...")
 # Guild ids are (GUILD_BASE + k) << 22: a multiple of 1..12's least common multiple puts guild k on shard
 # k % shard_count for every count up to 12, at the size of a real snowflake.
 GUILD_BASE = 27_720 * 9_000_000
@@ -159,9 +166,12 @@ def _error(status: int, message: str, code: int = 0) -> web.Response:
 
 
 def _invalid_form(field: str, code: str, message: str) -> web.Response:
-    error = {"code": code, "message": message}
-    body = {"message": "Invalid Form Body", "code": 50035, "errors": {field: {"_errors": [error]}}}
-    return _json_response(body, 400)
+    return _invalid_body({field: {"_errors": [{"code": code, "message": message}]}})
+
+
+def _invalid_body(errors: dict[str, Any]) -> web.Response:
+    """Discord's 400 for a request it refuses, with where and why in `errors`."""
+    return _json_response({"message": "Invalid Form Body", "code": 50035, "errors": errors}, 400)
 
 
 def _too_long(body: dict[str, Any]) -> web.Response | None:
@@ -216,6 +226,10 @@ class _Interaction:
     payload: dict[str, Any]
     response: int | None = None  # the callback type, once answered
     original: int | None = None  # the id of the message its @original names, once there is one
+    # A deferred answer ("thinking...") that no followup or edit has replaced yet, and whether it is ephemeral.
+    loading: bool = False
+    loading_flags: int = 0
+    at: float = field(default_factory=time.monotonic)  # when it was dispatched
 
 
 class FakeDiscord:
@@ -241,6 +255,9 @@ class FakeDiscord:
         self.channel_ids = {guild_id: self.new_id() for guild_id in self.guild_ids}  # one text channel each
         self.guild_id, self.channel_id = self.guild_ids[0], self.channel_ids[self.guild_ids[0]]
         self.dm_channel_id = self.new_id()  # the bot's direct messages with every user, as one channel
+        # Each guild's language (its "Community" setting), as GUILD_CREATE and interactions' guild_locale say it.
+        self.preferred_locales = dict.fromkeys(self.guild_ids, "en-US")
+        self.refused_syncs: list[dict[str, Any]] = []  # the errors of every command sync refused
         self.base_url = self.api_base = self.gateway_url = self.resume_gateway_url = ""
 
         self.calls: list[RestCall] = []
@@ -252,6 +269,8 @@ class FakeDiscord:
         self.messages: dict[int, dict[str, Any]] = {}  # every message we know, posted by users or the bot
         self.connections: list[_Connection] = []
         self.cdn_delay = 0.0  # seconds before an attachment download is answered
+        # Discord's wait for an interaction's first answer: a callback later than this finds it gone (10062).
+        self.interaction_deadline_s = INTERACTION_DEADLINE_S
         self._faults: dict[str, list[int | None]] = {}  # route -> statuses to answer with (None: drop)
         self._cdn: dict[str, tuple[bytes, str | None]] = {}
         self._changed = asyncio.Condition()
@@ -300,6 +319,7 @@ class FakeDiscord:
             ("POST", "/interactions/{interaction_id}/{token}/callback", self._interaction_callback),
             ("POST", "/webhooks/{app_id}/{token}", self._followup),
             ("PATCH", "/webhooks/{app_id}/{token}/messages/{message_id}", self._edit_followup),
+            ("DELETE", "/webhooks/{app_id}/{token}/messages/{message_id}", self._delete_followup),
         ]
 
     # -- what tests use -----------------------------------------------------------------------
@@ -446,12 +466,19 @@ class FakeDiscord:
         return message if include_referenced else {k: v for k, v in message.items() if k != "referenced_message"}
 
     async def slash_command(
-        self, user: dict[str, Any], name: str, attachments: dict[str, dict[str, Any]] | None = None
+        self,
+        user: dict[str, Any],
+        name: str,
+        attachments: dict[str, dict[str, Any]] | None = None,
+        *,
+        locale: str = "en-US",
     ) -> dict[str, Any]:
-        """A user runs `/name` with attachment options (option name to attachment); the interaction payload."""
+        """A user whose Discord is in `locale` runs `/name` with attachment options (option name to attachment), in
+        the first guild; the interaction payload. `name` is the command's own name, as Discord sends it whatever
+        the user's language."""
         attachments = attachments or {}
         command = next((c for c in self.commands if c["name"] == name), None)
-        interaction = self._interaction_payload(APPLICATION_COMMAND, user, self.guild_id, self.channel_id)
+        interaction = self._interaction_payload(APPLICATION_COMMAND, user, self.guild_id, self.channel_id, locale)
         interaction["data"] = {
             "id": command["id"] if command else str(self.new_id()),
             "name": name,
@@ -464,18 +491,58 @@ class FakeDiscord:
         await self.dispatch("INTERACTION_CREATE", interaction)
         return interaction
 
-    async def press(self, user: dict[str, Any], message: dict[str, Any] | int, custom_id: str) -> dict[str, Any]:
-        """A user presses the button `custom_id` of `message` (a MESSAGE_COMPONENT interaction, with the message as
-        it is now); the interaction payload. Raises if the message shows no such button."""
+    async def press(
+        self, user: dict[str, Any], message: dict[str, Any] | int, custom_id: str, *, locale: str = "en-US"
+    ) -> dict[str, Any]:
+        """A user (in `locale`) presses the button `custom_id` of `message` (a MESSAGE_COMPONENT interaction, with
+        the message as it is now); the interaction payload. Raises if the message shows no such button."""
         stored = self.messages[int(message if isinstance(message, int) else message["id"])]
         if all(b.get("custom_id") != custom_id for row in buttons(stored) for b in row):
             raise LookupError(f"message {stored['id']} has no button {custom_id!r}")
         guild_id = int(stored["guild_id"]) if stored.get("guild_id") else None
-        interaction = self._interaction_payload(MESSAGE_COMPONENT, user, guild_id, int(stored["channel_id"]))
+        interaction = self._interaction_payload(MESSAGE_COMPONENT, user, guild_id, int(stored["channel_id"]), locale)
         interaction["message"] = json.loads(json.dumps(stored))  # as it was when pressed
         interaction["data"] = {"custom_id": custom_id, "component_type": BUTTON}
         await self.dispatch("INTERACTION_CREATE", interaction)
         return interaction
+
+    async def message_command(
+        self, user: dict[str, Any], name: str, message: dict[str, Any] | int, *, locale: str = "en-US"
+    ) -> dict[str, Any]:
+        """A user (in `locale`) picks the message context-menu command `name` (its own name, as Discord sends it)
+        on `message`, as it is now (Apps > name); the interaction payload. Raises if no such command is synced."""
+        command = next((c for c in self.commands if c["name"] == name and c.get("type") == MESSAGE_COMMAND), None)
+        if command is None:
+            raise LookupError(f"no message command {name!r} is synced: {[c['name'] for c in self.commands]}")
+        stored = self.messages[int(message if isinstance(message, int) else message["id"])]
+        guild_id = int(stored["guild_id"]) if stored.get("guild_id") else None
+        payload = self._interaction_payload(APPLICATION_COMMAND, user, guild_id, int(stored["channel_id"]), locale)
+        target = json.loads(json.dumps(stored))
+        target.pop("referenced_message", None)  # Discord resolves the message alone
+        payload["data"] = {
+            "id": command["id"],
+            "name": name,
+            "type": MESSAGE_COMMAND,
+            "target_id": stored["id"],
+            "resolved": {"messages": {stored["id"]: target}},
+        }
+        if guild_id is not None:
+            payload["data"]["guild_id"] = str(guild_id)
+        await self.dispatch("INTERACTION_CREATE", payload)
+        return payload
+
+    async def set_preferred_locale(self, locale: str, guild: int = 0) -> None:
+        """The owner of guild `guild` (k of `guilds`) sets its language to `locale`; a connected bot is told (a
+        GUILD_UPDATE)."""
+        if locale not in DISCORD_LOCALES:
+            raise ValueError(f"{locale!r} is not a Discord locale")
+        guild_id = self.guild_ids[guild]
+        self.preferred_locales[guild_id] = locale
+        session = next((s for s in reversed(self.sessions) if s.covers(guild_id)), None)
+        if session is not None:
+            created_only = {"channels", "threads", "members", "member_count", "voice_states", "presences", "large"}
+            update = {k: v for k, v in self._guild_payload(guild_id).items() if k not in created_only}
+            await self._dispatch(session, "GUILD_UPDATE", update)
 
     def responses(self, interaction: dict[str, Any]) -> list[RestCall]:
         """Every request the bot made with `interaction`'s token (its callback, followups and edits), in order."""
@@ -519,8 +586,13 @@ class FakeDiscord:
 
     # -- payloads -----------------------------------------------------------------------------
 
-    def _interaction_payload(self, kind: int, user: dict[str, Any], guild_id: int | None, channel_id: int) -> dict:
-        """An interaction of `kind` by `user` in a guild's channel, or in a direct message (`guild_id` None)."""
+    def _interaction_payload(
+        self, kind: int, user: dict[str, Any], guild_id: int | None, channel_id: int, locale: str = "en-US"
+    ) -> dict:
+        """An interaction of `kind` by `user` (whose Discord is in `locale`) in a guild's channel, or in a direct
+        message (`guild_id` None)."""
+        if locale not in DISCORD_LOCALES:
+            raise ValueError(f"{locale!r} is not a Discord locale")
         interaction_id = str(self.new_id())
         payload: dict[str, Any] = {
             "id": interaction_id,
@@ -529,7 +601,7 @@ class FakeDiscord:
             "token": f"interaction-token-{self.new_id()}",
             "version": 1,
             "app_permissions": "2251799813685247",
-            "locale": "en-US",
+            "locale": locale,
             "entitlements": [],
             "attachment_size_limit": 25 * 1024 * 1024,
             "channel_id": str(channel_id),
@@ -540,7 +612,7 @@ class FakeDiscord:
         else:
             payload.update(
                 guild_id=str(guild_id),
-                guild_locale="en-US",
+                guild_locale=self.preferred_locales[guild_id],
                 channel=self._channel_payload(guild_id),
                 member=self._member_payload(user),
                 context=0,
@@ -627,7 +699,7 @@ class FakeDiscord:
             "mfa_level": 0,
             "nsfw_level": 0,
             "premium_tier": 0,
-            "preferred_locale": "en-US",
+            "preferred_locale": self.preferred_locales[guild_id],
             "system_channel_flags": 0,
         }
 
@@ -811,6 +883,7 @@ class FakeDiscord:
             "application_id": str(self.application_id),
             "version": str(self.new_id()),
             "type": 1,
+            "description": "",  # a context menu's: Discord returns one for every command
             "options": [],
             "default_member_permissions": None,
             "nsfw": False,
@@ -821,20 +894,25 @@ class FakeDiscord:
         return _json_response(self.commands)
 
     async def _put_commands(self, request: web.Request) -> web.Response:
-        """Discord's bulk overwrite: the commands sent replace every command of the application."""
-        commands = request[_CALL].json or []
-        for i, command in enumerate(commands):
-            name, description = command.get("name") or "", command.get("description") or ""
-            if not re.fullmatch(r"[-_a-z0-9]{1,32}", name) or not 1 <= len(description) <= MAX_COMMAND_DESCRIPTION:
-                return _invalid_form(f"{i}", "APPLICATION_COMMAND_INVALID", f"command {name!r} is not valid")
-        if len({c["name"] for c in commands}) != len(commands):
-            return _invalid_form("names", "APPLICATION_COMMANDS_DUPLICATE_NAME", "Command names must be unique")
+        """Discord's bulk overwrite: the commands sent replace every command of the application, or none does."""
+        commands = request[_CALL].json
+        if (errors := command_errors(commands)) is not None:
+            self.refused_syncs.append(errors)
+            return _invalid_body(errors)
         self.commands = [self._command_payload(c) for c in commands]
         return _json_response(self.commands)
 
     async def _post_command(self, request: web.Request) -> web.Response:
-        command = self._command_payload(request[_CALL].json)
-        self.commands = [c for c in self.commands if c["name"] != command["name"]] + [command]
+        body = request[_CALL].json
+        if not isinstance(body, dict):
+            return _invalid_form("_", "MODEL_TYPE_CONVERT", "Only dictionaries may be used in a ModelType")
+        kind = body.get("type") or 1
+        others = [c for c in self.commands if (c["name"], c.get("type") or 1) != (body.get("name"), kind)]
+        if (errors := command_errors([body, *others])) is not None:
+            self.refused_syncs.append(errors)
+            return _invalid_body(errors.get("0", errors))
+        command = self._command_payload(body)
+        self.commands = [*others, command]
         return _json_response(command, 201)
 
     async def _typing(self, request: web.Request) -> web.Response:
@@ -865,6 +943,8 @@ class FakeDiscord:
             return _error(404, "Unknown interaction", 10062)
         if interaction.response is not None:
             return _error(400, "Interaction has already been acknowledged.", 40060)
+        if time.monotonic() - interaction.at > self.interaction_deadline_s:
+            return _error(404, "Unknown interaction", 10062)  # answered too late: the user saw it fail
         call: RestCall = request[_CALL]
         body = call.json or {}
         kind, data = body.get("type"), body.get("data") or {}
@@ -885,6 +965,8 @@ class FakeDiscord:
             "resource": {"type": kind},
         }
         interaction.response = kind
+        if kind == DEFERRED_CHANNEL_MESSAGE:
+            interaction.loading, interaction.loading_flags = True, (data.get("flags") or 0) & EPHEMERAL
         if component and kind in (DEFERRED_UPDATE_MESSAGE, UPDATE_MESSAGE):
             interaction.original = int(interaction.payload["message"]["id"])  # @original: the button's message
         if kind == CHANNEL_MESSAGE:
@@ -911,8 +993,19 @@ class FakeDiscord:
         call: RestCall = request[_CALL]
         if (refused := _too_long(call.json or {})) is not None:
             return refused
-        call.response = self._posted_message(int(interaction.payload["channel_id"]), call.json or {}, call.files)
+        call.response = self._replacing_loading(interaction, call)
         return _json_response(call.response)
+
+    def _replacing_loading(self, interaction: _Interaction, call: RestCall) -> dict[str, Any]:
+        """The message a followup (or an edit of @original) posts; the first after a deferral takes the place of
+        "thinking...", as its @original, ephemeral as the deferral was."""
+        body = dict(call.json or {})
+        if interaction.loading:
+            body["flags"] = ((body.get("flags") or 0) & ~EPHEMERAL) | interaction.loading_flags
+        message = self._posted_message(int(interaction.payload["channel_id"]), body, call.files)
+        if interaction.loading:
+            interaction.loading, interaction.original = False, int(message["id"])
+        return message
 
     async def _edit_followup(self, request: web.Request) -> web.Response:
         interaction = self._answered_interaction(request)
@@ -923,15 +1016,31 @@ class FakeDiscord:
             return refused
         named = request.match_info["message_id"]
         target = interaction.original if named == "@original" else int(named) if named.isdigit() else None
-        if target is None and named == "@original":
+        if target is None and named == "@original" and interaction.loading:
             # The answer to a deferred command ("thinking..."), edited into its first message.
-            call.response = self._posted_message(int(interaction.payload["channel_id"]), call.json or {}, call.files)
-            interaction.original = int(call.response["id"])
+            call.response = self._replacing_loading(interaction, call)
             return _json_response(call.response)
         if target not in self.messages:
             return _error(404, "Unknown Message", 10008)
         call.response = self._edited(self.messages[target], call.json or {}, call.files)
         return _json_response(call.response)
+
+    async def _delete_followup(self, request: web.Request) -> web.Response:
+        """Delete @original (a deferred "thinking..." included) or a followup; later followups post anew."""
+        interaction = self._answered_interaction(request)
+        if interaction is None:
+            return _error(404, "Unknown Webhook", 10015)
+        named = request.match_info["message_id"]
+        if named == "@original" and interaction.loading:
+            interaction.loading = False
+            return web.Response(status=204)
+        target = interaction.original if named == "@original" else int(named) if named.isdigit() else None
+        if target is None or target not in self.messages:
+            return _error(404, "Unknown Message", 10008)
+        del self.messages[target]
+        if target == interaction.original:
+            interaction.original = None
+        return web.Response(status=204)
 
     async def _download(self, request: web.Request) -> web.Response:
         if self.cdn_delay:

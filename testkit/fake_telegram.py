@@ -7,6 +7,12 @@ from small to large, caption entities with UTF-16 offsets, files the bot can `ge
 It is as strict as the Bot API where a kinder fake would hide a lost reply: a text over 4,096 or a
 caption over 1,024 characters, or an empty text, is refused with the Bot API's own 400.
 
+The bot's profile per language, as the Bot API keeps it: setMyCommands (1 to 32 characters of a-z, 0-9 and _ per
+command, descriptions of 1 to 256 characters, 100 commands at most), setMyDescription (512 characters at most) and
+setMyShortDescription (120), each for a `language_code` of two lowercase letters or for everyone else (none given);
+`menus`, `descriptions` and `short_descriptions` hold them by language ("" for the default). Users carry the
+`language_code` their app sends (`new_user(..., language_code="es")`).
+
 Inline keyboards too: `reply_markup` on sendMessage/sendPhoto is checked as Telegram checks it (callback_data
 of 1 to 64 bytes, no empty button text, 100 buttons at most) and kept with the message; `push_callback` presses
 a button that is there, as a user can, and the callback query carries the message with its `reply_to_message`
@@ -41,6 +47,11 @@ __all__ = [
     "CALLBACK_ANSWER_S",
     "DOWNLOAD",
     "MAX_CAPTION",
+    "MAX_COMMAND",
+    "MAX_COMMANDS",
+    "MAX_COMMAND_DESCRIPTION",
+    "MAX_DESCRIPTION",
+    "MAX_SHORT_DESCRIPTION",
     "MAX_TEXT",
     "NOT_MODIFIED",
     "BotApiError",
@@ -74,11 +85,32 @@ _BUTTON_ACTIONS = frozenset(
     {"callback_data", "url", "web_app", "login_url", "switch_inline_query", "switch_inline_query_current_chat", "pay"}
 )
 _QUERY_GONE = "Bad Request: query is too old and response timeout expired or query ID is invalid"
+# The bot's menu and profile, as TDLib checks them (td/telegram/BotCommand.cpp, misc.cpp) and Telegram's servers
+# after it: a command is 1 to 32 of a-z, 0-9 and _ (a leading "/" and spaces around it are dropped), a description
+# 1 to 256 characters once trimmed; 100 commands at most; a language code is two lowercase letters, or none.
+MAX_COMMANDS = 100
+MAX_COMMAND = 32
+MAX_COMMAND_DESCRIPTION = 256
+MAX_DESCRIPTION = 512  # setMyDescription: what an empty chat with the bot shows
+MAX_SHORT_DESCRIPTION = 120  # setMyShortDescription: the bot's profile page, and links to it
+_COMMAND = re.compile(r"[a-z0-9_]+")
+_LANGUAGE_CODE = re.compile(r"[a-z]{2}")
 # What getUpdates sends when no allowed_updates was ever given: every kind but these.
 _NOT_BY_DEFAULT = frozenset({"chat_member", "message_reaction", "message_reaction_count"})
 # Parameters the Bot API takes as plain strings; python-telegram-bot JSON-encodes every other value.
 _TEXT_PARAMS = frozenset(
-    {"text", "caption", "file_id", "action", "parse_mode", "emoji", "description", "callback_query_id"}
+    {
+        "text",
+        "caption",
+        "file_id",
+        "action",
+        "parse_mode",
+        "emoji",
+        "description",
+        "short_description",
+        "language_code",
+        "callback_query_id",
+    }
 )
 # Long polls are capped so a test that forgets to stop its bot cannot hold the server for long.
 _MAX_POLL = 30.0
@@ -239,6 +271,11 @@ class FakeTelegram:
             "sendphoto": self._send_photo,
             "sendchataction": self._send_chat_action,
             "setmycommands": self._set_my_commands,
+            "getmycommands": self._get_my_commands,
+            "setmydescription": self._set_my_description,
+            "getmydescription": self._get_my_description,
+            "setmyshortdescription": self._set_my_short_description,
+            "getmyshortdescription": self._get_my_short_description,
             "answercallbackquery": self._answer_callback_query,
             "editmessagereplymarkup": self._edit_message_reply_markup,
         }
@@ -248,7 +285,10 @@ class FakeTelegram:
         self.callbacks: dict[str, Pressed] = {}  # the callback queries pushed, by id
         self.callback_answer_s = CALLBACK_ANSWER_S  # how long a callback query may wait for its answer
         self.allowed_updates: list[str] | None = None  # as getUpdates last set it; None: the Bot API's default
-        self.commands: list[dict[str, Any]] = []  # the command menu, as last set
+        # The command menu, description and short description per language_code ("": everyone else's), as last set.
+        self.menus: dict[str, list[dict[str, Any]]] = {}
+        self.descriptions: dict[str, str] = {}
+        self.short_descriptions: dict[str, str] = {}
         # As setWebhook left it: url, secret_token, allowed_updates, max_connections; None while the bot may poll.
         self.webhook: dict[str, Any] | None = None
         self._update_ids = itertools.count(100_000)
@@ -313,6 +353,11 @@ class FakeTelegram:
                 raise AssertionError(f"waited {timeout}s for {what}; the bot called: {seen}")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), remaining)
+
+    @property
+    def commands(self) -> list[dict[str, Any]]:
+        """The default command menu (for users whose language has none of its own), as last set."""
+        return self.menus.get("", [])
 
     def buttons(self, message: dict[str, Any]) -> list[list[dict[str, Any]]]:
         """The inline keyboard under `message` now (rows of buttons: text, callback_data); [] for none."""
@@ -409,10 +454,13 @@ class FakeTelegram:
         sizes.append(self._size(self.add_file(data), width, height))
         return sizes
 
-    def new_user(self, first_name: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Another person who talks to the bot: their User and their private chat with it."""
+    def new_user(self, first_name: str, language_code: str | None = "en") -> tuple[dict[str, Any], dict[str, Any]]:
+        """Another person who talks to the bot: their User and their private chat with it. `language_code`: the
+        IETF tag their app's language gives ("es", "pt-br"); None for a user whose app sends none."""
         user_id = 2000 + len(self.chats)
-        user = {"id": user_id, "is_bot": False, "first_name": first_name, "language_code": "en"}
+        user = {"id": user_id, "is_bot": False, "first_name": first_name}
+        if language_code is not None:
+            user["language_code"] = language_code
         chat = {"id": user_id, "type": "private", "first_name": first_name}
         self.chats[user_id] = chat
         return user, chat
@@ -526,13 +574,16 @@ class FakeTelegram:
             fields["reply_to_message"] = {k: v for k, v in reply_to.items() if k != "reply_to_message"}
         return self.push_message(chat, **fields)
 
-    def push_command(self, command: str, chat: dict | None = None, reply_to: dict | None = None) -> dict[str, Any]:
-        """A command such as "/start" or "/whois@doppel_test_bot"."""
-        return self.push_text(command, chat, reply_to)
+    def push_command(
+        self, command: str, chat: dict | None = None, reply_to: dict | None = None, sender: dict | None = None
+    ) -> dict[str, Any]:
+        """A command such as "/start" or "/whois@doppel_test_bot", sent by `sender` (by default `user`)."""
+        return self.push_text(command, chat, reply_to, sender=sender)
 
-    def push_reply(self, to: dict[str, Any], text: str) -> dict[str, Any]:
-        """A text reply to the message `to`, in that message's chat (e.g. "@doppel_test_bot" or "/whois")."""
-        return self.push_text(text, to["chat"], reply_to=to)
+    def push_reply(self, to: dict[str, Any], text: str, sender: dict | None = None) -> dict[str, Any]:
+        """A text reply to the message `to`, in that message's chat (e.g. "@doppel_test_bot" or "/whois"), sent by
+        `sender` (by default `user`)."""
+        return self.push_text(text, to["chat"], reply_to=to, sender=sender)
 
     def push_media_group(self, photos: list[bytes], chat: dict | None = None, caption: str | None = None) -> list[dict]:
         """An album: one message per photo, sharing a media_group_id; the caption rides on the first."""
@@ -651,13 +702,56 @@ class FakeTelegram:
         return True
 
     async def _set_my_commands(self, call: Call) -> bool:
-        commands = call.params.get("commands")
-        if not isinstance(commands, list) or not all(
-            isinstance(c, dict) and c.keys() >= {"command", "description"} for c in commands
-        ):
-            raise BotApiError(400, "Bad Request: can't parse commands JSON object")
-        self.commands = commands
+        language = _language_code(call)
+        commands = call.params.get("commands", [])  # none given: the menu is emptied, as in the Bot API
+        if not isinstance(commands, list):
+            raise BotApiError(400, "Bad Request: expected an Array of BotCommand")
+        menu = []
+        for command in commands:
+            if not isinstance(command, dict):
+                raise BotApiError(400, "Bad Request: can't parse BotCommand: expected an Object")
+            for key in ("command", "description"):
+                if not isinstance(command.get(key), str):
+                    raise BotApiError(400, f"Bad Request: can't parse BotCommand: Can't find field \"{key}\"")
+            name = command["command"].strip().removeprefix("/")
+            description = command["description"].strip()
+            if not name:
+                raise BotApiError(400, "Bad Request: command must be non-empty")
+            if len(name) > MAX_COMMAND:
+                raise BotApiError(400, f"Bad Request: command length must not exceed {MAX_COMMAND}")
+            if not description:
+                raise BotApiError(400, "Bad Request: command description must be non-empty")
+            if len(description) > MAX_COMMAND_DESCRIPTION:
+                raise BotApiError(
+                    400, f"Bad Request: command description length must not exceed {MAX_COMMAND_DESCRIPTION}"
+                )
+            if not _COMMAND.fullmatch(name):  # Telegram's servers, past TDLib: "Start", "who-is", "кто"
+                raise BotApiError(400, "Bad Request: BOT_COMMAND_INVALID")
+            menu.append({"command": name, "description": description})
+        if len(menu) > MAX_COMMANDS:
+            raise BotApiError(400, "Bad Request: BOT_COMMANDS_TOO_MUCH")
+        if menu:
+            self.menus[language] = menu
+        else:  # an empty list deletes the language's menu: its users see the default one again
+            self.menus.pop(language, None)
         return True
+
+    async def _get_my_commands(self, call: Call) -> list[dict[str, Any]]:
+        return self.menus.get(_language_code(call), [])
+
+    async def _set_my_description(self, call: Call) -> bool:
+        _set_text(call, "description", self.descriptions, MAX_DESCRIPTION)
+        return True
+
+    async def _get_my_description(self, call: Call) -> dict[str, str]:
+        return {"description": self.descriptions.get(_language_code(call), "")}
+
+    async def _set_my_short_description(self, call: Call) -> bool:
+        _set_text(call, "short_description", self.short_descriptions, MAX_SHORT_DESCRIPTION)
+        return True
+
+    async def _get_my_short_description(self, call: Call) -> dict[str, str]:
+        return {"short_description": self.short_descriptions.get(_language_code(call), "")}
 
     async def _get_updates(self, call: Call) -> list[dict[str, Any]]:
         if self.webhook is not None:  # as the Bot API refuses polling while a webhook is set
@@ -803,6 +897,29 @@ class FakeTelegram:
             "width": width,
             "height": height,
         }
+
+
+def _language_code(call: Call) -> str:
+    """The call's `language_code`, checked as TDLib checks it (two lowercase letters); "" for none (the default)."""
+    code = call.params.get("language_code") or ""
+    if code and not (isinstance(code, str) and _LANGUAGE_CODE.fullmatch(code)):
+        raise BotApiError(400, "Bad Request: invalid language code specified")
+    return code
+
+
+def _set_text(call: Call, name: str, held: dict[str, str], limit: int) -> None:
+    """setMyDescription and setMyShortDescription: `name` for the call's language, at most `limit` characters; an
+    empty one removes the language's own (its users see the default again)."""
+    language = _language_code(call)
+    text = call.params.get(name) or ""
+    if not isinstance(text, str):
+        raise BotApiError(400, f'Bad Request: parameter "{name}" must be of type String')
+    if len(text) > limit:
+        raise BotApiError(400, f"Bad Request: {name.replace('_', ' ')} is too long (at most {limit} characters)")
+    if text:
+        held[language] = text
+    else:
+        held.pop(language, None)
 
 
 def _inline_keyboard(markup: Any) -> list[list[dict[str, Any]]]:

@@ -23,7 +23,9 @@ from bot.web_guards import WebGuards
 __all__ = [
     "CHROMIUM",
     "CHROMIUM_ARGS",
+    "CHROMIUM_PAGE_SIZE",
     "Site",
+    "get_text",
     "post",
     "post_form",
     "post_with_headers",
@@ -44,6 +46,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+CHROMIUM_PAGE_SIZE = {"width": 1200, "height": 760}  # the tests' browser window, and the README's screenshots
 
 
 class Site:
@@ -79,18 +82,26 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coroutine).result()
 
 
+async def get_text(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    """The status and the text of a GET."""
+    async with aiohttp.ClientSession() as session, session.get(url, headers=headers or {}) as r:
+        return r.status, await r.text()
+
+
 async def post(url: str, data: bytes, content_type: str = "image/jpeg", **headers: str) -> tuple[int, dict]:
     status, body, _ = await post_with_headers(url, data, content_type, **headers)
     return status, body
 
 
 async def post_with_headers(
-    url: str, data: bytes, content_type: str = "image/jpeg", **headers: str
+    url: str, data: bytes, content_type: str = "image/jpeg", *, query: str = "", **headers: str
 ) -> tuple[int, dict, dict[str, str]]:
-    """The status, the JSON body and the headers of the answer to a photo sent as the body."""
+    """The status, the JSON body and the headers of the answer to a photo sent as the body; `query`: the URL's
+    query string ("lang=fr")."""
+    path = "api/classify" + (f"?{query}" if query else "")
     async with (
         aiohttp.ClientSession() as session,
-        session.post(url + "api/classify", data=data, headers={"Content-Type": content_type, **headers}) as r,
+        session.post(url + path, data=data, headers={"Content-Type": content_type, **headers}) as r,
     ):
         return r.status, await r.json(), dict(r.headers)
 

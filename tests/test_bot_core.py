@@ -247,7 +247,7 @@ def test_about_reads_the_training_metadata(core: ChatCore, tmp_path) -> None:
     about = ChatCore(core.worker, RateLimiter(1), lambda: info)
     text = about.about_text()
     assert "Jessica Chastain or Bryce Dallas Howard" in text
-    assert "98.5%" in text and "73 faces" in text and "2026-11-20" in text
+    assert "98.5%" in text and "73 faces" in text and "November 20, 2026" in text
     assert "Jessica Chastain or Bryce Dallas Howard" in about.start_text()
 
 

@@ -117,7 +117,12 @@ def test_a_mention_replying_to_a_photo_answers_about_that_photo(core: ChatCore) 
 def test_whois_defers_then_follows_up_with_the_answer(core: ChatCore) -> None:
     async def scenario(fake: FakeDiscord) -> None:
         # Synced at start, with the users' rights beside it.
-        assert [c["name"] for c in fake.commands] == ["whois", "privacy", "forget"]
+        assert [(c["name"], c["type"]) for c in fake.commands] == [
+            ("whois", 1),
+            ("privacy", 1),
+            ("forget", 1),
+            ("Who is this?", 3),  # in a message's Apps menu
+        ]
         whois = fake.commands[0]
         assert [(o["name"], o["type"], o.get("required")) for o in whois["options"]] == [("photo", 11, True)]
         interaction = await fake.slash_command(fake.user(), "whois", {"photo": fake.attachment(jpeg(scene(1)))})

@@ -8,13 +8,25 @@ from pathlib import Path
 
 import pytest
 
+from bot.core import COMMAND_DESCRIPTIONS, ChatCore, RateLimiter
+from bot.discord_i18n import WHO_IS_THIS
+from bot.i18n import Texts, texts_for
 from testkit.e2e import DISCORD_TOKEN, LiveBot, discord_replies_to, model_folder
-from testkit.fake_discord import RestCall
+from testkit.fake_discord import EPHEMERAL, RestCall
 from testkit.imagery import jpeg, scene
 from testkit.redis_server import RedisServer
 
 EILEEN = re.compile(r"Eileen, (9\d|100)% sure")
 TWIN = re.compile(r"Twin, (9\d|100)% sure")
+# The Discord locales of each language of ours.
+OURS = {"es-ES": "es", "es-419": "es", "pt-BR": "pt_BR", "ru": "ru", "de": "de", "fr": "fr"}
+
+
+def sure_of(name: str, tr: Texts) -> re.Pattern[str]:
+    """The answer about one face of `name`'s, 90% sure or more, as `tr`'s catalog words it ("97 %" in German)."""
+    line = tr.gettext("{name}, {confidence} sure", name=name, confidence="\0")
+    line = line[:1].upper() + line[1:]  # as a reply of its own begins
+    return re.compile(re.escape(line).replace("\x00", r"(9\d|100)\W?%"))
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +77,8 @@ def test_a_mention_replying_to_a_photo_answers_about_that_photo(live: LiveBot) -
 def test_the_whois_slash_command_thinks_then_answers(live: LiveBot) -> None:
     fake = live.discord
     # Synced at start, with the users' rights beside it.
-    assert [c["name"] for c in live.call(lambda: fake.commands)] == ["whois", "privacy", "forget"]
+    commands = live.call(lambda: fake.commands)
+    assert [c["name"] for c in commands] == ["whois", "privacy", "forget", "Who is this?"]
     photo = live.call(lambda: fake.attachment(jpeg(scene(1))))
     interaction = live.run(fake.slash_command(fake.user("dan"), "whois", {"photo": photo}))
     followup_path = f"/api/v10/webhooks/{fake.application_id}/{interaction['token']}"
@@ -144,3 +157,71 @@ def test_with_redis_out_of_reach_one_processs_shards_still_take_their_identify_t
         assert sorted(live.call(lambda: fake.identified_shards)) == [[0, 2], [1, 2]]
         assert live.call(lambda: fake.identifies_too_early) == []
         assert live.log_lines("rate limits counted in this process")
+
+
+def interaction_calls(live: LiveBot, interaction: dict) -> list[RestCall]:
+    """The bot's answers to `interaction`, once one of them is a message (its followup, or a message callback)."""
+    fake = live.discord
+
+    def said() -> bool:
+        calls = fake.responses(interaction)
+        return any(c.status == 200 and (c.method == "POST" and not c.path.endswith("/callback")) for c in calls) or any(
+            c.path.endswith("/callback") and c.json["type"] == 4 for c in calls
+        )
+
+    live.run(live.eventually(said, what="an answer to the interaction"))
+    live.run(live.quiet(0.5))
+    return live.call(lambda: fake.responses(interaction))
+
+
+def test_a_german_user_gets_german_and_the_commands_speak_every_language(live: LiveBot) -> None:
+    """/whois from a Discord in German: "thinking...", then the answer in German; a PDF is refused in German, to
+    the user alone. The commands were published with their descriptions in each of our languages, as the catalogs
+    word them, and Discord took them. Awaits the German catalog: its refusal is not the English."""
+    fake, de = live.discord, texts_for("de")
+    assert live.call(lambda: fake.refused_syncs) == []
+    [whois] = [c for c in live.call(lambda: fake.commands) if c["name"] == "whois"]
+    english = COMMAND_DESCRIPTIONS["whois"]
+    for locale, code in OURS.items():
+        assert whois["description_localizations"].get(locale, english) == texts_for(code).gettext(english), locale
+
+    photo = live.call(lambda: fake.attachment(jpeg(scene(1))))
+    interaction = live.run(fake.slash_command(fake.user("greta"), "whois", {"photo": photo}, locale="de"))
+    calls = interaction_calls(live, interaction)
+    assert calls[0].path.endswith("/callback") and calls[0].json["type"] == 5
+    [answer] = [c for c in calls if c.method == "POST" and not c.path.endswith("/callback")]
+    assert sure_of("Eileen", de).fullmatch(answer.content), answer.content
+
+    pdf = live.call(lambda: fake.attachment(b"%PDF-1.7 minutes", "notes.pdf", "application/pdf"))
+    refused = live.run(fake.slash_command(fake.user("greta"), "whois", {"photo": pdf}, locale="de"))
+    [callback] = interaction_calls(live, refused)
+    refusal = ChatCore(None, RateLimiter(1)).not_an_image
+    assert callback.json["type"] == 4 and callback.json["data"]["flags"] & EPHEMERAL
+    assert callback.json["data"]["content"] == refusal(de).text
+    assert refusal(de).text != refusal(texts_for("en")).text, "awaits the German catalog"
+
+
+def test_a_mention_in_a_french_server_is_answered_in_french(live: LiveBot) -> None:
+    fake = live.discord
+    live.run(fake.set_preferred_locale("fr"))
+    try:
+        photo = live.call(lambda: fake.attachment(jpeg(scene(1))))
+        message = live.run(fake.send_message(fake.user("amélie"), "qui est-ce ?", attachments=[photo]))
+        answer = reply(live, message)
+        assert sure_of("Eileen", texts_for("fr")).fullmatch(answer.content), answer.content
+    finally:
+        live.run(fake.set_preferred_locale("en-US"))
+
+
+def test_who_is_this_answers_a_photo_already_posted(live: LiveBot) -> None:
+    """Apps > "Who is this?" on a photo posted without a mention, by a user whose Discord is in Portuguese."""
+    fake = live.discord
+    photo = live.call(lambda: fake.attachment(jpeg(scene(1))))
+    posted = live.run(fake.send_message(fake.user("ana"), "olha ela", mention_bot=False, attachments=[photo]))
+    interaction = live.run(fake.message_command(fake.user("bia"), WHO_IS_THIS, posted, locale="pt-BR"))
+    calls = interaction_calls(live, interaction)
+    assert calls[0].path.endswith("/callback") and calls[0].json["type"] == 5
+    [answer] = [c for c in calls if c.method == "POST" and not c.path.endswith("/callback")]
+    assert sure_of("Eileen", texts_for("pt_BR")).fullmatch(answer.content), answer.content
+    assert not answer.response["flags"] & EPHEMERAL  # for the channel to see
+    assert live.call(lambda: discord_replies_to(fake, posted)) == []  # answered once, through the interaction

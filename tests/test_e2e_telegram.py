@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.core import ChatCore, RateLimiter, read_model_info
+from bot.core import ChatCore, RateLimiter, bot_description, command_descriptions, read_model_info, short_description
 from bot.feedback import Feedback
+from bot.i18n import ENGLISH, LANGUAGES, Texts, texts_for
 from feedback.store import FeedbackStore
 from testkit.e2e import LiveBot, model_folder, telegram_replies_to, telegram_text
-from testkit.fake_telegram import FakeTelegram
+from testkit.fake_telegram import MAX_COMMAND_DESCRIPTION, FakeTelegram
 from testkit.imagery import encode, jpeg, scene
 
 EILEEN = re.compile(r"Eileen, (9\d|100)% sure")
@@ -56,6 +57,19 @@ def answer(live: LiveBot, *messages: dict) -> list[str]:
 
 def downloaded(fake: FakeTelegram, file_id: str) -> bool:
     return fake.files[file_id].file_path in fake.downloads
+
+
+def said_in(fake: FakeTelegram, chat: dict) -> list[str]:
+    """Every text the bot sent in `chat` so far (a private chat's commands are answered unquoted); on the fakes'
+    loop."""
+    return [telegram_text(c) for c in fake.replies if str(c.params["chat_id"]) == str(chat["id"])]
+
+
+def sure_of(tr: Texts, name: str) -> re.Pattern:
+    """A one-face answer naming `name` at 90% or more, in `tr`'s words and number format ("Eileen, 97 % sure")."""
+    text = tr.gettext("{name}, {confidence} sure", name=name, confidence="CONFIDENCE")
+    percent = re.escape(tr.percent(0.97)).replace("97", r"(9\d|100)")
+    return re.compile(re.escape(text[:1].upper() + text[1:]).replace("CONFIDENCE", percent))
 
 
 def test_a_photo_gets_one_reply_naming_the_right_person(live: LiveBot) -> None:
@@ -159,7 +173,7 @@ def test_start_help_and_about_answer_with_the_bots_texts(live: LiveBot, wording:
     assert start == wording.start_text() and "Eileen or Twin" in start
     assert help_ == wording.help_text() and "mention me" in help_
     assert about == wording.about_text()
-    assert "Validation accuracy: 98.5% on 200 faces" in about and "Trained: 2025-01-31." in about
+    assert "Validation accuracy: 98.5% on 200 faces" in about and "Trained: January 31, 2025." in about
 
 
 def test_more_photos_than_the_rate_limit_get_one_polite_refusal(live: LiveBot) -> None:
@@ -170,3 +184,63 @@ def test_more_photos_than_the_rate_limit_get_one_polite_refusal(live: LiveBot) -
     texts = answer(live, *sent)
     refused = [t for t in texts if t.startswith("You're sending photos faster than I can look at them")]
     assert len(refused) == 1 and sum(bool(EILEEN.fullmatch(t)) for t in texts) == 10, texts
+
+
+def test_a_spanish_user_gets_spanish_for_a_photo_a_refusal_and_help(live: LiveBot, wording: ChatCore) -> None:
+    """A user whose Telegram app is in Spanish. Awaits the filled Spanish catalog for its last assertion."""
+    fake, es = live.telegram, texts_for("es")
+    user, chat = live.call(lambda: fake.new_user("Lucía", "es"))
+    photo = live.call(lambda: fake.push_photo(jpeg(scene(1)), chat, sender=user))
+    notes = b"%PDF-1.7\n%actas"
+    pdf = live.call(lambda: fake.push_document(notes, "actas.pdf", "application/pdf", chat=chat, sender=user))
+    sure, refused = answer(live, photo, pdf)
+    assert sure_of(es, "Eileen").fullmatch(sure), sure
+    assert refused == wording.not_an_image(es).text
+    live.call(lambda: fake.push_command("/help", chat, sender=user))
+    live.run(live.eventually(lambda: len(said_in(fake, chat)) == 3, what="the answer to /help"))
+    help_ = live.call(lambda: said_in(fake, chat))[-1]
+    assert help_ == wording.help_text(es) and "Eileen" in help_ and "Twin" in help_  # names stay as they are
+    # Not the English words (with Spanish numbers, "97 %", as an empty catalog gives them).
+    assert not sure_of(texts_for(ENGLISH), "Eileen").fullmatch(sure.replace("\xa0", "")), f"not Spanish: {sure}"
+    assert refused != wording.not_an_image().text and help_ != wording.help_text(), "not Spanish yet"
+
+
+def test_a_russian_user_gets_the_right_plural_for_1_2_and_5_faces(live: LiveBot) -> None:
+    """A user whose app is in Russian: "I found {n} faces:" in the catalog's plural form for each number (two
+    faces and five take different words in Russian). Awaits the filled Russian catalog for its last assertion."""
+    fake, ru = live.telegram, texts_for("ru")
+    user, chat = live.call(lambda: fake.new_user("Olga", "ru"))
+    photos = [live.call(lambda n=n: fake.push_photo(jpeg(scene(n)), chat, sender=user)) for n in (1, 2, 5)]
+    one, two, five = answer(live, *photos)
+    assert sure_of(ru, "Eileen").fullmatch(one), one
+    assert two.splitlines()[0] == ru.ngettext("I found {n} face:", "I found {n} faces:", 2), two
+    assert five.splitlines()[0] == ru.ngettext("I found {n} face:", "I found {n} faces:", 5), five
+    assert [len(two.splitlines()), len(five.splitlines())] == [3, 6]
+    assert two.splitlines()[0].replace("2", "") != five.splitlines()[0].replace("5", ""), "no Russian plurals yet"
+
+
+def test_in_a_group_the_answer_is_in_the_askers_language(live: LiveBot) -> None:
+    fake = live.telegram
+    poster, _ = live.call(lambda: fake.new_user("Pat", "en"))
+    asker, _ = live.call(lambda: fake.new_user("Olga", "ru"))
+    photo = live.call(lambda: fake.push_group_photo(jpeg(scene(1)), caption="look who I met", sender=poster))
+    live.call(lambda: fake.push_reply(photo, "/whois", sender=asker))
+    (text,) = answer(live, photo)
+    assert sure_of(texts_for("ru"), "Eileen").fullmatch(text), text
+
+
+def test_the_command_menu_is_set_for_every_language(live: LiveBot) -> None:
+    """The menu, the description and the short description for each language's users (pt_BR's for every Portuguese
+    app), and in English for the rest. Awaits the filled catalogs for its last assertion."""
+    fake = live.telegram
+    menus, descriptions, shorts = live.call(lambda: (fake.menus, fake.descriptions, fake.short_descriptions))
+    codes = {code.split("_")[0]: code for code in LANGUAGES}
+    assert set(menus) == set(descriptions) == set(shorts) == {"", *codes}
+    for telegram_code, code in [("", ENGLISH), *codes.items()]:
+        tr = texts_for(code)
+        assert {c["command"]: c["description"] for c in menus[telegram_code]} == command_descriptions(tr), code
+        assert all(len(c["description"]) <= MAX_COMMAND_DESCRIPTION for c in menus[telegram_code]), code
+        assert descriptions[telegram_code] == bot_description(tr) and shorts[telegram_code] == short_description(tr)
+    assert not live.call(lambda: [c.error for c in fake.calls if c.method.startswith("setMy") and c.error])
+    untranslated = [code for code in codes if code != "en" and menus[code] == menus["en"]]
+    assert not untranslated, f"menus still in English: {untranslated}"

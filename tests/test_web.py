@@ -94,7 +94,7 @@ def test_a_one_face_photo_shows_the_name_and_a_box_on_the_face(site: Site, page:
     model = page.locator("#model")
     expect(model).to_contain_text("Eileen or Twin")
     expect(model).to_contain_text("Validation accuracy: 97.5%")
-    expect(model).to_contain_text("Trained: 2025-06-01")
+    expect(model).to_contain_text("Trained: June 1, 2025")
 
     upload(page, "eileen.jpg", jpeg(scene(1)))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import html
 import io
 import os
 import re
@@ -24,7 +25,9 @@ from PIL import Image
 from playwright.sync_api import Page, expect
 
 from bot.core import ChatCore, ModelInfo, RateLimiter
+from bot.evidence_words import evidence_line
 from bot.feedback import NOT_SAVED, THANKS, Feedback
+from bot.i18n import texts_for
 from bot.web_guards import WebGuards, proxy_networks
 from bot.worker import Result
 from feedback.store import FeedbackStore
@@ -70,15 +73,20 @@ async def press(
     origin: str | None = None,
     mime: str = "image/jpeg",
     name: str = "photo.jpg",
+    lang: str | None = None,
 ) -> tuple[int, dict]:
-    """A press as the page sends it: the photo again, the face's number and the verdict, as a form."""
+    """A press as the page sends it: the photo again, the face's number and the verdict, as a form (`lang`: the
+    page's language, in the query)."""
     form = aiohttp.FormData(default_to_multipart=True)
     if photo is not None:
         form.add_field("image", photo, filename=name, content_type=mime)
     form.add_field("face", str(face))
     form.add_field("verdict", verdict)
     headers = {"X-Forwarded-For": sender, **({"Origin": origin} if origin else {})}
-    async with aiohttp.ClientSession() as session, session.post(url + "api/feedback", data=form, headers=headers) as r:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url + "api/feedback", data=form, headers=headers, params=lang_of(lang)) as r,
+    ):
         return r.status, await r.json()
 
 
@@ -89,23 +97,32 @@ async def why(
     origin: str | None = None,
     mime: str = "image/jpeg",
     name: str = "photo.jpg",
+    lang: str | None = None,
 ) -> tuple[int, dict]:
-    """A Why? as the page asks it: the photo again as a form, the face's number in the query."""
+    """A Why? as the page asks it: the photo again as a form, the face's number (and the page's language) in the
+    query."""
     form = aiohttp.FormData(default_to_multipart=True)
     if photo is not None:
         form.add_field("image", photo, filename=name, content_type=mime)
     headers = {"Origin": origin} if origin else {}
     async with (
         aiohttp.ClientSession() as session,
-        session.post(url + f"api/why?face={face}", data=form, headers=headers) as r,
+        session.post(url + "api/why", data=form, headers=headers, params={"face": str(face), **lang_of(lang)}) as r,
     ):
         return r.status, await r.json()
 
 
-async def forget(url: str, sender: str = ALICE, origin: str | None = None) -> tuple[int, dict]:
+async def forget(url: str, sender: str = ALICE, origin: str | None = None, lang: str | None = None) -> tuple[int, dict]:
     headers = {"X-Forwarded-For": sender, **({"Origin": origin} if origin else {})}
-    async with aiohttp.ClientSession() as session, session.post(url + "api/forget", headers=headers) as r:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url + "api/forget", headers=headers, params=lang_of(lang)) as r,
+    ):
         return r.status, await r.json()
+
+
+def lang_of(lang: str | None) -> dict[str, str]:
+    return {"lang": lang} if lang else {}
 
 
 async def get(url: str, path: str) -> tuple[int, str, dict[str, str]]:
@@ -227,7 +244,7 @@ def test_a_database_that_is_down_costs_the_press_and_never_the_answer(worker) ->
             status, body = run(press(site.url, ONE_FACE, 1, "Twin"))
             assert (status, body["reason"], body["message"]) == (503, "unavailable", NOT_SAVED)
             assert "secret" not in body["message"]
-            assert run(about(site.url))["about"].startswith("I tell Eileen or Twin apart")
+            assert run(about(site.url))["about"].startswith("Face by face, I tell whether it is Eileen or Twin.")
     finally:
         down.close()
 
@@ -342,6 +359,55 @@ def test_privacy_says_what_is_kept_and_forget_deletes_only_the_senders_faces(sit
     assert left.votes == {"Twin": 1}
 
 
+def test_presses_whys_forgets_and_their_refusals_speak_the_pages_language(worker, site: Site) -> None:
+    de, fr, ru = texts_for("de"), texts_for("fr"), texts_for("ru")
+    explained = run(worker.why(TWO_FACES))
+
+    async def scenario() -> dict[str, tuple[int, dict]]:
+        return {
+            "press": await press(site.url, ONE_FACE, 1, "Twin", lang="de"),
+            "face 3 of 2": await press(site.url, TWO_FACES, 3, "Twin", lang="ru"),
+            "why": await why(site.url, TWO_FACES, 2, lang="fr"),
+            "why of no photo": await why(site.url, None, 1, lang="fr"),
+            "forget": await forget(site.url, lang="de"),
+            "forget again": await forget(site.url, lang="es"),
+        }
+
+    answers = run(scenario())
+    assert answers["press"] == (200, {"outcome": "recorded", "message": de.gettext(THANKS), "votes": {"Twin": 1}})
+    status, body = answers["face 3 of 2"]
+    assert (status, body["reason"]) == (400, "bad_face")
+    assert body["message"] == ru.ngettext(
+        "That photo has {n} face: face must be 1.", "That photo has {n} faces: face must be 1 to {n}.", 2
+    )
+    status, body = answers["why"]
+    assert status == 200
+    assert body["message"] == evidence_line(explained.evidence[1], explained.answer.faces[1], fr)
+    assert body["evidence"]["text"] == explained.evidence[1].text  # the JSON's fields stay as they are
+    assert answers["why of no photo"][1]["message"] == fr.gettext("Send the photo again as the form field `image`.")
+    assert answers["forget"][1]["message"] == de.ngettext(
+        "Done: I deleted the {n} face you marked, and your votes. Nothing else of yours is kept.",
+        "Done: I deleted the {n} faces you marked, and your votes. Nothing else of yours is kept.",
+        1,
+    )
+    assert answers["forget again"][1]["message"] == texts_for("es").gettext(
+        "You haven't marked any faces, so there was nothing of yours to delete."
+    )
+    # Needs the catalogs: none of it is English.
+    assert answers["press"][1]["message"] != THANKS and not answers["why"][1]["message"].startswith("Closer to")
+
+
+def test_the_privacy_page_speaks_the_pages_language(worker, store: FeedbackStore, site: Site) -> None:
+    fr = texts_for("fr")
+    status, text, headers = run(get(site.url, "privacy?lang=fr"))
+    assert status == 200 and '<html lang="fr">' in text and headers["Content-Language"] == "fr"
+    kept = feedback_core(worker, store).privacy_text(fr)  # the core's words, with feedback on and 90 days
+    assert all(f"<p>{html.escape(line)}</p>" in text for line in kept.splitlines() if line.strip())
+    assert f"<strong>{html.escape(fr.gettext('Forget my feedback'))}</strong>" in text
+    assert f'<a href="./?lang=fr">{html.escape(fr.gettext("Back to the page"))}</a>' in text
+    assert "Who sees it" not in text, "needs the catalogs"
+
+
 # -- the page -------------------------------------------------------------------------------------
 
 
@@ -417,7 +483,9 @@ def test_the_page_draws_faces_it_does_not_name_grey_with_their_reason(worker, pa
         answer.faces[1], quality="too_small", sure=False, measures={"width": 30.0}, reason=small
     )
     named_and_not = dataclasses.replace(answer, faces=[answer.faces[0], unnamed])
-    turned_away = PhotoAnswer("no_face", turned_away=[TurnedAway(answer.faces[0].box, "too_small", {}, small)])
+    turned_away = PhotoAnswer(
+        "no_face", turned_away=[TurnedAway(answer.faces[0].box, "too_small", {"width": 30.0}, small)]
+    )
     core = ChatCore(_Answers([named_and_not, turned_away]), RateLimiter(1000), lambda: MODEL_INFO)
     with Site(core, guards=GUARDS) as site:
         page.goto(site.url)

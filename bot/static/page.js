@@ -1,10 +1,16 @@
 // The page: send one photo to /api/classify, then draw a numbered box on each face and list the answers, with
 // the feedback buttons under each face (a press sends the photo again to /api/feedback with the face's number)
 // and a Why? link (which sends it again to /api/why?face=N and shows the face's evidence under it).
-// Every answer's words come from the server (the bot's core); this script only lays them out.
+// Every answer's words come from the server (the bot's core), in the page's language; so do the few words this
+// script writes itself (the JSON block #page-texts, bot/web_page.py's SCRIPT_TEXTS). The language picker remembers
+// the reader's choice in the `lang` cookie, which the server reads before Accept-Language.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+const PAGE = JSON.parse($("page-texts").textContent); // { language, tag, texts }
+const NUMBER = new Intl.NumberFormat(PAGE.tag);
+const PERCENT = new Intl.NumberFormat(PAGE.tag, { style: "percent", maximumFractionDigits: 0 });
+const LANGUAGE_COOKIE_DAYS = 365;
 let inFlight = null; // the AbortController of the upload being answered: a newer photo replaces it
 let photoUrl = null; // the object URL of the photo on show, revoked when the next one comes
 let asked = null; // the photo on show: a press on a feedback button sends it again
@@ -15,8 +21,24 @@ function say(id, text) {
   element.hidden = !text;
 }
 
+// A text of the page's language with its {placeholders} filled (numbers written as the language writes them).
+function t(key, values = {}) {
+  return PAGE.texts[key].replace(/\{(\w+)\}/g, (whole, name) => {
+    if (!(name in values)) return whole;
+    const value = values[name];
+    return typeof value === "number" ? NUMBER.format(value) : String(value);
+  });
+}
+
+// Every request says which language the page is in, which may be a `?lang=` of the page's own address.
+function api(path) {
+  const url = new URL(path, document.baseURI);
+  url.searchParams.set("lang", PAGE.tag);
+  return url;
+}
+
 function percent(p) {
-  return `${Math.round(p * 100)}%`;
+  return PERCENT.format(p);
 }
 
 function capitalised(text) {
@@ -33,13 +55,13 @@ function kind(face) {
 
 async function loadAbout() {
   try {
-    const about = await (await fetch("api/about")).json();
+    const about = await (await fetch(api("api/about"))).json();
     $("model").textContent = about.about;
     say("problem", about.ready ? "" : about.message);
     $("keeping").hidden = !about.feedback;
     $("forgetting").hidden = !about.feedback;
   } catch {
-    $("model").textContent = "I can't reach the bot: is `python -m bot --web` still running?";
+    $("model").textContent = t("unreachable");
   }
 }
 
@@ -61,15 +83,15 @@ async function ask(file, signal) {
   form.append("image", file, file.name || "pasted-image");
   let response;
   try {
-    response = await fetch("api/classify", { method: "POST", body: form, signal });
+    response = await fetch(api("api/classify"), { method: "POST", body: form, signal });
   } catch (error) {
     if (signal.aborted) throw error;
-    return { outcome: "refused", message: "I can't reach the bot: is `python -m bot --web` still running?" };
+    return { outcome: "refused", message: t("unreachable") };
   }
   try {
     return await response.json();
   } catch {
-    return { outcome: "refused", message: `Sorry, something went wrong on my side (HTTP ${response.status}).` };
+    return { outcome: "refused", message: t("failed_status", { status: String(response.status) }) };
   }
 }
 
@@ -103,7 +125,7 @@ function choicesOf(choices, number) {
   const box = document.createElement("div");
   box.className = "choices";
   box.setAttribute("role", "group");
-  box.setAttribute("aria-label", `Who is face ${number}, really?`);
+  box.setAttribute("aria-label", t("who_really", { n: number }));
   for (const choice of choices) {
     const button = document.createElement("button");
     button.type = "button";
@@ -128,17 +150,17 @@ async function press(box, number, button) {
   const said = box.querySelector(".said");
   const buttons = box.querySelectorAll("button.choice");
   for (const other of buttons) other.disabled = true;
-  said.textContent = "Sending…";
+  said.textContent = t("sending");
   const form = new FormData();
   form.append("image", photo, photo.name || "pasted-image");
   form.append("face", String(number));
   form.append("verdict", button.dataset.verdict);
   let body;
   try {
-    const response = await fetch("api/feedback", { method: "POST", body: form });
+    const response = await fetch(api("api/feedback"), { method: "POST", body: form });
     body = await response.json();
   } catch {
-    body = { outcome: "refused", message: "I can't reach the bot: is `python -m bot --web` still running?" };
+    body = { outcome: "refused", message: t("unreachable") };
   }
   if (asked !== photo) return; // another photo is on show now
   for (const other of buttons) {
@@ -157,7 +179,7 @@ function whyOf(number) {
   const link = document.createElement("button");
   link.type = "button";
   link.className = "link why-link";
-  link.textContent = "Why?";
+  link.textContent = t("why");
   link.setAttribute("aria-expanded", "false");
   const evidence = document.createElement("div");
   evidence.className = "evidence";
@@ -181,15 +203,15 @@ async function explain(box, number) {
   link.disabled = true;
   box.dataset.state = "asking";
   evidence.hidden = false;
-  evidence.replaceChildren(paragraph("said", "Looking…"));
+  evidence.replaceChildren(paragraph("said", t("looking")));
   const form = new FormData();
   form.append("image", photo, photo.name || "pasted-image");
   let body;
   try {
-    const response = await fetch(`api/why?face=${number}`, { method: "POST", body: form });
+    const response = await fetch(api(`api/why?face=${number}`), { method: "POST", body: form });
     body = await response.json();
   } catch {
-    body = { outcome: "refused", message: "I can't reach the bot: is `python -m bot --web` still running?" };
+    body = { outcome: "refused", message: t("unreachable") };
   }
   if (asked !== photo) return; // another photo is on show now
   link.disabled = false;
@@ -198,7 +220,7 @@ async function explain(box, number) {
   if (shown && body.evidence?.picture) {
     const img = document.createElement("img");
     img.src = `data:image/jpeg;base64,${body.evidence.picture}`;
-    img.alt = `Face ${number} beside the nearest training faces of each person`;
+    img.alt = t("evidence_alt", { n: number });
     parts.push(img);
   }
   parts.push(paragraph(shown ? "because" : "said refused", body.message || ""));
@@ -218,9 +240,9 @@ async function forget() {
   $("forget").disabled = true;
   let body;
   try {
-    body = await (await fetch("api/forget", { method: "POST" })).json();
+    body = await (await fetch(api("api/forget"), { method: "POST" })).json();
   } catch {
-    body = { message: "I can't reach the bot: is `python -m bot --web` still running?" };
+    body = { message: t("unreachable") };
   }
   $("forget").disabled = false;
   $("forgotten").textContent = body.message || "";
@@ -257,7 +279,7 @@ function faceItem(face, line, number, choices, why) {
     bar.setAttribute("aria-valuenow", String(Math.round(p * 100)));
     const fill = document.createElement("span");
     fill.className = "fill";
-    fill.style.width = percent(p);
+    fill.style.width = `${100 * p}%`; // CSS's percent, not the language's ("97 %" is no width)
     bar.append(fill);
     const value = document.createElement("span");
     value.className = "value";
@@ -275,8 +297,8 @@ function render(answer, shown) {
   const ok = answer.outcome === "ok";
   const faces = ok ? answer.faces : [];
   const lines = faces.map((face, i) => capitalised(answer.reply?.faces?.[i] ?? face.label));
-  say("message", ok ? "" : answer.reply?.text || answer.message || "Sorry, something went wrong on my side.");
-  say("summary", ok ? `${faces.length} face${faces.length === 1 ? "" : "s"}` : "");
+  say("message", ok ? "" : answer.reply?.text || answer.message || t("failed"));
+  say("summary", ok ? answer.reply?.summary || NUMBER.format(faces.length) : "");
   const choices = ok ? answer.reply?.choices : null;
   const why = ok && answer.reply?.why === true;
   $("faces").replaceChildren(...faces.map((face, i) => faceItem(face, lines[i], i + 1, choices?.[i], why)));
@@ -288,7 +310,7 @@ function render(answer, shown) {
   if (shown && away.length) {
     drawBoxes(
       away.map((face) => ({ ...face, quality: face.quality || "too_small" })),
-      away.map((face) => face.reason || ""),
+      away.map((face, i) => answer.reply?.turned_away?.[i] ?? face.reason ?? ""),
     );
   }
 }
@@ -304,7 +326,7 @@ async function send(file) {
   $("faces").replaceChildren();
   say("message", "");
   say("summary", "");
-  say("status", "Looking at the photo…");
+  say("status", t("looking_at_photo"));
   try {
     const [shown, answer] = await Promise.all([showPhoto(file), ask(file, controller.signal)]);
     if (inFlight !== controller) return;
@@ -315,6 +337,16 @@ async function send(file) {
   } finally {
     if (inFlight === controller) say("status", "");
   }
+}
+
+// The picker: remembered for a year (the server reads the cookie on every later visit), then the page again in
+// that language; a `?lang=` in the address would outrank the choice, so it is dropped.
+function chooseLanguage(tag) {
+  const maxAge = LANGUAGE_COOKIE_DAYS * 24 * 60 * 60;
+  document.cookie = `lang=${encodeURIComponent(tag)}; Path=/; Max-Age=${maxAge}; SameSite=Lax`;
+  const url = new URL(location.href);
+  url.searchParams.delete("lang");
+  location.assign(url);
 }
 
 function firstFile(files) {
@@ -345,7 +377,7 @@ function setUp() {
     drop.classList.remove("over");
     const file = firstFile(event.dataTransfer?.files);
     if (file) send(file);
-    else say("status", "That wasn't a file. Save the photo first, then drop the file here.");
+    else say("status", t("not_a_file"));
   });
   document.addEventListener("paste", (event) => {
     const file = firstFile(event.clipboardData?.files);
@@ -360,6 +392,7 @@ function setUp() {
     });
   }
   $("forget").addEventListener("click", forget);
+  $("language").addEventListener("change", (event) => chooseLanguage(event.target.value));
   document.body.dataset.state = "ready";
   loadAbout();
 }
