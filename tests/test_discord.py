@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 
 import discord
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from bot.core import ChatCore, RateLimiter, describe
 from bot.discord_adapter import SessionStartsUsedUp, build_client, run_discord
 from bot.worker import InferenceWorker
+from testkit.bots import discord_bot
 from testkit.crowd import CrowdWorker
 from testkit.fake_discord import MAX_CONTENT, FakeDiscord, RestCall
 from testkit.imagery import jpeg, noise_image, scene
@@ -23,27 +23,6 @@ ONE_FACE = re.compile(r"Eileen, (9\d|100)% sure")
 JPEG_MAGIC = b"\xff\xd8\xff"
 # Long enough for a reply that was going to come to have come: nothing to classify, one round trip.
 QUIET_S = 1.0
-
-
-@asynccontextmanager
-async def discord_bot(core: ChatCore, shards: int = 1, guilds: int = 1) -> AsyncIterator[FakeDiscord]:
-    """A fake Discord (recommending `shards`, with `guilds` servers) with the real bot connected to it; stops
-    the bot (and checks it stopped) on exit."""
-    async with FakeDiscord(token=TOKEN, shards=shards, guilds=guilds) as fake:
-        stop = asyncio.Event()
-        bot = asyncio.create_task(run_discord(build_client(core, fake.api_base, fake.gateway_url), TOKEN, stop))
-        # discord.py waits 5 s before each IDENTIFY after a process's first, as Discord's limit asks.
-        ready = asyncio.create_task(fake.wait_ready(20 + 5 * (shards - 1)))
-        await asyncio.wait({bot, ready}, timeout=30 + 5 * shards, return_when=asyncio.FIRST_COMPLETED)
-        if bot.done():
-            ready.cancel()
-            bot.result()  # the bot failed to start: raise why
-        assert ready.done(), "the bot never identified on the gateway"
-        try:
-            yield fake
-        finally:
-            stop.set()
-            await asyncio.wait_for(bot, 30)
 
 
 def run_with_bot(core: ChatCore, scenario: Callable[[FakeDiscord], Awaitable[None]]) -> None:

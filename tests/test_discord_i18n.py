@@ -17,8 +17,7 @@ import asyncio
 import gettext
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,6 @@ import pytest
 
 from bot import discord_i18n, i18n
 from bot.core import COMMAND_DESCRIPTIONS, WHOIS_PHOTO_DESCRIPTION, ChatCore, RateLimiter, describe
-from bot.discord_adapter import build_client, run_discord
 from bot.discord_commands import PhotoCommands
 from bot.discord_i18n import WHO_IS_THIS, with_command_names
 from bot.feedback import THANKS, Feedback
@@ -35,6 +33,7 @@ from bot.i18n import ENGLISH, texts_for
 from bot.worker import Result
 from feedback.store import FeedbackStore
 from model.answers import Examined, FaceAnswer, PhotoAnswer
+from testkit.bots import discord_bot
 from testkit.discord_rules import DISCORD_LOCALES
 from testkit.fake_discord import EPHEMERAL, FakeDiscord, RestCall, buttons
 from testkit.imagery import jpeg, scene
@@ -134,26 +133,6 @@ def mark(code: str) -> str:
 
 
 # -- the bot, and what it said -------------------------------------------------------------------------------
-
-
-@asynccontextmanager
-async def discord_bot(core: ChatCore, fake: FakeDiscord | None = None) -> AsyncIterator[FakeDiscord]:
-    """The fake Discord (or `fake`, not yet started) with the real bot connected to it and its commands synced;
-    stops the bot on exit."""
-    async with fake or FakeDiscord(token=TOKEN) as fake:
-        stop = asyncio.Event()
-        bot = asyncio.create_task(run_discord(build_client(core, fake.api_base, fake.gateway_url), TOKEN, stop))
-        ready = asyncio.create_task(fake.wait_ready(30))
-        await asyncio.wait({bot, ready}, timeout=40, return_when=asyncio.FIRST_COMPLETED)
-        if bot.done():
-            ready.cancel()
-            bot.result()  # the bot failed to start: raise why
-        assert ready.done(), "the bot never identified on the gateway"
-        try:
-            yield fake
-        finally:
-            stop.set()
-            await asyncio.wait_for(bot, 30)
 
 
 def with_bot(core: ChatCore, scenario: Callable[[FakeDiscord], Awaitable[None]], **fake: Any) -> None:

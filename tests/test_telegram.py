@@ -6,13 +6,13 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 
 import pytest
 
 from bot.core import ChatCore, RateLimiter, describe
 from bot.telegram_adapter import build_application, run_telegram
+from testkit.bots import telegram_bot
 from testkit.crowd import CrowdWorker
 from testkit.fake_telegram import MAX_TEXT, Call, FakeTelegram
 from testkit.imagery import encode, jpeg, noise_image, scene
@@ -20,20 +20,6 @@ from testkit.imagery import encode, jpeg, noise_image, scene
 ONE_FACE = re.compile(r"Eileen, (9\d|100)% sure")
 # Long enough for an answer that was going to come to have come: nothing to classify, one round trip.
 QUIET_S = 1.0
-
-
-@asynccontextmanager
-async def telegram_bot(core: ChatCore) -> AsyncIterator[FakeTelegram]:
-    """The fake Bot API with our application polling it; stops the bot cleanly on the way out."""
-    async with FakeTelegram() as fake:
-        stop = asyncio.Event()
-        app = build_application(fake.token, core, fake.base_url, fake.base_file_url)
-        running = asyncio.create_task(run_telegram(app, stop))
-        try:
-            yield fake
-        finally:
-            stop.set()
-            await asyncio.wait_for(running, 30)
 
 
 def with_bot(core: ChatCore, scenario: Callable[[FakeTelegram], Awaitable[None]]) -> None:

@@ -14,8 +14,7 @@ from __future__ import annotations
 import asyncio
 import gettext
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -33,6 +32,7 @@ from bot.updates import MemoryUpdateLog
 from bot.worker import Result
 from feedback.store import FeedbackStore
 from model.answers import FaceAnswer, PhotoAnswer
+from testkit.bots import telegram_bot
 from testkit.crowd import crowd_answer
 from testkit.fake_telegram import (
     MAX_COMMAND_DESCRIPTION,
@@ -64,25 +64,9 @@ STICKER = {
 # -- the bot, and what it said -------------------------------------------------------------------
 
 
-@asynccontextmanager
-async def telegram_bot(core: ChatCore) -> AsyncIterator[FakeTelegram]:
-    """The fake Bot API with our application polling it, its menus published; stops the bot on the way out."""
-    async with FakeTelegram() as fake:
-        stop = asyncio.Event()
-        running = asyncio.create_task(
-            run_telegram(build_application(fake.token, core, fake.base_url, fake.base_file_url), stop)
-        )
-        try:
-            await fake.wait_for("getUpdates")  # polling starts once the menus are set
-            yield fake
-        finally:
-            stop.set()
-            await asyncio.wait_for(running, 30)
-
-
 def with_bot(core: ChatCore, scenario: Callable[[FakeTelegram], Awaitable[None]]) -> None:
     async def main() -> None:
-        async with telegram_bot(core) as fake:
+        async with telegram_bot(core, until_polling=True) as fake:
             await scenario(fake)
 
     asyncio.run(main())
