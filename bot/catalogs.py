@@ -32,6 +32,24 @@ KEYWORDS = {"gettext": None, "ngettext": (1, 2), "pgettext": ((1, "c"), 2), "N_"
 _NOT_EXTRACTED = ("web_review.py", "catalogs.py", "__main__.py")
 
 
+_HEADER = """# {language} translations of doppelbot's chat bot and web page.
+# This file is distributed under the same license as doppelbot (MIT).
+# Update it with `python -m bot.catalogs`; translate only the msgstr lines.
+#"""
+
+
+def _headed(catalog: Catalog, language: str) -> Catalog:
+    """The project's header in place of Babel's placeholders (FIRST AUTHOR, ORGANIZATION, EMAIL@ADDRESS)."""
+    catalog.header_comment = _HEADER.format(language=language)
+    catalog.project, catalog.version = "doppelbot", "0.1.0"
+    catalog.copyright_holder = "the doppelbot authors"
+    catalog.msgid_bugs_address = "the doppelbot issue tracker"
+    if catalog.locale is not None:
+        catalog.last_translator = "doppelbot translators"
+        catalog.language_team = f"{catalog.locale.english_name} (doppelbot)"
+    return catalog
+
+
 def po_path(code: str) -> Path:
     return LOCALE_DIR / code / "LC_MESSAGES" / f"{DOMAIN}.po"
 
@@ -62,7 +80,7 @@ def update() -> None:
     """Write the template and bring every language's `.po` up to date with it (new texts empty, gone ones
     dropped rather than kept as obsolete)."""
     template = extract()
-    _write(LOCALE_DIR / f"{DOMAIN}.pot", template)
+    _write(LOCALE_DIR / f"{DOMAIN}.pot", _headed(template, "The English texts (template) for all"))
     for code in LANGUAGES:
         if code == ENGLISH:
             continue
@@ -76,7 +94,7 @@ def update() -> None:
             catalog.update(template, no_fuzzy_matching=True)
         catalog.revision_date = datetime.now().astimezone()
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write(path, catalog)
+        _write(path, _headed(catalog, catalog.locale.english_name))
 
 
 def _write(path: Path, catalog: Catalog) -> None:
