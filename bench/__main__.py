@@ -350,6 +350,7 @@ def measure(args: argparse.Namespace, folder: Path) -> Figures:
         cores=cores,
         face_workers=pool.workers,
         encoder=encoder,
+        encoder_precision=classifier.precision,
         cold_breakdown=cold_breakdown,
         runs=args.runs,
         **{name: s[name] for name in s},

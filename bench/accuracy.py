@@ -109,10 +109,14 @@ def _load(paths: list[Path]) -> list[np.ndarray]:
     return [np.asarray(Image.open(p).convert("RGB")) for p in paths]
 
 
-def open_set(learn, held_out: list[Path], strangers: dict[str, list[np.ndarray]]) -> dict[str, float]:
-    """Held-out faces named right and known; each stranger group's share answered "someone else"."""
-    fit_gallery(learn, with_valid=False)
-    classifier = FaceClassifier(learn)
+def open_set(
+    learn, held_out: list[Path], strangers: dict[str, list[np.ndarray]], precision: str = "fp32"
+) -> dict[str, float]:
+    """Held-out faces named right and known; each stranger group's share answered "someone else"; the encoder in
+    `precision` (the gallery is training's, fp32, whatever the serving format)."""
+    if learn.__dict__.get("gallery") is None:
+        fit_gallery(learn, with_valid=False)
+    classifier = FaceClassifier(learn, precision=precision)
     probs, distances, _ = classifier.identify(_load(held_out))
     named = np.array(classifier.classes)[probs.argmax(1)] == np.array([p.parent.name for p in held_out])
     result = {
@@ -123,6 +127,26 @@ def open_set(learn, held_out: list[Path], strangers: dict[str, list[np.ndarray]]
         result[f"{group} answered someone else"] = float((far > classifier.stranger_distance).mean())
     result[THRESHOLD] = classifier.stranger_distance
     return result
+
+
+def precision_shift(learn, chips: list[np.ndarray], other: str) -> dict[str, float]:
+    """How far the encoder in `other` moves each face from fp32: the median relative descriptor change, and the
+    share of faces whose decision (the class, or "someone else") flips."""
+    fp32, moved = FaceClassifier(learn, precision="fp32"), FaceClassifier(learn, precision=other)
+    (p32, d32, desc32), (p16, d16, desc16) = (_decisions(c, chips) for c in (fp32, moved))
+    change = np.linalg.norm(desc32 - desc16, axis=1) / np.linalg.norm(desc32, axis=1)
+    known32, known16 = d32 <= fp32.stranger_distance, d16 <= moved.stranger_distance
+    flipped = (p32 != p16) | (known32 != known16)
+    return {
+        f"median descriptor change, {other} against fp32 (share of its length)": float(np.median(change)),
+        f"decisions flipped by {other} (class or someone else), of held-out and stranger faces": float(flipped.mean()),
+    }
+
+
+def _decisions(classifier: FaceClassifier, chips: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    probs, desc = classifier.describe(chips)
+    distances = classifier.gallery.distances(desc, [classifier.classes[i] for i in probs.argmax(1)])
+    return probs.argmax(1), distances, desc
 
 
 def book_recipe(photos: list[Path], valid_idx: np.ndarray, epochs: int = 12) -> float:
@@ -173,7 +197,14 @@ def main() -> int:
     parser.add_argument("--book-folds", type=int, default=3, help="folds for the slow ResNet18 recipe (0: skip)")
     parser.add_argument("--pairs", nargs="*", help="NAME,NAME pairs (default: both pairs in pins)")
     parser.add_argument("--open-set-only", action="store_true", help="only the default recipe and the open-set table")
+    parser.add_argument(
+        "--precisions",
+        default="fp32",
+        help="the encoder's number formats to answer the open set in, comma-separated (fp32,bf16: both, on the same "
+        "learners, with how far bf16 moves descriptors and decisions)",
+    )
     args = parser.parse_args()
+    precisions = args.precisions.split(",")
     pairs = [tuple(p.split(",")) for p in args.pairs] if args.pairs else list(PAIRS)
     if not all((PINS / name).is_dir() for pair in pairs for name in (*pair, *STRANGERS)):
         print(f"skipped: the pins photos are not under {PINS}")
@@ -207,8 +238,14 @@ def main() -> int:
                     scores[name].append(accuracy)
                     if name == DEFAULT_RECIPE:
                         held_out = [chips[i] for i in valid_idx]
-                        for what, value in open_set(learn, held_out, strangers).items():
-                            measured.setdefault(what, []).append(value)
+                        for precision in precisions:
+                            tag = f" [{precision}]" if len(precisions) > 1 else ""
+                            for what, value in open_set(learn, held_out, strangers, precision).items():
+                                measured.setdefault(what + tag, []).append(value)
+                        faces = _load(held_out) + [c for group in strangers.values() for c in group]
+                        for other in (p for p in precisions if p != "fp32"):
+                            for what, value in precision_shift(learn, faces, other).items():
+                                measured.setdefault(what, []).append(value)
                 if not args.open_set_only:
                     if k < args.book_folds:
                         scores[book].append(book_recipe(photos, valid_idx))

@@ -98,7 +98,17 @@ def encoder_speed(
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit's deprecation and tracer warnings
         frozen = torch.jit.freeze(torch.jit.trace(served, x_all[:2].contiguous(memory_format=cl)).eval())
-    forms = {"eager": (eager, torch.contiguous_format), "served": (served, cl), "frozen": (frozen, cl)}
+
+    def served_bf16(x: torch.Tensor) -> torch.Tensor:  # as the bot serves it on a CPU with bf16 (model/precision.py)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return served(x).float()
+
+    forms = {
+        "eager": (eager, torch.contiguous_format),
+        "served": (served, cl),
+        "frozen": (frozen, cl),
+        "served_bf16": (served_bf16, cl),
+    }
     ms: dict[str, list[float]] = {name: [] for name in forms}
     difference: dict[str, float] = {}
     with torch.inference_mode():

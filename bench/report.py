@@ -96,6 +96,7 @@ class Figures:
     cores: int = 1  # the cores our bot's path ran on (the book's bot uses one: one process, one torch thread)
     face_workers: int = 0  # our bot's face-finding processes
     encoder: EncoderSpeed | None = None
+    encoder_precision: str = "fp32"  # the format the bot's encoder ran in (ENCODER_PRECISION=auto's choice)
     cold_breakdown: str = ""  # markdown: each start-up step and the costliest imports, ours and the book's
     # Small faces in 1280x960 photos: per face width, (faces, found by the search before, found with the second look)
     found_by_size: dict[float, tuple[int, int, int]] = field(default_factory=dict)
@@ -181,7 +182,9 @@ def _encoder_row(f: Figures) -> tuple[str, str, str, str, str]:
         f"served (fused, channels-last): {cells('served')}",
         f"eager, as trained: {cells('eager')}",
         f"{speedups} faster",
-        f"max difference {e.max_difference['served']:.1e}; " + targets(f)["encoder"].cell(),
+        f"max difference {e.max_difference['served']:.1e}; "
+        + targets(f)["encoder"].cell()
+        + (f"; in bf16: {cells('served_bf16')}" if "served_bf16" in e.ms_per_chip else ""),
     )
 
 
@@ -328,6 +331,7 @@ def summary_json(f: Figures) -> str:
             "rss_mb": round(f.rss_mb[0], 1),
             "bot_burst_vs_book": round(f.bot_vs_book_burst, 3),
             "cold_vs_book": round(f.cold_ratio, 3),
+            "encoder_precision": f.encoder_precision,
             "encoder_ms_per_chip": (
                 dict(zip(map(str, f.encoder.batches), f.encoder.ms_per_chip["served"], strict=True))
                 if f.encoder

@@ -98,6 +98,7 @@ def _load_classifier(settings: Settings, pool=None):
         stranger_distance=settings.stranger_distance,
         pool=pool,
         face_options=FaceOptions(detector=settings.face_detector),
+        precision=settings.encoder_precision,
         # The decoder's own size cap is MAX_PHOTO_MB too, or photos the chat core took would be refused.
         limits=DecodeLimits(max_bytes=settings.max_bytes),
     )

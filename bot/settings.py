@@ -17,6 +17,7 @@ from bot.web_guards import DEFAULT_MAX_UPLOADS, DEFAULT_UPLOAD_SECONDS, host_ent
 from feedback.store import DEFAULT_FEEDBACK_DB
 from model.answers import DEFAULT_THRESHOLD
 from model.environment import MODEL_RANGES, SERVICE_RANGES, Range, SettingsError, environment
+from model.precision import PRECISIONS
 from model.resources import DEFAULT_MODEL_PATH, DEFAULT_PHOTO_TIMEOUT, FACE_DETECTORS
 
 __all__ = ["NAMES", "RANGES", "TEXTS", "Range", "Settings", "SettingsError", "load_settings"]
@@ -67,6 +68,7 @@ TEXTS = (
     "REDIS_URL",
     "DISCORD_SHARD_IDS",
     "FACE_DETECTOR",
+    "ENCODER_PRECISION",
     "DEFAULT_LANGUAGE",
     "FEEDBACK",
     "FEEDBACK_DB",
@@ -101,6 +103,7 @@ class Settings:
     # Seconds a photo may take in a face-finding process before it is answered "took too long" (FACE_WORKERS > 0).
     photo_timeout: float = DEFAULT_PHOTO_TIMEOUT
     face_detector: str = "hog"  # "cnn": dlib's MMOD detector, for a machine with a GPU (seconds a photo on a CPU)
+    encoder_precision: str = "auto"  # the encoder's number format: auto (bf16 where the CPU has it), fp32, bf16
     default_language: str = ENGLISH  # for users whose app names no language we speak (bot.i18n.LANGUAGES)
     telegram_base_url: str | None = None  # e.g. http://127.0.0.1:8081/bot (the token is appended)
     telegram_base_file_url: str | None = None
@@ -201,6 +204,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: str | Path | Non
             "DISCORD_SHARD_IDS", text("DISCORD_SHARD_IDS"), numbers.get("discord_shard_count")
         ),
         face_detector=_detector("FACE_DETECTOR", text("FACE_DETECTOR")),
+        encoder_precision=_precision("ENCODER_PRECISION", text("ENCODER_PRECISION")),
         default_language=_language("DEFAULT_LANGUAGE", text("DEFAULT_LANGUAGE")),
         feedback=_switch("FEEDBACK", text("FEEDBACK"), default=True),
         feedback_db=_database_url("FEEDBACK_DB", text("FEEDBACK_DB")),
@@ -216,6 +220,16 @@ def _detector(name: str, raw: str | None) -> str:
     if value not in FACE_DETECTORS:
         choices = " or ".join(FACE_DETECTORS)
         raise SettingsError(f"{name}={raw!r} is not allowed: {name} must be {choices} (see .env.example)")
+    return value
+
+
+def _precision(name: str, raw: str | None) -> str:
+    """auto, fp32 or bf16."""
+    value = (raw or "auto").lower()
+    if value not in PRECISIONS:
+        raise SettingsError(
+            f"{name}={raw!r} is not allowed: {name} must be {' or '.join(PRECISIONS)} (see .env.example)"
+        )
     return value
 
 

@@ -123,11 +123,13 @@ class Classifier:
         face_workers: int = 1,
         photo_timeout: float = DEFAULT_PHOTO_TIMEOUT,
         face_detector: str = "hog",
+        encoder_precision: str = "auto",
     ) -> None:
         import torch
 
         torch.set_num_threads(torch_threads)
         self.device = device
+        self.encoder_precision = encoder_precision
         self.limits = DecodeLimits(max_bytes=max_bytes)
         self.classifier = None
         self.meta: dict = {}
@@ -155,7 +157,12 @@ class Classifier:
             return
         try:
             classifier = FaceClassifier.load(
-                path, limits=self.limits, device=self.device, pool=self.pool, face_options=self.face_options
+                path,
+                limits=self.limits,
+                device=self.device,
+                pool=self.pool,
+                face_options=self.face_options,
+                precision=self.encoder_precision,
             )
         except Exception as e:
             if self.classifier is None:

@@ -33,6 +33,7 @@ from ray import serve
 
 from .decode import DecodeLimits
 from .environment import SERVICE_RANGES
+from .precision import PRECISIONS
 from .replica import DEPLOYMENT, Classifier, status_of
 from .resources import DEFAULT_MODEL_PATH, DEFAULT_PHOTO_TIMEOUT, FACE_DETECTORS
 from .rollout import NOT_A_LEARNER, Rollout, load_problem
@@ -52,6 +53,7 @@ def build_app(
     face_workers: int = 1,
     photo_timeout: float = DEFAULT_PHOTO_TIMEOUT,
     face_detector: str = "hog",
+    encoder_precision: str = "auto",
 ):
     """The application: `replicas` replicas of `Classifier` on the model `config` names (`Rollout.take`),
     or autoscaling from 1 to N with `auto:N`."""
@@ -64,6 +66,7 @@ def build_app(
         face_workers=face_workers,
         photo_timeout=photo_timeout,
         face_detector=face_detector,
+        encoder_precision=encoder_precision,
     )
 
 
@@ -138,6 +141,12 @@ def _parser() -> argparse.ArgumentParser:
         default="hog",
         help="hog (fast on a CPU) or cnn (dlib's CNN detector: finds more faces, for replicas with --num-gpus)",
     )
+    p.add_argument(
+        "--encoder-precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="the face encoder's number format: auto (bf16 where the CPU computes it natively), fp32 or bf16",
+    )
     return p
 
 
@@ -161,7 +170,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     def deploy(config: dict) -> None:
         """Deploy, or move the running replicas in place to the model `config` names."""
         app = build_app(
-            config, args.replicas, max_bytes, args.num_gpus, args.face_workers, args.photo_timeout, args.face_detector
+            config,
+            args.replicas,
+            max_bytes,
+            args.num_gpus,
+            args.face_workers,
+            args.photo_timeout,
+            args.face_detector,
+            args.encoder_precision,
         )
         serve.run(app, name=APP_NAME, route_prefix="/")
 

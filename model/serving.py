@@ -26,6 +26,7 @@ from .answers import DEFAULT_THRESHOLD, Examined, FaceAnswer, PhotoAnswer, Turne
 from .decode import DecodedImage, DecodeLimits
 from .encoder import FaceEncoder
 from .faces import Face, FaceFinder, FaceOptions, FaceSearch
+from .precision import encoding, resolve
 from .quality import OK
 from .resources import DEFAULT_MODEL_PATH
 from .search import FacePool, Searched, search_photo
@@ -75,8 +76,11 @@ class FaceClassifier:
         stranger_distance: float | None = None,
         pool: FacePool | None = None,
         device: str = "cpu",
+        precision: str = "auto",
     ) -> None:
         self.device = torch.device(device)  # "cuda" runs the network on the GPU; faces are found on the CPU
+        # The encoder's number format (model/precision.py): bf16 where the CPU has it, else fp32.
+        self.precision = resolve(precision, self.device)
         self.classes: list[str] = [str(c) for c in learn.dls.vocab]
         self.threshold = threshold
         # Face learners exported by the training script carry a gallery; others (the book's ResNet,
@@ -176,7 +180,11 @@ class FaceClassifier:
             timings["transforms"] = time.perf_counter() - start
             for i, (name, stage) in enumerate(self._stages):
                 start = time.perf_counter()
-                x = stage(x)
+                if i == 0 and self._face_encoder:
+                    with encoding(self.precision, self.device):
+                        x = stage(x).float()
+                else:
+                    x = stage(x)
                 if mirrored and i == 0:
                     descriptors = ((x[:n] + x[n:]) / 2).float().cpu().numpy()
                     x = x[:n]

@@ -12,7 +12,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # The keys scripts have read since the first benchmark, kept as they were; later ones are added beside them.
 KEYS = {"e2e_vs_book_predict", "burst_speedup", "serving_vs_predict_speedup", "rss_mb"}
-ADDED = {"bot_burst_vs_book", "cold_vs_book", "encoder_ms_per_chip"}
+ADDED = {"bot_burst_vs_book", "cold_vs_book", "encoder_ms_per_chip", "encoder_precision"}
 
 
 def test_quick_bench_prints_table_and_json_summary() -> None:
@@ -35,6 +35,7 @@ def test_quick_bench_prints_table_and_json_summary() -> None:
     summary = json.loads(lines[-1])
     assert set(summary) == KEYS | ADDED
     per_chip = summary.pop("encoder_ms_per_chip")
+    assert summary.pop("encoder_precision") in ("fp32", "bf16")
     assert set(per_chip) == {"1", "2", "16"} and all(v > 0 for v in per_chip.values()), per_chip
     assert all(isinstance(v, int | float) and math.isfinite(v) and v > 0 for v in summary.values()), summary
 

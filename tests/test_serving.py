@@ -67,11 +67,12 @@ def test_all_faces_of_several_photos_share_one_forward_pass(classifier) -> None:
     assert [len(a.faces) for a in answers] == [4, 1, 0, 0]
 
 
-def test_probabilities_equal_fastai_predict(classifier, trained, finder) -> None:
+def test_probabilities_equal_fastai_predict(exported, trained, finder) -> None:
+    """Our batched path is fastai's arithmetic (in fp32, as fastai computes: bf16 is tests/test_precision.py's)."""
     from model.decode import decode_image
 
     chips = [f.chip for f in finder.find(decode_image(jpeg(scene(4, twins=(True, False))))).faces]
-    ours, _ = classifier.probabilities(chips)
+    ours, _ = FaceClassifier.load(exported, precision="fp32").probabilities(chips)
     with trained.no_bar():
         theirs = np.stack([trained.predict(chip)[2].numpy() for chip in chips])
     assert np.abs(ours - theirs).max() < 1e-5

@@ -1,0 +1,56 @@
+"""The encoder's number format: bf16 only where the CPU says it computes it, and the same answers as fp32."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.settings import SettingsError, load_settings
+from model import precision
+from model.serving import FaceClassifier
+from testkit.imagery import jpeg, scene
+
+
+def test_auto_takes_bf16_only_on_a_cpu_that_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
+    assert precision.resolve("auto") == "fp32"
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
+    assert precision.resolve("auto") == "bf16"
+    assert precision.resolve("auto", "cuda") == "fp32"  # a GPU keeps the format it was measured in
+    assert precision.resolve("fp32") == "fp32" and precision.resolve("bf16") == "bf16"
+    with pytest.raises(ValueError, match="choose one of auto, fp32, bf16"):
+        precision.resolve("fp8")
+
+
+def test_the_cpus_own_word_on_bf16_agrees_with_its_flags() -> None:
+    """torch asks the CPU (cpuid); Linux lists the same flags in /proc/cpuinfo."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        pytest.skip("no /proc/cpuinfo on this system to compare with")
+    flags = set(cpuinfo.read_text().split())
+    assert precision.cpu_has_bf16() == bool({"avx512_bf16", "amx_bf16"} & flags)
+
+
+def test_bf16_answers_the_same_faces_with_descriptors_within_two_percent(exported: Path) -> None:
+    fp32 = FaceClassifier.load(exported, precision="fp32")
+    bf16 = FaceClassifier.load(exported, precision="bf16")
+    assert (fp32.precision, bf16.precision) == ("fp32", "bf16")
+    photo = jpeg(scene(4, twins=(True, False, False, True)))
+    said = [(f.label, f.known, f.sure) for f in bf16.classify(photo).faces]
+    assert said == [(f.label, f.known, f.sure) for f in fp32.classify(photo).faces]
+    examined32, examined16 = fp32.examine(photo), bf16.examine(photo)
+    a, b = np.asarray(examined32.descriptors), np.asarray(examined16.descriptors)
+    moved = np.linalg.norm(a - b, axis=1) / np.linalg.norm(a, axis=1)
+    assert len(a) == 4
+    assert moved.max() < 0.02, moved
+    assert moved.max() > 0  # bf16 did run: the descriptors are not fp32's bit for bit
+
+
+def test_encoder_precision_is_a_setting(tmp_path: Path) -> None:
+    base = {"WEB_PORT": "8080", "MODEL_PATH": str(tmp_path / "export.pkl")}
+    assert load_settings(base).encoder_precision == "auto"
+    assert load_settings({**base, "ENCODER_PRECISION": "BF16"}).encoder_precision == "bf16"
+    with pytest.raises(SettingsError, match="ENCODER_PRECISION='int4'"):
+        load_settings({**base, "ENCODER_PRECISION": "int4"})
