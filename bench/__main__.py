@@ -34,6 +34,7 @@ import torch
 from model.decode import decode_image
 from model.encoder import load_face_encoder
 from model.faces import FaceFinder
+from model.precision import PRECISIONS
 from model.search import FacePool, default_workers
 from model.serving import FaceClassifier
 
@@ -236,6 +237,9 @@ def accuracy_section() -> tuple[str | None, str]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer runs and a smaller burst; prints, writes nothing")
+    p.add_argument(
+        "--precision", choices=PRECISIONS, default="auto", help="the encoder's number format (ENCODER_PRECISION)"
+    )
     p.add_argument("--model", type=Path, help="our exported learner (default: build one from generated chips)")
     p.add_argument("--runs", type=int, help="timed runs per latency figure (default 30; 8 with --quick)")
     p.add_argument("--burst", type=int, help="photos in the burst (default 64; 16 with --quick)")
@@ -282,7 +286,7 @@ def measure(args: argparse.Namespace, folder: Path) -> Figures:
     pool = FacePool(default_workers())
     if not pool.start():
         raise RuntimeError("the face-finding processes could not start")
-    classifier = FaceClassifier.load(ours_path, pool=pool)
+    classifier = FaceClassifier.load(ours_path, pool=pool, precision=args.precision)
     book, ours_learn = load_quietly(book_path), load_quietly(ours_path)
     chip = face_chip(finder, photo(1))
     s = latencies(classifier, book, ours_learn, chip, args.runs)

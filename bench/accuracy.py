@@ -187,7 +187,7 @@ def _table(title: str, rows: dict[str, dict[str, list[float]]]) -> None:
     print("| | " + " | ".join(columns) + " |")
     print("|---|" + "---|" * len(columns))
     for name, by_pair in rows.items():
-        share = name != THRESHOLD
+        share = not name.startswith(THRESHOLD)
         print(f"| {name} | " + " | ".join(cell(by_pair.get(c, []), share) for c in columns) + " |")
 
 

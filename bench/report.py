@@ -18,6 +18,7 @@ __all__ = [
     "FACE_SIZES_HEADING",
     "FEEDBACK_HEADING",
     "NOISE_HEADING",
+    "PRECISION_HEADING",
     "QUALITY_HEADING",
     "RSS_MB_EXPRESSION",
     "WEBHOOK_HEADING",
@@ -40,6 +41,7 @@ WEBHOOK_HEADING = "## Webhook replicas"
 FACE_SIZES_HEADING = "## Face sizes"
 QUALITY_HEADING = "## Face quality"
 FEEDBACK_HEADING = "## Learning from users"  # written by hand from bench/feedback.py's table
+PRECISION_HEADING = "## Encoder precision"  # written by hand from bench/accuracy.py --precisions fp32,bf16
 # What a measured child process prints for its own resident memory, in MiB (its scripts are strings).
 RSS_MB_EXPRESSION = "int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1]) / 1024"
 
@@ -377,6 +379,7 @@ def write_results(path: Path, command: str, table: str, accuracy: str | None, sk
         FEEDBACK_HEADING,
         FACE_SIZES_HEADING,
         QUALITY_HEADING,
+        PRECISION_HEADING,
     )
     kept = [_kept_section(path, h) for h in own_scripts]
     text = (
