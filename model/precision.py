@@ -12,17 +12,22 @@ import contextlib
 import functools
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["PRECISIONS", "cpu_has_bf16", "encoding", "resolve"]
 
+# Read by the bot's settings, which a chat frontend without the model also loads: torch is imported only where used.
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @functools.cache
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX512_BF16 or AMX), as the CPU itself reports it."""
+    import torch
+
     checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
     if any(check is not None for check in checks):
         return any(check() for check in checks if check is not None)
@@ -40,11 +45,15 @@ def resolve(precision: str, device: torch.device | str = "cpu") -> str:
         raise ValueError(f"encoder precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     if precision != "auto":
         return precision
+    import torch
+
     return "bf16" if torch.device(device).type == "cpu" and cpu_has_bf16() else "fp32"
 
 
 @contextlib.contextmanager
 def encoding(precision: str, device: torch.device) -> Iterator[None]:
     """Run the encoder inside in `precision` ("fp32" or "bf16", as `resolve` gives it)."""
+    import torch
+
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         yield
