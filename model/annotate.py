@@ -1,4 +1,5 @@
-"""Draw each face's numbered box and name on the photo, for the CLI's `--annotate` and the bot."""
+"""Draw each face's numbered box and name on the photo, for the CLI's `--annotate` and the bot; `face_caption` is the
+CLI's line for a face, in words."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from .answers import FaceAnswer, PhotoAnswer, display_name
 from .decode import DecodedImage, DecodeLimits, decode_image
 from .quality import brief
 
-__all__ = ["BOX_COLOURS", "annotate", "draw_faces", "face_caption"]
+__all__ = ["BOX_COLOURS", "annotate", "box_label", "draw_faces", "face_caption"]
 
 # Sure answers in green, unsure in amber, faces not named (someone else, or below quality) in grey: readable
 # on most photos and to most colour-blind eyes.
@@ -27,6 +28,16 @@ def face_caption(number: int, face: FaceAnswer) -> str:
     return f"{number}. {percent}" if face.sure else f"{number}. not sure ({percent})"
 
 
+def box_label(number: int, face: FaceAnswer) -> str:
+    """What the photo says on a face's box, in no language (the reply beside it says the rest in the user's, and the
+    default font has no Cyrillic): `1. Jessica Chastain 97%`, `2. Jessica Chastain? 55%` (not sure), or only the
+    number on the grey box of a face not named (someone else, or below quality)."""
+    if not face.named:
+        return f"{number}."
+    percent = f"{display_name(face.label)}{'' if face.sure else '?'} {face.confidence:.0%}"
+    return f"{number}. {percent}"
+
+
 def annotate(data: bytes, answer: PhotoAnswer, limits: DecodeLimits | None = None) -> Image.Image:
     """The photo, upright and at working size, with a numbered box and caption on each face."""
     return draw_faces(decode_image(data, limits), answer)
@@ -42,7 +53,7 @@ def draw_faces(image: DecodedImage, answer: PhotoAnswer) -> Image.Image:
         left, top, right, bottom = (round(v * image.scale) for v in face.box)
         colour = BOX_COLOURS[face.sure] if face.named else STRANGER_COLOUR
         draw.rectangle((left, top, right, bottom), outline=colour, width=line)
-        caption = face_caption(number, face)
+        caption = box_label(number, face)
         tl, tt, tr, tb = draw.textbbox((0, 0), caption, font=font)
         text_w, text_h = tr - tl + 2 * line, tb - tt + 2 * line
         x = max(0, min(left, im.width - text_w))  # keep the caption inside the photo

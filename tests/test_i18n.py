@@ -152,3 +152,17 @@ def test_the_default_language_setting_takes_our_languages_and_refuses_others(tmp
     assert load_settings(base).default_language == "en"
     with pytest.raises(SettingsError, match="DEFAULT_LANGUAGE='tlh'"):
         load_settings({**base, "DEFAULT_LANGUAGE": "tlh"})
+
+
+def test_the_boxed_photo_carries_names_and_numbers_but_no_words() -> None:
+    """The photo drawn for a crowd is the same for every language: the reply's lines, under the same numbers, say
+    in the user's language what each box means."""
+    from model.annotate import box_label
+
+    sure, unsure = _faces(1).faces[0], _faces(1, confidence=0.55).faces[0]
+    unsure.sure = False
+    stranger = FaceAnswer((0, 0, 9, 9), "Jessica_Chastain", 0.9, True, {"a": 0.9, "b": 0.1}, known=False)
+    blurred = FaceAnswer((0, 0, 9, 9), "Jessica_Chastain", 0.9, False, {"a": 0.9, "b": 0.1}, quality="blurred")
+    assert box_label(1, sure) == "1. Jessica Chastain 97%"
+    assert box_label(2, unsure) == "2. Jessica Chastain? 55%"
+    assert box_label(3, stranger) == "3." and box_label(4, blurred) == "4."
