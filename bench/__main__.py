@@ -4,8 +4,9 @@
 
 Prints one markdown table, each figure beside the one it is compared with, measured in the same
 run (timings alternate between the two sides, so load that drifts falls on both), then one JSON
-line. A full run writes the table to `bench/results.md`; `--quick` (fewer runs, a smaller burst,
-under a minute on an idle 2-core machine) only prints. Both learners are built in a temporary
+line. A full run writes the table to `bench/results.md`; `--quick` (fewer latency runs and cold starts,
+about a minute on an idle 2-core machine) only prints. The bursts are measured the same way in both: 64
+photos, three rounds, so that `--quick` reads the figure the full run writes. Both learners are built in a temporary
 folder: ours with `python -m training`'s recipe on generated face chips (or `--model PATH`), and the
 book's chapter-2 ResNet18 on generated whole photos, each trained briefly and exported.
 `--accuracy` adds `bench/accuracy.py`'s table (tens of minutes; needs ../shared/datasets/pins).
@@ -68,6 +69,10 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results.md"
 PINS = ROOT.parent / "shared" / "datasets" / "pins"
 RSS_PHOTOS = 10
+# The bursts are the same in --quick and in the full run: the quick run's old burst (16 photos, one round) read
+# 2.1-2.5x the book's bot where the full run's (64, median of 3) read 3.0-3.2x, so the two runs disagreed.
+BURST_PHOTOS = 64
+BURST_ROUNDS = 3
 
 # The serving processes measured for cold start and memory: each imports only what its bot would,
 # answers one photo (the parent times that), then nine more, and reports its resident memory.
@@ -236,13 +241,13 @@ def accuracy_section() -> tuple[str | None, str]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="fewer runs and a smaller burst; prints, writes nothing")
+    p.add_argument("--quick", action="store_true", help="fewer latency runs and cold starts; prints, writes nothing")
     p.add_argument(
         "--precision", choices=PRECISIONS, default="auto", help="the encoder's number format (ENCODER_PRECISION)"
     )
     p.add_argument("--model", type=Path, help="our exported learner (default: build one from generated chips)")
     p.add_argument("--runs", type=int, help="timed runs per latency figure (default 30; 8 with --quick)")
-    p.add_argument("--burst", type=int, help="photos in the burst (default 64; 16 with --quick)")
+    p.add_argument("--burst", type=int, help="photos in the burst (default 64)")
     p.add_argument(
         "--batch", type=int, help="photos per classify_many call in the burst (default: the whole burst at once)"
     )
@@ -255,7 +260,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--accuracy", action="store_true", help="add bench/accuracy.py's table (tens of minutes)")
     args = p.parse_args(argv)
     args.runs = args.runs or (8 if args.quick else 30)
-    args.burst = args.burst or (16 if args.quick else 64)
+    args.burst = args.burst or BURST_PHOTOS
     args.batch = args.batch or args.burst
     return args
 
@@ -299,7 +304,7 @@ def measure(args: argparse.Namespace, folder: Path) -> Figures:
     rng = np.random.default_rng(2)
     photos = [photo(1, rng) for _ in range(args.burst)]
     log(f"burst of {args.burst}: our bot against the book's bot")
-    bot_s, book_s, bot_faces = bot_against_book(classifier, book, photos, rounds=1 if args.quick else 3)
+    bot_s, book_s, bot_faces = bot_against_book(classifier, book, photos, rounds=BURST_ROUNDS)
     log(f"burst of {args.burst}: batched against one by one")
     batched, single, faces = batched_against_single(classifier, photos, args.batch)
     pool.close()
@@ -342,7 +347,7 @@ def measure(args: argparse.Namespace, folder: Path) -> Figures:
         "process with one torch thread: one core. Row (a) uses the bot's defaults (30 ms batching window, "
         "batches of up to 64, answered in runs of two photos per face-finding process) with QUEUE_SIZE as "
         "large as the burst, so that every photo is taken; the two "
-        f"bots alternate, median of {1 if args.quick else 3} rounds.",
+        f"bots alternate, median of {BURST_ROUNDS} rounds (in `--quick` too).",
         f"Cold start and RSS: a fresh `python -c` process per side loads its learner, answers {RSS_PHOTOS} "
         f"photos from disk, then reads VmRSS from /proc/self/status; median of {1 if args.quick else 3} starts "
         "per side, the sides taking turns.",

@@ -16,7 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
-with warnings.catch_warnings():
+from .deferred import deferred_imports
+
+# TorchDynamo (a second of the start) waits until something compiles: model/deferred.py.
+with warnings.catch_warnings(), deferred_imports():
     warnings.simplefilter("ignore", FutureWarning)  # fastai's import trips torch.jit deprecations
     from fastai.learner import Learner, load_learner
     from fastai.vision.augment import Resize
