@@ -22,6 +22,7 @@ import torch
 
 from bot.worker import InferenceWorker
 from model.encoder import FaceEncoder
+from model.int8 import int8_available, quantized_encoder
 from model.serving import FaceClassifier
 
 from .learners import book_answer
@@ -85,7 +86,7 @@ def batched_against_single(
 def encoder_speed(
     encoder: FaceEncoder, chips: np.ndarray, runs: int, batches: tuple[int, ...] = (1, 2, 16)
 ) -> EncoderSpeed:
-    """The encoder eager as training runs it, fused and channels-last as served, and traced and frozen.
+    """The encoder eager as training runs it, fused and channels-last as served (fp32, bf16, int8), traced and frozen.
 
     The frozen form is measured, not served: see the results' notes.
     """
@@ -109,6 +110,8 @@ def encoder_speed(
         "frozen": (frozen, cl),
         "served_bf16": (served_bf16, cl),
     }
+    if int8_available():  # calibrated on the chips it is timed on: the speed does not depend on the ranges
+        forms["served_int8"] = (quantized_encoder(encoder.fused(), list(chips)), torch.contiguous_format)
     ms: dict[str, list[float]] = {name: [] for name in forms}
     difference: dict[str, float] = {}
     with torch.inference_mode():

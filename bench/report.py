@@ -186,7 +186,8 @@ def _encoder_row(f: Figures) -> tuple[str, str, str, str, str]:
         f"{speedups} faster",
         f"max difference {e.max_difference['served']:.1e}; "
         + targets(f)["encoder"].cell()
-        + (f"; in bf16: {cells('served_bf16')}" if "served_bf16" in e.ms_per_chip else ""),
+        + (f"; in bf16: {cells('served_bf16')}" if "served_bf16" in e.ms_per_chip else "")
+        + (f"; in int8: {cells('served_int8')}" if "served_int8" in e.ms_per_chip else ""),
     )
 
 

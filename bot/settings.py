@@ -103,7 +103,7 @@ class Settings:
     # Seconds a photo may take in a face-finding process before it is answered "took too long" (FACE_WORKERS > 0).
     photo_timeout: float = DEFAULT_PHOTO_TIMEOUT
     face_detector: str = "hog"  # "cnn": dlib's MMOD detector, for a machine with a GPU (seconds a photo on a CPU)
-    encoder_precision: str = "auto"  # the encoder's number format: auto (bf16 where the CPU has it), fp32, bf16
+    encoder_precision: str = "auto"  # the encoder's number format: auto (bf16 where the CPU has it), fp32, bf16, int8
     default_language: str = ENGLISH  # for users whose app names no language we speak (bot.i18n.LANGUAGES)
     telegram_base_url: str | None = None  # e.g. http://127.0.0.1:8081/bot (the token is appended)
     telegram_base_file_url: str | None = None
@@ -224,7 +224,7 @@ def _detector(name: str, raw: str | None) -> str:
 
 
 def _precision(name: str, raw: str | None) -> str:
-    """auto, fp32 or bf16."""
+    """auto, fp32, bf16 or int8."""
     value = (raw or "auto").lower()
     if value not in PRECISIONS:
         raise SettingsError(

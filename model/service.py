@@ -145,7 +145,7 @@ def _parser() -> argparse.ArgumentParser:
         "--encoder-precision",
         choices=PRECISIONS,
         default="auto",
-        help="the face encoder's number format: auto (bf16 where the CPU computes it natively), fp32 or bf16",
+        help="the face encoder's number format: auto (bf16 where the CPU computes it natively), fp32, bf16 or int8",
     )
     return p
 

@@ -7,6 +7,7 @@ prints a progress bar for every item).
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -29,13 +30,15 @@ from .answers import DEFAULT_THRESHOLD, Examined, FaceAnswer, PhotoAnswer, Turne
 from .decode import DecodedImage, DecodeLimits
 from .encoder import FaceEncoder
 from .faces import Face, FaceFinder, FaceOptions, FaceSearch
-from .precision import encoding, resolve
+from .precision import auto_precision, encoding, resolve
 from .quality import OK
 from .resources import DEFAULT_MODEL_PATH
 from .search import FacePool, Searched, search_photo
 from .strangers import Gallery
 
 __all__ = ["DEFAULT_MODEL_PATH", "DEFAULT_THRESHOLD", "FaceClassifier", "ModelNotFound"]
+
+log = logging.getLogger(__name__)
 
 
 # Without a pool, photos are searched and answered this many at a time: the network still batches,
@@ -82,7 +85,7 @@ class FaceClassifier:
         precision: str = "auto",
     ) -> None:
         self.device = torch.device(device)  # "cuda" runs the network on the GPU; faces are found on the CPU
-        # The encoder's number format (model/precision.py): bf16 where the CPU has it, else fp32.
+        # The encoder's number format (model/precision.py): bf16 where the CPU has it, else fp32; int8 on asking.
         self.precision = resolve(precision, self.device)
         self.classes: list[str] = [str(c) for c in learn.dls.vocab]
         self.threshold = threshold
@@ -110,10 +113,27 @@ class FaceClassifier:
         self._face_encoder = isinstance(body, FaceEncoder)
         if self._face_encoder:
             body = body.fused().to(memory_format=torch.channels_last)
+            if self.precision == "int8":
+                body = self._int8(body, precision)
         self._stages: list[tuple[str, nn.Module]] = (
             [("encoder", body), ("head", model[1])] if body is not None else [("encoder", model)]
         )
         self._plain_size = self._plain_chip_size()
+
+    def _int8(self, fused: nn.Module, asked: str) -> nn.Module:
+        """The encoder in int8, calibrated on the gallery's faces; without any, what `auto` gives (logged)."""
+        from .int8 import calibration_chips, quantized_encoder
+
+        chips = calibration_chips(self.gallery)
+        if chips:
+            return quantized_encoder(fused, chips)
+        self.precision = auto_precision(self.device)
+        log.warning(
+            "ENCODER_PRECISION=%s: this learner's gallery keeps no faces to calibrate int8 on; serving %s",
+            asked,
+            self.precision,
+        )
+        return fused
 
     @property
     def has_encoder(self) -> bool:

@@ -54,3 +54,42 @@ def test_encoder_precision_is_a_setting(tmp_path: Path) -> None:
     assert load_settings({**base, "ENCODER_PRECISION": "BF16"}).encoder_precision == "bf16"
     with pytest.raises(SettingsError, match="ENCODER_PRECISION='int4'"):
         load_settings({**base, "ENCODER_PRECISION": "int4"})
+
+
+def test_int8_answers_the_same_faces_with_descriptors_within_six_percent(exported: Path) -> None:
+    """int8 calibrated on the gallery's faces: the same names, decisions and sureness as fp32 on four faces."""
+    from torch.ao.nn.quantized import Conv2d as QuantizedConv2d
+
+    fp32 = FaceClassifier.load(exported, precision="fp32")
+    int8 = FaceClassifier.load(exported, precision="int8")
+    assert int8.precision == "int8"
+    encoder = int8._stages[0][1]
+    assert any(isinstance(m, QuantizedConv2d) for m in encoder.modules())  # int8 kernels, not float convs
+    photo = jpeg(scene(4, twins=(True, False, False, True)))
+    said = [(f.label, f.known, f.sure) for f in int8.classify(photo).faces]
+    assert said == [(f.label, f.known, f.sure) for f in fp32.classify(photo).faces]
+    a, b = np.asarray(fp32.examine(photo).descriptors), np.asarray(int8.examine(photo).descriptors)
+    moved = np.linalg.norm(a - b, axis=1) / np.linalg.norm(a, axis=1)
+    assert len(a) == 4
+    assert 0 < moved.max() < 0.06, moved
+
+
+def test_int8_without_faces_to_calibrate_on_serves_what_auto_gives(
+    trained, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from training.strangers import fit_gallery
+
+    fit_gallery(trained)
+    monkeypatch.setattr(trained.gallery, "thumbnails", {})  # as a gallery exported before thumbnails
+    fallback = FaceClassifier(trained, precision="int8")
+    assert fallback.precision == precision.auto_precision() != "int8"
+    assert "keeps no faces to calibrate int8 on" in caplog.text
+    assert fallback.classify(jpeg(scene(1))).faces
+
+
+def test_int8_is_for_a_cpu_and_a_setting(tmp_path: Path) -> None:
+    assert precision.resolve("int8") == "int8"
+    with pytest.raises(ValueError, match="int8 runs on a CPU only"):
+        precision.resolve("int8", "cuda")
+    base = {"WEB_PORT": "8080", "MODEL_PATH": str(tmp_path / "export.pkl")}
+    assert load_settings({**base, "ENCODER_PRECISION": "INT8"}).encoder_precision == "int8"
