@@ -200,8 +200,8 @@ def main() -> int:
     parser.add_argument(
         "--precisions",
         default="fp32",
-        help="the encoder's number formats to answer the open set in, comma-separated (fp32,bf16: both, on the same "
-        "learners, with how far bf16 moves descriptors and decisions)",
+        help="the encoder's number formats to answer the open set in, comma-separated (fp32,bf16,int8: each on the "
+        "same learners, with how far each of the others moves descriptors and decisions from fp32)",
     )
     args = parser.parse_args()
     precisions = args.precisions.split(",")
