@@ -47,11 +47,11 @@ def resolve(precision: str, device: torch.device | str = "cpu") -> str:
     """ "fp32", "bf16" or "int8" for `precision` (one of PRECISIONS) on `device`: `auto` is `auto_precision`."""
     if precision not in PRECISIONS:
         raise ValueError(f"encoder precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
-    import torch
-
     if precision == "auto":
         return auto_precision(device)
     if precision == "int8":
+        import torch
+
         from .int8 import int8_available
 
         if torch.device(device).type != "cpu":

@@ -114,13 +114,13 @@ class FaceClassifier:
         if self._face_encoder:
             body = body.fused().to(memory_format=torch.channels_last)
             if self.precision == "int8":
-                body = self._int8(body, precision)
+                body = self._int8(body)
         self._stages: list[tuple[str, nn.Module]] = (
             [("encoder", body), ("head", model[1])] if body is not None else [("encoder", model)]
         )
         self._plain_size = self._plain_chip_size()
 
-    def _int8(self, fused: nn.Module, asked: str) -> nn.Module:
+    def _int8(self, fused: nn.Module) -> nn.Module:
         """The encoder in int8, calibrated on the gallery's faces; without any, what `auto` gives (logged)."""
         from .int8 import calibration_chips, quantized_encoder
 
@@ -129,8 +129,7 @@ class FaceClassifier:
             return quantized_encoder(fused, chips)
         self.precision = auto_precision(self.device)
         log.warning(
-            "ENCODER_PRECISION=%s: this learner's gallery keeps no faces to calibrate int8 on; serving %s",
-            asked,
+            "ENCODER_PRECISION=int8: this learner's gallery keeps no faces to calibrate int8 on; serving %s",
             self.precision,
         )
         return fused
