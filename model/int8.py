@@ -1,10 +1,10 @@
 """The face encoder in int8: PyTorch's x86 quantization backend, calibrated on the gallery's own faces.
 
 Post-training static quantization in eager mode: the fused encoder's convolutions run as int8 kernels
-(VNNI where the CPU has it), each convolution and its ReLU as one, the residual sums as quantized
-`add_relu`. Two parts stay float: dlib's zero padding of a down-sampling block's shortcut (a few
-small tensors), and the last linear layer (the 128-d descriptor), for which this torch has no x86
-int8 kernel. Activation ranges come from calibration chips: the 80 px JPEGs of training faces every
+(VNNI where the CPU has it; without it, the weights keep 7 bits), each convolution and its ReLU as one,
+the residual sums as quantized `add_relu`. Two parts stay float: dlib's zero padding of a down-sampling
+block's shortcut (a few small tensors), and the last linear layer (the 128-d descriptor), for which this
+torch has no x86 int8 kernel. Activation ranges come from calibration chips: the 80 px JPEGs of training faces every
 gallery keeps (`Gallery.thumbnails`), enlarged back to chip size; measured on the pins faces, ranges from
 those moved the descriptors as little as ranges from the real chips (2.3% against 2.2% of their length).
 """
@@ -27,19 +27,40 @@ from torch.ao.quantization.observer import HistogramObserver, PerChannelMinMaxOb
 from .encoder import FaceEncoder
 from .resources import CHIP_SIZE
 
-__all__ = ["CALIBRATION_CHIPS", "QUANTIZED_ENGINE", "calibration_chips", "int8_available", "quantized_encoder"]
+__all__ = [
+    "CALIBRATION_CHIPS",
+    "QUANTIZED_ENGINE",
+    "calibration_chips",
+    "cpu_has_vnni",
+    "int8_available",
+    "quantized_encoder",
+]
 
 QUANTIZED_ENGINE = "x86"
 # 64 chips, histograms: what the open-set table measured (bench/results.md). On 80 pins faces, one thread, the
 # descriptors moved 2.3% with it (1.2 s to build), 2.4% with 32 chips (0.7 s), 2.3% with plain min/max ranges
 # of 32 or 64 (0.5 and 0.8 s): the faster build is a choice for after an open-set run with it.
 CALIBRATION_CHIPS = 64
-# Weights per output channel; activations over the full 8 bits: VNNI's int8 products do not overflow,
-# so the backend's halved range (kept for older CPUs) only costs precision (3.7% against 2.2% moved).
-_QCONFIG = QConfig(
-    activation=HistogramObserver.with_args(reduce_range=False),
-    weight=PerChannelMinMaxObserver.with_args(dtype=torch.qint8, qscheme=torch.per_channel_symmetric),
-)
+
+
+# Weights per output channel, activations over the full 8 bits. Without VNNI, the x86 kernels add pairs of
+# uint8 x int8 products in int16, which overflows at full range on both sides: there the weights keep 7 bits
+# (on 80 pins faces, an AVX2-only CPU: descriptors moved 13.0% at full range, 3.6% with the backend's default
+# of halved activations, 3.2% with halved weights). VNNI sums in int32: full range moved them 2.2%, the
+# backend's default 3.7%.
+def _qconfig(vnni: bool) -> QConfig:
+    """Observers for a CPU with VNNI or without it."""
+    weights = PerChannelMinMaxObserver.with_args(
+        dtype=torch.qint8, qscheme=torch.per_channel_symmetric, reduce_range=not vnni
+    )
+    return QConfig(activation=HistogramObserver.with_args(reduce_range=False), weight=weights)
+
+
+def cpu_has_vnni() -> bool:
+    """Whether the CPU has AVX512_VNNI's int8 dot products (as torch reads it from the CPU; the x86 backend's
+    VNNI kernels are AVX-512 ones, so an AVX-VNNI CPU counts as without)."""
+    check = getattr(torch.cpu, "_is_vnni_supported", None)
+    return bool(check()) if check is not None else False
 
 
 def int8_available() -> bool:
@@ -109,7 +130,7 @@ def quantized_encoder(fused: FaceEncoder, chips: Sequence[np.ndarray]) -> nn.Mod
     model = _Int8Encoder(copy.deepcopy(fused)).eval()
     pairs = [["stem.0", "stem.1"]] + [[f"blocks.{i}.conv1.0", f"blocks.{i}.conv1.1"] for i in range(len(model.blocks))]
     fuse_modules(model, pairs, inplace=True)
-    model.qconfig = _QCONFIG
+    model.qconfig = _qconfig(cpu_has_vnni())
     model.fc.qconfig = None  # no x86 int8 linear kernel here; it is one small layer
     x = torch.from_numpy(np.stack(chips)).permute(0, 3, 1, 2).float().div_(255.0)
     with warnings.catch_warnings():

@@ -93,3 +93,30 @@ def test_int8_is_for_a_cpu_and_a_setting(tmp_path: Path) -> None:
         precision.resolve("int8", "cuda")
     base = {"WEB_PORT": "8080", "MODEL_PATH": str(tmp_path / "export.pkl")}
     assert load_settings({**base, "ENCODER_PRECISION": "INT8"}).encoder_precision == "int8"
+
+
+def test_int8_keeps_its_weights_to_seven_bits_on_a_cpu_without_vnni(
+    exported: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without VNNI, x86's int8 kernels sum pairs of products in int16: full-range weights would overflow it."""
+    from torch.ao.nn.quantized import Conv2d as QuantizedConv2d
+
+    from model import int8
+
+    largest = {}
+    for vnni in (False, True):
+        monkeypatch.setattr(int8, "cpu_has_vnni", lambda vnni=vnni: vnni)
+        encoder = FaceClassifier.load(exported, precision="int8")._stages[0][1]
+        convs = [m for m in encoder.modules() if isinstance(m, QuantizedConv2d)]
+        largest[vnni] = max(int(m.weight().int_repr().abs().max()) for m in convs)
+    assert 60 <= largest[False] <= 64, largest
+    assert largest[True] >= 120, largest
+
+
+def test_the_cpus_own_word_on_vnni_agrees_with_its_flags() -> None:
+    from model.int8 import cpu_has_vnni
+
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        pytest.skip("no /proc/cpuinfo on this system to compare with")
+    assert cpu_has_vnni() == ("avx512_vnni" in set(cpuinfo.read_text().split()))
