@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -123,10 +124,10 @@ def _replica_rss_mb() -> list[float]:
     return sizes
 
 
-def _with_service(model: Path, replicas: int, folder: Path) -> dict:
+def _with_service(model: Path, replicas: int, folder: Path, extra: list[str]) -> dict:
     from testkit.service_harness import Service  # as the tests start it: a fresh `python -m model.service`
 
-    service = Service(model, replicas)
+    service = Service(model, replicas, extra)
     service.start()
     try:
         figures = _run_side(FRONTEND, service.url, folder)
@@ -153,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--photos", type=int, default=200)
     parser.add_argument("--model", type=Path, help="our exported learner (default: build one as python -m bench does)")
     parser.add_argument("--write", action="store_true", help="put the table in bench/results.md")
+    parser.add_argument(
+        "--service-args", default="", help="more options for `python -m model.service`, as one string (default: none)"
+    )
     args = parser.parse_args(argv)
     from model.faces import FaceFinder
 
@@ -167,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.photos):
             (folder / "photos" / f"{i:04d}.jpg").write_bytes(photo(1, rng))
         one = _run_side(ONE_PROCESS, str(model), folder / "photos")
-        sides = {r: _with_service(model, r, folder / "photos") for r in (1, 2)}
+        extra = shlex.split(args.service_args)
+        sides = {r: _with_service(model, r, folder / "photos", extra) for r in (1, 2)}
     for name, f in [("one process", one), *((f"service, {r} replica(s)", f) for r, f in sides.items())]:
         if f["faces"] != args.photos:
             raise RuntimeError(f"{name}: {f['faces']} faces found in {args.photos} one-face photos")

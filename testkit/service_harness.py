@@ -12,7 +12,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,8 +40,9 @@ START_TIMEOUT = 240.0  # Ray, its Serve controller and proxy, and two replicas l
 class Service:
     """`python -m model.service` in its own process, on a local Ray instance of 2 CPUs."""
 
-    def __init__(self, model: Path, replicas: int = 2) -> None:
+    def __init__(self, model: Path, replicas: int = 2, extra: Sequence[str] = ()) -> None:
         self.model, self.replicas, self.port = model, replicas, free_port()
+        self.extra = list(extra)  # more of `python -m model.service`'s options, as given
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
         self._log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - read when the service fails to start, closed with it
@@ -50,7 +51,7 @@ class Service:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         args = ["--model", str(self.model), "--port", str(self.port), "--replicas", str(self.replicas)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "model.service", *args, "--num-cpus", "2", "--reload-seconds", "1"],
+            [sys.executable, "-m", "model.service", *args, "--num-cpus", "2", "--reload-seconds", "1", *self.extra],
             stdout=subprocess.PIPE,
             stderr=self._log,
             text=True,
