@@ -9,6 +9,7 @@ import contextlib
 import io
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,13 +97,27 @@ class DecodedImage:
         self._pixels = pixels
         self._jpeg = jpeg
         self._reductions: dict[int, np.ndarray] = {}  # libjpeg's reduction (2, 4 or 8) -> pixels
+        self._ahead: Future[np.ndarray] | None = None  # the working pixels, being decoded by `decode_ahead`
 
     @property
     def pixels(self) -> np.ndarray:
         """(H, W, 3) uint8 at working resolution: the photo's own, at most `work_side` on its long side."""
         if self._pixels is None:
-            self._pixels = _decode_jpeg(self._jpeg, size=self.work_size)
+            if self._ahead is not None:
+                ahead, self._ahead = self._ahead, None
+                self._pixels = ahead.result()
+            else:
+                self._pixels = _decode_jpeg(self._jpeg, size=self.work_size)
         return self._pixels
+
+    def decode_ahead(self, executor: Executor) -> None:
+        """Start decoding the working pixels on `executor`, for `pixels` to take when first asked.
+
+        libjpeg-turbo decodes without Python's GIL, so a thread decodes them on the other core while dlib's
+        detector looks at the reduced decode: a photo with a face needs them for its chips next.
+        """
+        if self._pixels is None and self._ahead is None and self._jpeg is not None:
+            self._ahead = executor.submit(_decode_jpeg, self._jpeg, size=self.work_size)
 
     @property
     def scale(self) -> float:
@@ -125,7 +140,7 @@ class DecodedImage:
 
     def __getstate__(self) -> dict:
         # Sent between processes at working resolution, as boxes are drawn on it: no JPEG, no reductions.
-        return {**self.__dict__, "_pixels": self.pixels, "_jpeg": None, "_reductions": {}}
+        return {**self.__dict__, "_pixels": self.pixels, "_jpeg": None, "_reductions": {}, "_ahead": None}
 
 
 def _fit(size: tuple[int, int], side: int) -> tuple[int, int]:

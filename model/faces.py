@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -221,6 +222,8 @@ class FaceFinder:
         """
         search = FaceSearch()
         start = time.perf_counter()
+        if self._cnn is None:
+            image.decode_ahead(_decoder())
         detections = self._detect(image, search)
         if not detections and self.options.crop_fallback and self._cnn is None:
             detections = self._detect_in_crop(image)
@@ -245,6 +248,17 @@ class FaceFinder:
         measures = measure(chip, points, rect.width() / image.scale)
         quality, reason = verdict(measures, self.options.quality, image.scale)
         return Face(box, chip, float(score), quality, measures, reason)
+
+
+_decoding: ThreadPoolExecutor | None = None
+
+
+def _decoder() -> ThreadPoolExecutor:
+    """This process's one thread that decodes photos' working pixels while the detector runs."""
+    global _decoding
+    if _decoding is None:
+        _decoding = ThreadPoolExecutor(1, thread_name_prefix="decode-ahead")
+    return _decoding
 
 
 def _scaled(rect: dlib.rectangle, by: float) -> dlib.rectangle:

@@ -216,6 +216,31 @@ def test_an_image_sent_to_another_process_travels_at_working_resolution() -> Non
     assert np.array_equal(travelled.pixels, image.pixels)
 
 
+def test_working_pixels_decoded_ahead_on_another_thread_are_the_same_pixels() -> None:
+    """While the detector looks at the reduced decode, a thread decodes the working pixels the chips need."""
+    import pickle
+    from concurrent.futures import ThreadPoolExecutor
+
+    class Counting(ThreadPoolExecutor):
+        submitted = 0
+
+        def submit(self, fn, /, *args, **kwargs):
+            self.submitted += 1
+            return super().submit(fn, *args, **kwargs)
+
+    data = jpeg(scene(1, width=2400, height=1600))
+    whole = decode_image(data, DecodeLimits(work_side=1600)).pixels
+    with Counting(1) as executor:
+        for read in ("pixels", "pickled"):
+            image = decode_image(data, DecodeLimits(work_side=1600), first_side=512)
+            image.decode_ahead(executor)
+            image.decode_ahead(executor)  # once is enough: no second decode
+            pixels = image.pixels if read == "pixels" else pickle.loads(pickle.dumps(image)).pixels
+            assert np.array_equal(pixels, whole)
+            image.decode_ahead(executor)  # decoded already: nothing more to do
+    assert executor.submitted == 2
+
+
 def pillow_pixels(data: bytes, reduction: int = 1) -> np.ndarray:
     """What Pillow alone makes of a JPEG: first frame, turned by EXIF, in RGB, reduced by its draft."""
     from PIL import ImageOps
