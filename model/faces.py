@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -124,6 +125,10 @@ class FaceFinder:
         if self.options.detector not in DETECTORS:
             raise ValueError(f"no face detector {self.options.detector!r}: one of {', '.join(DETECTORS)}")
         self._detector = frontal_face_detector()
+        # dlib's detectors keep the image they scan in the detector itself, and its Python binding lets go of the
+        # GIL while they scan: two threads scanning with one detector corrupt each other's memory (seen: the
+        # process died of a segfault when a "Why?" and a feedback press read photos at once). One at a time.
+        self._scanning = threading.Lock()
         self._cnn = None
         if self.options.detector == "cnn":
             self._cnn = dlib.cnn_face_detection_model_v1(str(cnn_detector_dat_path()))
@@ -151,7 +156,8 @@ class FaceFinder:
         """
         resized, scale = self._resized(pixels, side)
         scale /= to_work  # detector pixels per working pixel
-        rects, scores, _ = self._detector.run(resized, upsample, threshold)
+        with self._scanning:
+            rects, scores, _ = self._detector.run(resized, upsample, threshold)
         return [(_scaled(r, 1 / scale), s) for r, s in zip(rects, scores, strict=True)]
 
     def _run_at(self, image: DecodedImage, side: int) -> list[tuple[dlib.rectangle, float]]:
@@ -184,7 +190,8 @@ class FaceFinder:
         pixels = image.pixels
         side = min(self.options.cnn_side, 2 * max(image.work_size))
         resized, scale = self._resized(pixels, side)
-        found = self._cnn(np.ascontiguousarray(resized), 0)
+        with self._scanning:
+            found = self._cnn(np.ascontiguousarray(resized), 0)
         return [(_scaled(d.rect, 1 / scale), float(d.confidence)) for d in found]
 
     def _detect_in_crop(self, image: DecodedImage) -> list[tuple[dlib.rectangle, float]]:

@@ -100,3 +100,42 @@ def test_the_detector_is_saved_once_and_read_back_the_same(tmp_path) -> None:
     saved[0].write_bytes(b"damaged")
     assert len(frontal_face_detector(tmp_path)(pixels)) == 4  # a damaged copy is rebuilt, not trusted
     assert saved[0].stat().st_size > 1000
+
+
+THREADS_ON_ONE_FINDER = """
+import threading
+from model.decode import decode_image
+from model.faces import FaceFinder
+from testkit.imagery import jpeg, scene
+
+photos = [jpeg(scene(1, width=w, height=w * 2 // 3)) for w in (960, 1280, 2400)]  # one look each
+finder = FaceFinder()
+expected = [[f.box for f in finder.find(decode_image(p, first_side=512)).faces] for p in photos]
+found = []
+
+def read(k):
+    for i in range(30):
+        n = (i + k) % len(photos)
+        found.append([f.box for f in finder.find(decode_image(photos[n], first_side=512)).faces] == expected[n])
+
+threads = [threading.Thread(target=read, args=(k,)) for k in range(3)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(len(found), all(found))
+"""
+
+
+def test_threads_finding_faces_with_one_finder_at_once_get_each_photos_own_faces() -> None:
+    """In-process, a "Why?", a feedback press and a classification may read photos at the same moment."""
+    import subprocess
+    import sys
+
+    from testkit.processes import ROOT
+
+    done = subprocess.run(
+        [sys.executable, "-c", THREADS_ON_ONE_FINDER], capture_output=True, text=True, cwd=ROOT, timeout=240
+    )
+    assert done.returncode == 0, done.stderr[-2000:]  # dlib's scan state shared by threads: a segfault
+    assert done.stdout.split() == ["90", "True"]
