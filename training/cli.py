@@ -240,7 +240,7 @@ def run(args) -> int:
         "Strangers: "
         + (gallery.summary() if gallery else f"not measured by the {options.arch} learner (no face encoder)")
     )
-    classifier, valid = FaceClassifier(learn), ValidationFaces.of(learn)
+    classifier, valid = FaceClassifier(learn, precision="fp32"), ValidationFaces.of(learn)
     right = named_right(classifier, valid)
     reviewed.measure(classifier, learn.dls.train_ds.items, valid, right)
     summary += reviewed.result_lines()

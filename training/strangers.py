@@ -37,7 +37,9 @@ def fit_gallery(
     Each face keeps a thumbnail to show as evidence (at most `max_thumbnails` a class), except the faces
     of users' reviewed feedback (`review-<id>.jpg`): a user's face is never shown to anyone else.
     """
-    classifier = FaceClassifier(learn)
+    # The gallery's reference descriptors are fp32's, whatever format the encoder serves in later
+    # (model/precision.py: each format is measured against them).
+    classifier = FaceClassifier(learn, precision="fp32")
     if not classifier.has_encoder:
         return None
     train_items = list(learn.dls.train_ds.items)
