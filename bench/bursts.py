@@ -22,7 +22,8 @@ import torch
 
 from bot.worker import InferenceWorker
 from model.encoder import FaceEncoder
-from model.int8 import int8_available, quantized_encoder
+from model.int8 import quantized_encoder
+from model.precision import x86_int8
 from model.serving import FaceClassifier
 
 from .learners import book_answer
@@ -110,7 +111,7 @@ def encoder_speed(
         "frozen": (frozen, cl),
         "served_bf16": (served_bf16, cl),
     }
-    if int8_available():  # calibrated on the chips it is timed on: the speed does not depend on the ranges
+    if x86_int8():  # calibrated on the chips it is timed on: the speed does not depend on the ranges
         forms["served_int8"] = (quantized_encoder(encoder.fused(), list(chips)), torch.contiguous_format)
     ms: dict[str, list[float]] = {name: [] for name in forms}
     difference: dict[str, float] = {}

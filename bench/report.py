@@ -159,6 +159,19 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown CPU"
 
 
+# The CPU's vector extensions that decide the encoder's format and speed (model/precision.py).
+_VECTOR_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
+
+
+def _cpu_flags() -> str:
+    """Which of `_VECTOR_FLAGS` the CPU lists: machines of one name differ in them, and so do their timings."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return "flags unknown"
+    return " ".join(f for f in _VECTOR_FLAGS if f in flags) or "none of " + " ".join(_VECTOR_FLAGS)
+
+
 def machine_line(threads: int, versions: dict[str, str]) -> str:
     """Cores, CPU, torch threads, versions, and the load the run started under (shared machines drift)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -166,7 +179,7 @@ def machine_line(threads: int, versions: dict[str, str]) -> str:
     libs = ", ".join(f"{name} {version}" for name, version in versions.items())
     date = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     return (
-        f"{date}; {cores} cores ({_cpu_model()}), torch threads {threads}; {libs}; "
+        f"{date}; {cores} cores ({_cpu_model()}: {_cpu_flags()}), torch threads {threads}; {libs}; "
         f"Python {platform.python_version()}; load average at start {load} (1/5/15 min)"
     )
 

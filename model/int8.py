@@ -4,15 +4,17 @@ Post-training static quantization in eager mode: the fused encoder's convolution
 (VNNI where the CPU has it; without it, the weights keep 7 bits), each convolution and its ReLU as one,
 the residual sums as quantized `add_relu`. Two parts stay float: dlib's zero padding of a down-sampling
 block's shortcut (a few small tensors), and the last linear layer (the 128-d descriptor), for which this
-torch has no x86 int8 kernel. Activation ranges come from calibration chips: the 80 px JPEGs of training faces every
-gallery keeps (`Gallery.thumbnails`), enlarged back to chip size; measured on the pins faces, ranges from
-those moved the descriptors as little as ranges from the real chips (2.3% against 2.2% of their length).
+torch has no x86 int8 kernel. Activation ranges (plain minimum and maximum) come from calibration chips: the
+80 px JPEGs of training faces every gallery keeps (`Gallery.thumbnails`), enlarged back to chip size; measured
+on the pins faces, ranges from those moved the descriptors as little as ranges from the real chips (2.3%
+against 2.2% of their length).
 """
 
 from __future__ import annotations
 
 import copy
 import io
+import itertools
 import warnings
 from collections.abc import Sequence
 
@@ -22,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.ao.nn.quantized import FloatFunctional
 from torch.ao.quantization import DeQuantStub, QConfig, QuantStub, convert, fuse_modules, prepare
-from torch.ao.quantization.observer import HistogramObserver, PerChannelMinMaxObserver
+from torch.ao.quantization.observer import MinMaxObserver, PerChannelMinMaxObserver
 
 from .encoder import FaceEncoder
 from .resources import CHIP_SIZE
@@ -32,15 +34,14 @@ __all__ = [
     "QUANTIZED_ENGINE",
     "calibration_chips",
     "cpu_has_vnni",
-    "int8_available",
     "quantized_encoder",
 ]
 
 QUANTIZED_ENGINE = "x86"
-# 64 chips, histograms: what the open-set table measured (bench/results.md). On 80 pins faces, one thread, the
-# descriptors moved 2.3% with it (1.2 s to build), 2.4% with 32 chips (0.7 s), 2.3% with plain min/max ranges
-# of 32 or 64 (0.5 and 0.8 s): the faster build is a choice for after an open-set run with it.
-CALIBRATION_CHIPS = 64
+# Plain min/max ranges of 32 chips: on the pins faces they moved the descriptors as far as histograms of 64 did
+# (VNNI: 2.3% both; AVX2 alone: 3.3% against 3.2%), and they build in a quarter of the time (AVX2 alone, one
+# thread: 1.0 s against 4.3 s), which every start of a model pays.
+CALIBRATION_CHIPS = 32
 
 
 # Weights per output channel, activations over the full 8 bits. Without VNNI, the x86 kernels add pairs of
@@ -53,7 +54,7 @@ def _qconfig(vnni: bool) -> QConfig:
     weights = PerChannelMinMaxObserver.with_args(
         dtype=torch.qint8, qscheme=torch.per_channel_symmetric, reduce_range=not vnni
     )
-    return QConfig(activation=HistogramObserver.with_args(reduce_range=False), weight=weights)
+    return QConfig(activation=MinMaxObserver.with_args(reduce_range=False), weight=weights)
 
 
 def cpu_has_vnni() -> bool:
@@ -61,11 +62,6 @@ def cpu_has_vnni() -> bool:
     VNNI kernels are AVX-512 ones, so an AVX-VNNI CPU counts as without)."""
     check = getattr(torch.cpu, "_is_vnni_supported", None)
     return bool(check()) if check is not None else False
-
-
-def int8_available() -> bool:
-    """Whether this torch has the x86 quantized backend."""
-    return QUANTIZED_ENGINE in torch.backends.quantized.supported_engines
 
 
 class _Grow(nn.Module):
@@ -149,19 +145,16 @@ def quantized_encoder(fused: FaceEncoder, chips: Sequence[np.ndarray]) -> nn.Mod
 
 
 def calibration_chips(gallery: object, limit: int = CALIBRATION_CHIPS, seed: int = 0) -> list[np.ndarray]:
-    """Up to `limit` of the gallery's face thumbnails, as many of each class as there are, enlarged to chips."""
+    """Up to `limit` of the gallery's face thumbnails, enlarged to chips: the classes take turns, so that one with
+    few faces leaves the rest of its share to the others."""
     from PIL import Image
 
     thumbnails: dict = getattr(gallery, "thumbnails", None) or {}
     rng = np.random.default_rng(seed)
-    per_class = [faces for v in thumbnails.values() if (faces := [t for t in v if t])]
-    if not per_class:
-        return []
-    share = max(1, limit // len(per_class))
-    chosen = []
-    for faces in per_class:
-        picked = rng.permutation(len(faces))[:share]
-        chosen += [faces[i] for i in sorted(picked)]
+    shuffled = [
+        [faces[i] for i in rng.permutation(len(faces))] for v in thumbnails.values() if (faces := [t for t in v if t])
+    ]
+    chosen = [face for turn in itertools.zip_longest(*shuffled) for face in turn if face is not None]
     chips = []
     for jpeg in chosen[:limit]:
         with Image.open(io.BytesIO(jpeg)) as im:

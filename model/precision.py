@@ -1,14 +1,16 @@
-"""The number format the face encoder runs in: fp32 everywhere, bf16 where the CPU computes it natively, int8 on asking.
+"""The number format the face encoder runs in: the fastest this CPU has that keeps fp32's answers.
 
-dlib's encoder takes about half of a one-face answer and already runs at this CPU's fp32 peak; a CPU with
-AVX512_BF16 (or AMX) does the same convolutions in bfloat16 about twice as fast (bench/results.md, "Encoder
-precision"), with descriptors within about 1% of fp32's. `auto` takes bf16 only where the CPU says it has it:
-emulated bf16 on an older CPU is slower than fp32. The head and the gallery's distances stay fp32.
+dlib's encoder takes about half of a one-face answer and runs at a CPU's fp32 peak already; narrower formats
+compute faster. `auto`, by what the CPU itself reports (bench/results.md, "Encoder precision"):
 
-int8 (`model/int8.py`, PyTorch's x86 backend) is faster still, but moves the descriptors about three times as
-far as bf16 (2.2% of their length against 0.8%, on the same pins faces), so `auto` does not take it until
-the open-set table shows it answers as fp32 does (bench/results.md, "Encoder precision"); ENCODER_PRECISION=int8
-asks for it.
+- bf16 where the CPU computes it natively (AVX512_BF16 or AMX): about twice fp32's speed, descriptors within
+  about 1% of fp32's. Emulated bf16 on an older CPU is four times slower than fp32, so nowhere else.
+- int8 (`model/int8.py`, PyTorch's x86 backend) on other x86 CPUs: 1.4 to 1.7 times fp32's speed, descriptors
+  within about 3.3% of fp32's, and the open-set table within its bound of fp32's. Where the CPU has bf16,
+  int8 is faster still but flips two to five times as many decisions as bf16 does, so bf16 is kept there.
+- fp32 elsewhere: a GPU, or a torch without the x86 backend (an ARM CPU).
+
+The head and the gallery's distances stay fp32.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["PRECISIONS", "auto_precision", "cpu_has_bf16", "encoding", "resolve"]
+__all__ = ["PRECISIONS", "auto_precision", "cpu_has_bf16", "encoding", "float_precision", "resolve", "x86_int8"]
 
 # Read by the bot's settings, which a chat frontend without the model also loads: torch is imported only where used.
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
@@ -52,22 +54,36 @@ def resolve(precision: str, device: torch.device | str = "cpu") -> str:
     if precision == "int8":
         import torch
 
-        from .int8 import int8_available
-
         if torch.device(device).type != "cpu":
             raise ValueError("encoder precision int8 runs on a CPU only (PyTorch's x86 backend); use fp32 on a GPU")
-        if not int8_available():
+        if not x86_int8():
             raise ValueError("encoder precision int8: this torch has no x86 quantized backend; use auto")
     return precision
 
 
 def auto_precision(device: torch.device | str = "cpu") -> str:
-    """What `auto` takes: bf16 on a CPU that has it, fp32 elsewhere (a GPU keeps the format it was measured in).
+    """What `auto` takes: bf16 on a CPU that has it, int8 on another x86 CPU, fp32 elsewhere (a GPU keeps the
+    format it was measured in)."""
+    import torch
 
-    Never int8, whose answers are not yet shown equal to fp32's (see the module's docstring)."""
+    if torch.device(device).type == "cpu" and not cpu_has_bf16() and x86_int8():
+        return "int8"
+    return float_precision(device)
+
+
+def float_precision(device: torch.device | str = "cpu") -> str:
+    """bf16 on a CPU that has it, fp32 elsewhere: what serves where int8 cannot (no faces to calibrate it on, a
+    learner that is not dlib's encoder)."""
     import torch
 
     return "bf16" if torch.device(device).type == "cpu" and cpu_has_bf16() else "fp32"
+
+
+def x86_int8() -> bool:
+    """Whether this torch has PyTorch's x86 quantized backend (an x86 CPU; not an ARM one)."""
+    import torch
+
+    return "x86" in torch.backends.quantized.supported_engines
 
 
 @contextlib.contextmanager

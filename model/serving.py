@@ -30,7 +30,7 @@ from .answers import DEFAULT_THRESHOLD, Examined, FaceAnswer, PhotoAnswer, Turne
 from .decode import DecodedImage, DecodeLimits
 from .encoder import FaceEncoder
 from .faces import Face, FaceFinder, FaceOptions, FaceSearch
-from .precision import auto_precision, encoding, resolve
+from .precision import encoding, float_precision, resolve
 from .quality import OK
 from .resources import DEFAULT_MODEL_PATH
 from .search import FacePool, Searched, search_photo
@@ -85,7 +85,7 @@ class FaceClassifier:
         precision: str = "auto",
     ) -> None:
         self.device = torch.device(device)  # "cuda" runs the network on the GPU; faces are found on the CPU
-        # The encoder's number format (model/precision.py): bf16 where the CPU has it, else fp32; int8 on asking.
+        # The encoder's number format (model/precision.py): bf16 where the CPU has it, int8 on another x86 CPU.
         self.precision = resolve(precision, self.device)
         self.classes: list[str] = [str(c) for c in learn.dls.vocab]
         self.threshold = threshold
@@ -115,19 +115,21 @@ class FaceClassifier:
             body = body.fused().to(memory_format=torch.channels_last)
             if self.precision == "int8":
                 body = self._int8(body)
+        elif self.precision == "int8":  # quantized here is dlib's encoder alone: another network runs in float
+            self.precision = float_precision(self.device)
         self._stages: list[tuple[str, nn.Module]] = (
             [("encoder", body), ("head", model[1])] if body is not None else [("encoder", model)]
         )
         self._plain_size = self._plain_chip_size()
 
     def _int8(self, fused: nn.Module) -> nn.Module:
-        """The encoder in int8, calibrated on the gallery's faces; without any, what `auto` gives (logged)."""
+        """The encoder in int8, calibrated on the gallery's faces; without any, bf16 or fp32 (logged)."""
         from .int8 import calibration_chips, quantized_encoder
 
         chips = calibration_chips(self.gallery)
         if chips:
             return quantized_encoder(fused, chips)
-        self.precision = auto_precision(self.device)
+        self.precision = float_precision(self.device)
         log.warning(
             "ENCODER_PRECISION=int8: this learner's gallery keeps no faces to calibrate int8 on; serving %s",
             self.precision,

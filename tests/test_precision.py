@@ -13,11 +13,16 @@ from model.serving import FaceClassifier
 from testkit.imagery import jpeg, scene
 
 
-def test_auto_takes_bf16_only_on_a_cpu_that_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_takes_bf16_where_the_cpu_has_it_and_int8_on_another_x86_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(precision, "x86_int8", lambda: True)
     monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
+    assert precision.resolve("auto") == "int8"
+    monkeypatch.setattr(precision, "x86_int8", lambda: False)  # an ARM CPU: no x86 backend
     assert precision.resolve("auto") == "fp32"
     monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
     assert precision.resolve("auto") == "bf16"
+    monkeypatch.setattr(precision, "x86_int8", lambda: True)
+    assert precision.resolve("auto") == "bf16"  # where both run, bf16 flips fewer decisions
     assert precision.resolve("auto", "cuda") == "fp32"  # a GPU keeps the format it was measured in
     assert precision.resolve("fp32") == "fp32" and precision.resolve("bf16") == "bf16"
     with pytest.raises(ValueError, match="choose one of auto, fp32, bf16"):
@@ -82,7 +87,7 @@ def test_int8_without_faces_to_calibrate_on_serves_what_auto_gives(
     fit_gallery(trained)
     monkeypatch.setattr(trained.gallery, "thumbnails", {})  # as a gallery exported before thumbnails
     fallback = FaceClassifier(trained, precision="int8")
-    assert fallback.precision == precision.auto_precision() != "int8"
+    assert fallback.precision == precision.float_precision() != "int8"
     assert "keeps no faces to calibrate int8 on" in caplog.text
     assert fallback.classify(jpeg(scene(1))).faces
 
@@ -120,3 +125,24 @@ def test_the_cpus_own_word_on_vnni_agrees_with_its_flags() -> None:
     if not cpuinfo.exists():
         pytest.skip("no /proc/cpuinfo on this system to compare with")
     assert cpu_has_vnni() == ("avx512_vnni" in set(cpuinfo.read_text().split()))
+
+
+def test_int8_calibrates_on_every_class_and_a_class_with_few_faces_leaves_its_share_to_the_others() -> None:
+    import io
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from model.int8 import calibration_chips
+
+    def thumbnail(shade: int) -> bytes:
+        out = io.BytesIO()
+        Image.new("RGB", (80, 80), (shade, shade, shade)).save(out, "JPEG", quality=95)
+        return out.getvalue()
+
+    gallery = SimpleNamespace(thumbnails={"Eileen": [thumbnail(40)] * 3 + [b""], "Twin": [thumbnail(200)] * 40})
+    chips = calibration_chips(gallery, limit=12)
+    assert len(chips) == 12 and all(c.shape == (150, 150, 3) for c in chips)
+    shades = sorted(int(c.mean() > 120) for c in chips)
+    assert shades == [0] * 3 + [1] * 9  # all three of Eileen's, and Twin the rest
+    assert calibration_chips(SimpleNamespace(thumbnails={})) == []
