@@ -5,7 +5,7 @@ compute faster. `auto`, by what the CPU itself reports (bench/results.md, "Encod
 
 - bf16 where the CPU computes it natively (AVX512_BF16 or AMX): about twice fp32's speed, descriptors within
   about 1% of fp32's. Emulated bf16 on an older CPU is four times slower than fp32, so nowhere else.
-- int8 (`model/int8.py`, PyTorch's x86 backend) on other x86 CPUs: 1.4 to 1.7 times fp32's speed, descriptors
+- int8 (`model/int8.py`, PyTorch's x86 backend) on other x86 CPUs: 1.1 to 1.7 times fp32's speed, descriptors
   within about 3.3% of fp32's, and the open-set table within its bound of fp32's. Where the CPU has bf16,
   int8 is faster still but flips two to five times as many decisions as bf16 does, so bf16 is kept there.
 - fp32 elsewhere: a GPU, or a torch without the x86 backend (an ARM CPU).

@@ -131,7 +131,7 @@ class FaceClassifier:
             return quantized_encoder(fused, chips)
         self.precision = float_precision(self.device)
         log.warning(
-            "ENCODER_PRECISION=int8: this learner's gallery keeps no faces to calibrate int8 on; serving %s",
+            "this learner's gallery keeps no faces to calibrate int8 on (an older export): the encoder serves %s",
             self.precision,
         )
         return fused
