@@ -154,8 +154,10 @@ def test_a_users_reviewed_face_is_measured_against_but_never_shown(chip_folder: 
     items = [Path(p) for p in [*dls.train_ds.items, *dls.valid_ds.items] if Path(p).parent.name == "Eileen"]
     assert len(gallery.references["Eileen"]) == len(items) == 21
     assert [t is None for t in gallery.thumbnails["Eileen"]] == [p.name.startswith("review-") for p in items]
-    said = explain_chip_jpeg(FaceClassifier(learn), jpeg(probe, 95))
-    refs = gallery.reference_distances(FaceClassifier(learn).describe([np.asarray(probe)])[1], "Eileen")[0]
+    # In fp32, as the gallery's references are: int8's drift (about 0.03) is the size of the margin measured here.
+    classifier = FaceClassifier(learn, precision="fp32")
+    said = explain_chip_jpeg(classifier, jpeg(probe, 95))
+    refs = gallery.reference_distances(classifier.describe([np.asarray(probe)])[1], "Eileen")[0]
     assert refs.min() < 0.05  # its own review face lies right there, and counts in the distance...
     assert min(said.nearest["Eileen"]) > refs.min() + 0.01  # ...but is not among the faces shown
 
