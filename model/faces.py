@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -257,15 +258,10 @@ class FaceFinder:
         return Face(box, chip, float(score), quality, measures, reason)
 
 
-_decoding: ThreadPoolExecutor | None = None
-
-
+@functools.cache
 def _decoder() -> ThreadPoolExecutor:
     """This process's one thread that decodes photos' working pixels while the detector runs."""
-    global _decoding
-    if _decoding is None:
-        _decoding = ThreadPoolExecutor(1, thread_name_prefix="decode-ahead")
-    return _decoding
+    return ThreadPoolExecutor(1, thread_name_prefix="decode-ahead")
 
 
 def _scaled(rect: dlib.rectangle, by: float) -> dlib.rectangle:
