@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from bot.settings import SettingsError, load_settings
 from model import precision
+from model.decode import decode_image
 from model.serving import FaceClassifier
 from testkit.imagery import jpeg, scene
 
@@ -146,3 +149,33 @@ def test_int8_calibrates_on_every_class_and_a_class_with_few_faces_leaves_its_sh
     shades = sorted(int(c.mean() > 120) for c in chips)
     assert shades == [0] * 3 + [1] * 9  # all three of Eileen's, and Twin the rest
     assert calibration_chips(SimpleNamespace(thumbnails={})) == []
+
+
+@pytest.mark.parametrize("fmt", ["fp32", "bf16", "int8"])
+def test_a_lone_photos_mirrors_encoded_beside_its_chips_give_the_descriptors_of_one_batch(
+    exported: Path, finder, monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    """The answer to a photo of one or two faces does not depend on which core encoded its mirror images."""
+    from model import serving
+
+    classifier = FaceClassifier.load(exported, precision=fmt)
+    encoded_on: list[str] = []
+    classifier._stages[0][1].register_forward_hook(lambda *_: encoded_on.append(threading.current_thread().name))
+    # The bot's set-up (TORCH_THREADS=1) with a second core, as CI's machine has.
+    monkeypatch.setattr(serving, "_cores", lambda: 2)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    chips = [face.chip for face in finder.find(decode_image(jpeg(scene(3, twins=(False, True, False))))).faces]
+    for n in (1, 2):
+        encoded_on.clear()
+        apart = classifier.describe(chips[:n])
+        assert sorted(name.startswith("mirrors") for name in encoded_on) == [False, True], encoded_on
+        with monkeypatch.context() as whole:
+            whole.setattr(serving, "MIRRORS_APART_UP_TO", 0)
+            encoded_on.clear()
+            together = classifier.describe(chips[:n])
+            assert len(encoded_on) == 1 and not encoded_on[0].startswith("mirrors")
+        np.testing.assert_allclose(apart[1], together[1], atol=2e-3 if fmt == "bf16" else 1e-5)
+        np.testing.assert_allclose(apart[0], together[0], atol=1e-4)
+    encoded_on.clear()
+    classifier.describe(chips)  # three faces: a batch, as in a burst
+    assert len(encoded_on) == 1, encoded_on
