@@ -48,11 +48,12 @@ log = logging.getLogger(__name__)
 # and the first photos of a burst are answered without waiting for the last ones' faces.
 IN_PROCESS_RUN = 4
 
-# A photo alone (this many faces or fewer) has its chips and their mirror images encoded on two cores at once,
-# the mirrors on a thread of their own: while the network runs on it, the face-finding processes are idle, and
-# one torch thread leaves the other core unused (measured here, int8: 11.6 ms for chip and mirror in one
-# batch, 7.9 ms apart). A larger batch stays whole, as batching pays more than a second core in a burst.
-MIRRORS_APART_UP_TO = 2
+# A photo of one face, alone, has its chip and its mirror image encoded on two cores at once, the mirror on a
+# thread of its own: while the network runs on it, the face-finding processes are idle, and one torch thread
+# leaves the other core unused (measured here, int8: 11.6 ms for chip and mirror in one batch, 7.9 ms apart).
+# Not more: a run of two photos is what a replica's one face-finding process hands over in a burst, while it
+# finds the next run's faces, and a second thread there would take that process's core.
+MIRRORS_APART_UP_TO = 1
 
 
 @functools.cache
