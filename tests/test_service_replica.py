@@ -117,3 +117,13 @@ def test_why_over_http_gives_the_evidence_in_process_gives_with_the_frontends_li
     assert too_large.answer.error_kind == "FileTooLarge" and too_large.evidence == []
     with pytest.raises(Busy):  # nothing listens there any more
         asyncio.run(ask(service.url))
+
+
+def test_a_replica_takes_in_every_photo_four_frontends_hold_so_none_waits_in_rays_proxy() -> None:
+    """Photos past a replica's `max_ongoing_requests` wait in Ray Serve's proxy, which hands them over one by one
+    after backing off (a burst then crawled at 4 photos/s, and photos ran into the frontend's timeout)."""
+    from bot.settings import Settings
+    from model.replica import Classifier
+
+    assert Classifier.max_ongoing_requests >= 4 * Settings().queue_size
+    assert Classifier.max_queued_requests == -1  # and none is refused while frontends keep to their queues
