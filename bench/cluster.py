@@ -201,12 +201,27 @@ def main(argv: list[str] | None = None) -> int:
         f"- frontend: loads {', '.join(front['loaded']) or 'none of torch, fastai, dlib'}; {front['rss_mb']:.0f} MiB "
         f"(target < 200); ready after {front['ready_s']:.1f} s (target < 2): "
         f"{'met' if not front['loaded'] and front['rss_mb'] < 200 and front['ready_s'] < 2 else 'not met'}",
+        *_cores_note(),
     ]
     table = "\n".join(lines)
     print(table)
     if args.write:
         _write(table)
     return 0
+
+
+def _cores_note() -> list[str]:
+    """Why two replicas cannot add much on a machine whose cores one replica already keeps busy."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if cores >= 4:  # two processes per replica (the replica, its face-finding process), each with a core
+        return []
+    return [
+        "",
+        f"Read with care: this machine has {cores} cores. One replica is two busy processes (the replica running "
+        "the network, its face-finding process) and keeps them both in use, beside Ray's proxy; a second replica "
+        "here shares the same cores. The replicas' ratio shows how they scale only where each has cores of its "
+        "own (a machine with 4 cores, or one replica per machine).",
+    ]
 
 
 def _write(table: str) -> None:
