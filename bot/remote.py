@@ -31,7 +31,7 @@ from model.evidence import Explained, FaceEvidence
 
 from .worker import Busy, Result, boxed_jpeg
 
-__all__ = ["RemoteClassifier", "ServiceModel"]
+__all__ = ["KEEPALIVE_CONNECTIONS", "RemoteClassifier", "ServiceModel"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,10 @@ _RETRY_STATUSES = {429, 502, 503, 504}
 # died under the photo (killed, or the photo itself took it down). Sent again, but only this many times,
 # so that a photo that takes replicas down cannot take them all.
 _REPLICA_DIED_RETRIES = 2
+# Connections to the service kept open between photos. A burst opens up to `max_in_flight`; kept, each one costs
+# every later request a check (measured: a lone photo after a burst of 200 took 95 ms instead of 78 until they
+# expired 5 s later). Sixteen is four of the service's batches, more than a frontend's steady flow needs.
+KEEPALIVE_CONNECTIONS = 16
 
 
 @dataclass
@@ -76,7 +80,10 @@ class RemoteClassifier:
         self.annotate_from = annotate_from
         self.limits = limits  # the photos' size cap, for drawing their boxes here
         self.classifier = ServiceModel()  # read by the app as it reads an in-process classifier
-        self._client = httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(max_connections=max_in_flight))
+        self._client = httpx.AsyncClient(
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=KEEPALIVE_CONNECTIONS),
+        )
         self._slots = asyncio.Semaphore(max_in_flight)
         self._waiting = 0
         self.queue_size = queue_size

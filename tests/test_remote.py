@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from bot.core import ChatCore, RateLimiter, Request
-from bot.remote import RemoteClassifier
+from bot.remote import KEEPALIVE_CONNECTIONS, RemoteClassifier
 from bot.worker import Busy
 from model.answers import PhotoAnswer
 from testkit.imagery import jpeg, scene
@@ -85,6 +85,32 @@ def test_past_queue_size_a_photo_is_busy_at_once_and_those_held_are_answered() -
             service.release()
             assert all(r.answer.faces[0].label == "Eileen" for r in await asyncio.gather(*held))
             assert worker.waiting() == 0 and len(service.requests) == 2
+        finally:
+            await worker.aclose()
+
+    with FakeService(["hold"]) as service:
+        asyncio.run(burst(service))
+
+
+def _established_to(port: int) -> int:
+    """TCP connections of this machine in state ESTABLISHED whose far end is 127.0.0.1:`port`."""
+    far = f"0100007F:{port:04X}"
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for row in rows if row.split()[2] == far and row.split()[3] == "01")
+
+
+def test_after_a_burst_the_frontend_keeps_few_connections_open_and_answers_the_next_photo() -> None:
+    async def burst(service: FakeService) -> None:
+        worker = RemoteClassifier(service.url, max_in_flight=64, queue_size=64)
+        try:
+            held = [asyncio.create_task(worker.classify(jpeg(scene(1)))) for _ in range(64)]
+            while service.held < 64:  # all 64 at the service at once: the burst is not held back here
+                await asyncio.sleep(0.02)
+            assert _established_to(service.port) == 64
+            service.release()
+            assert all(r.answer.faces[0].label == "Eileen" for r in await asyncio.gather(*held))
+            assert _established_to(service.port) <= KEEPALIVE_CONNECTIONS
+            assert (await worker.classify(jpeg(scene(1)))).answer.faces[0].label == "Eileen"
         finally:
             await worker.aclose()
 
