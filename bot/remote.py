@@ -43,7 +43,8 @@ _RETRY_STATUSES = {429, 502, 503, 504}
 _REPLICA_DIED_RETRIES = 2
 # Connections to the service kept open between photos. A burst opens up to `max_in_flight`; kept, each one costs
 # every later request a check (measured: a lone photo after a burst of 200 took 95 ms instead of 78 until they
-# expired 5 s later). Sixteen is four of the service's batches, more than a frontend's steady flow needs.
+# expired 5 s later). Sixteen is one full batch of a replica (`@serve.batch` takes up to 16), more than a
+# frontend's steady flow needs.
 KEEPALIVE_CONNECTIONS = 16
 
 

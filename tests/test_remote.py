@@ -95,8 +95,8 @@ def test_past_queue_size_a_photo_is_busy_at_once_and_those_held_are_answered() -
 def _established_to(port: int) -> int:
     """TCP connections of this machine in state ESTABLISHED whose far end is 127.0.0.1:`port`."""
     far = f"0100007F:{port:04X}"
-    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
-    return sum(1 for row in rows if row.split()[2] == far and row.split()[3] == "01")
+    rows = [row.split() for row in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+    return sum(1 for row in rows if row[2] == far and row[3] == "01")
 
 
 def test_after_a_burst_the_frontend_keeps_few_connections_open_and_answers_the_next_photo() -> None:
